@@ -1,0 +1,293 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * data.c - sending and receiving: stream mode, message mode, zero-copy.
+ *
+ * A send copies the caller's bytes into one buffer and pushes it on the tx
+ * queue as one entry (so it is never interleaved with another call's), then
+ * kicks the IO task. The kick is coalesced by the connection's pending flag
+ * (core/notify.h): while the IO thread has not yet looked at the connection,
+ * further sends cost one relaxed load, no syscall.
+ *
+ * A receive pops one entry; a stream receive that takes only part of it puts
+ * the rest back (unpop) for the next call.
+ *
+ * Message buffers have the layout of core/frame.h: data[0..4) the header,
+ * data[4..4+len) the payload, tag = len. A zero-copy message pointer is
+ * data + 4.
+ */
+#include <stddef.h>
+#include <string.h>
+#include <sys/eventfd.h>
+
+#include "iotask.h"
+
+#define MSG_OFF TLSQ__FRAME_HDR
+
+static tlsq__buf *msg_buf(const void *msg)
+{
+	return (tlsq__buf *)((unsigned char *)msg - MSG_OFF - offsetof(tlsq__buf, data));
+}
+
+static int conn_usable(struct tlsq_conn *c, tlsq_mode mode)
+{
+	if (!c || atomic_load_explicit(&c->handle_freed, memory_order_relaxed))
+		return TLSQ_EINVAL;
+	if (c->mode != mode)
+		return TLSQ_EINVAL;
+	return 0;
+}
+
+/* Pushes b on the tx queue; on failure the caller keeps b. */
+static int tx_push(struct tlsq_conn *c, tlsq__buf *b, int timeout_ms)
+{
+	int was_empty = 0;
+	tlsq__conn_ref(c);
+	int rc = tlsq__txq_push_mpsc(&c->txq, b, 0, timeout_ms, &was_empty);
+	/* A flush that starts after this push sees reserved bytes != 0 until
+	 * the IO task has handed them to TLS (tlsq_flush). */
+	if (rc == TLSQ_OK)
+		tlsq__conn_kick(c);
+	if (rc < 0 && rc != TLSQ_EAGAIN && rc != TLSQ_ETIMEDOUT) {
+		int err = atomic_load_explicit(&c->error, memory_order_acquire);
+		if (err)
+			rc = err;
+	}
+	tlsq__conn_unref(c);
+	return rc;
+}
+
+/* Keeps the pollfd level-triggered: empty queue -> not readable. */
+static void pollfd_after_pop(struct tlsq_conn *c)
+{
+	int fd = atomic_load_explicit(&c->pollfd, memory_order_acquire);
+	if (fd < 0 || tlsq__rxq_ready(&c->rxq))
+		return;
+	eventfd_t v;
+	eventfd_read(fd, &v);
+	/* A push may have landed between the check and the read. */
+	if (tlsq__rxq_ready(&c->rxq))
+		eventfd_write(fd, 1);
+}
+
+/* Pops one entry. Returns 0 with *b set, 0 with *b NULL at a clean end, or
+ * an error. */
+static int rx_pop(struct tlsq_conn *c, tlsq__buf **b, int timeout_ms)
+{
+	int unpark = 0;
+	*b = NULL;
+	int rc = tlsq__rxq_pop_mc(&c->rxq, b, timeout_ms, &unpark);
+	if (unpark)
+		tlsq__conn_request(c, TLSQ__REQ_RX_ROOM);
+	return rc;
+}
+
+/* see tlsq.h */
+ssize_t tlsq_send(tlsq_conn *c, const void *buf, size_t len, int timeout_ms)
+{
+	int rc = conn_usable(c, TLSQ_MODE_STREAM);
+	if (rc)
+		return rc;
+	if ((!buf && len) || len > (size_t)SSIZE_MAX || len > UINT32_MAX - 64)
+		return TLSQ_EINVAL;
+	if (len == 0)
+		return 0;
+	tlsq__buf *b = tlsq__buf_alloc(len);
+	if (!b)
+		return TLSQ_ENOMEM;
+	memcpy(b->data, buf, len);
+	b->wr = (uint32_t)len;
+	rc = tx_push(c, b, timeout_ms);
+	if (rc != TLSQ_OK) {
+		tlsq__buf_free(b);
+		return rc;
+	}
+	return (ssize_t)len;
+}
+
+/* see tlsq.h */
+ssize_t tlsq_recv(tlsq_conn *c, void *buf, size_t cap, int timeout_ms)
+{
+	int rc = conn_usable(c, TLSQ_MODE_STREAM);
+	if (rc)
+		return rc;
+	if (!buf || cap == 0)
+		return TLSQ_EINVAL;
+	tlsq__buf *b;
+	tlsq__conn_ref(c);
+	rc = rx_pop(c, &b, timeout_ms);
+	if (rc != TLSQ_OK || b == NULL) {
+		tlsq__conn_unref(c);
+		return rc; /* 0 here is the clean end */
+	}
+	size_t n = tlsq__buf_len(b);
+	if (n > cap)
+		n = cap;
+	memcpy(buf, b->data + b->rd, n);
+	b->rd += (uint32_t)n;
+	if (tlsq__buf_len(b) > 0)
+		tlsq__rxq_unpop_mc(&c->rxq, b);
+	else
+		tlsq__buf_free(b);
+	pollfd_after_pop(c);
+	tlsq__conn_unref(c);
+	return (ssize_t)n;
+}
+
+/* see tlsq.h */
+void *tlsq_msg_alloc(size_t len)
+{
+	if (len > TLSQ__FRAME_MAX)
+		return NULL;
+	tlsq__buf *b = tlsq__buf_alloc(len + MSG_OFF);
+	if (!b)
+		return NULL;
+	tlsq__frame_hdr_put(b->data, (uint32_t)len);
+	b->rd = 0;
+	b->wr = (uint32_t)(len + MSG_OFF);
+	b->tag = len;
+	return b->data + MSG_OFF;
+}
+
+/* see tlsq.h */
+size_t tlsq_msg_len(const void *msg)
+{
+	return msg ? (size_t)msg_buf(msg)->tag : 0;
+}
+
+/* see tlsq.h */
+void tlsq_msg_free(void *msg)
+{
+	if (msg)
+		tlsq__buf_free(msg_buf(msg));
+}
+
+/* see tlsq.h */
+int tlsq_msg_send(tlsq_conn *c, void *msg, int timeout_ms)
+{
+	int rc = conn_usable(c, TLSQ_MODE_MESSAGE);
+	if (rc)
+		return rc;
+	if (!msg)
+		return TLSQ_EINVAL;
+	tlsq__buf *b = msg_buf(msg);
+	if (b->tag > c->engine->cfg.max_message)
+		return TLSQ_EMSGSIZE;
+	/* The caller may have reused a received buffer: reset the frame. */
+	tlsq__frame_hdr_put(b->data, (uint32_t)b->tag);
+	b->rd = 0;
+	b->wr = (uint32_t)(b->tag + MSG_OFF);
+	return tx_push(c, b, timeout_ms);
+}
+
+/* see tlsq.h */
+int tlsq_send_msg(tlsq_conn *c, const void *buf, size_t len, int timeout_ms)
+{
+	int rc = conn_usable(c, TLSQ_MODE_MESSAGE);
+	if (rc)
+		return rc;
+	if (!buf && len)
+		return TLSQ_EINVAL;
+	if (len > c->engine->cfg.max_message)
+		return TLSQ_EMSGSIZE;
+	void *m = tlsq_msg_alloc(len);
+	if (!m)
+		return TLSQ_ENOMEM;
+	if (len)
+		memcpy(m, buf, len);
+	rc = tlsq_msg_send(c, m, timeout_ms);
+	if (rc != TLSQ_OK)
+		tlsq_msg_free(m);
+	return rc;
+}
+
+/* see tlsq.h */
+ssize_t tlsq_msg_recv(tlsq_conn *c, void **msg, int timeout_ms)
+{
+	if (msg)
+		*msg = NULL;
+	int rc = conn_usable(c, TLSQ_MODE_MESSAGE);
+	if (rc)
+		return rc;
+	if (!msg)
+		return TLSQ_EINVAL;
+	tlsq__buf *b;
+	tlsq__conn_ref(c);
+	rc = rx_pop(c, &b, timeout_ms);
+	if (rc == TLSQ_OK && b == NULL)
+		rc = TLSQ_ECLOSED; /* message mode: the end is ECLOSED, not 0 */
+	if (rc != TLSQ_OK) {
+		tlsq__conn_unref(c);
+		return rc;
+	}
+	pollfd_after_pop(c);
+	tlsq__conn_unref(c);
+	*msg = b->data + MSG_OFF;
+	return (ssize_t)b->tag;
+}
+
+/* see tlsq.h */
+ssize_t tlsq_recv_msg(tlsq_conn *c, void *buf, size_t cap, int timeout_ms)
+{
+	int rc = conn_usable(c, TLSQ_MODE_MESSAGE);
+	if (rc)
+		return rc;
+	if (!buf && cap)
+		return TLSQ_EINVAL;
+	tlsq__buf *b;
+	tlsq__conn_ref(c);
+	rc = rx_pop(c, &b, timeout_ms);
+	if (rc == TLSQ_OK && b == NULL)
+		rc = TLSQ_ECLOSED;
+	if (rc != TLSQ_OK) {
+		tlsq__conn_unref(c);
+		return rc;
+	}
+	size_t len = (size_t)b->tag;
+	if (len > cap) {
+		tlsq__rxq_unpop_mc(&c->rxq, b); /* stays queued for a larger buffer */
+		tlsq__conn_unref(c);
+		return TLSQ_EMSGSIZE;
+	}
+	if (len)
+		memcpy(buf, b->data + MSG_OFF, len);
+	tlsq__buf_free(b);
+	pollfd_after_pop(c);
+	tlsq__conn_unref(c);
+	return (ssize_t)len;
+}
+
+/* see tlsq.h */
+int tlsq_flush(tlsq_conn *c, int timeout_ms)
+{
+	if (!c || atomic_load(&c->handle_freed))
+		return TLSQ_EINVAL;
+	struct timespec dl;
+	int has_dl = tlsq__timeout_deadline(timeout_ms, &dl);
+	tlsq__conn_ref(c);
+	int rc;
+	for (;;) {
+		uint32_t seen = tlsq__ec_value(&c->state_ec);
+		int err = atomic_load_explicit(&c->error, memory_order_acquire);
+		/* acquire on bytes: pairs with the IO task's release of credits,
+		 * which comes after its send callback cleared tx_idle. */
+		if (tlsq__queue_bytes(&c->txq) == 0 &&
+		    atomic_load_explicit(&c->tx_idle, memory_order_acquire)) {
+			rc = TLSQ_OK;
+			break;
+		}
+		if (err) {
+			rc = err;
+			break;
+		}
+		if (has_dl < 0) {
+			rc = TLSQ_EAGAIN;
+			break;
+		}
+		if (tlsq__ec_wait(&c->state_ec, seen, has_dl ? &dl : NULL) < 0) {
+			rc = TLSQ_ETIMEDOUT;
+			break;
+		}
+	}
+	tlsq__conn_unref(c);
+	return rc;
+}

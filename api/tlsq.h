@@ -1,0 +1,514 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * tlsq.h - a TLS messaging transport in which application threads never
+ * touch TLS.
+ *
+ * This header is the whole public API and its manual.
+ *
+ * MODEL
+ *
+ *   Each connection has one IO task, a state machine that runs on one of the
+ *   engine's IO threads (libevent loops) for the connection's whole life. Only
+ *   the IO task calls the TLS library and the socket: it handshakes, encrypts,
+ *   decrypts, sends control records (alerts, KeyUpdate replies, tickets,
+ *   close_notify) and wakes the threads it unblocked.
+ *
+ *   Application threads only put plaintext into the connection's transmit
+ *   queue and take decrypted data out of its receive queue. Both queues are
+ *   lock-free and bounded in BYTES (tx_budget, rx_budget); a call that finds
+ *   its queue full (send) or empty (recv) waits up to its timeout.
+ *
+ * TIMEOUTS
+ *
+ *   Every blocking call takes `timeout_ms`: 0 = never block (TLSQ_EAGAIN when
+ *   it would), -1 = wait forever, N > 0 = wait at most N milliseconds
+ *   (TLSQ_ETIMEDOUT when it runs out).
+ *
+ * THREADS
+ *
+ *   Every function may be called from any thread, concurrently with any other
+ *   function on the same object, unless its comment says otherwise. In
+ *   particular any number of threads may send and receive on one connection
+ *   at once, and tlsq_close()/tlsq_abort() may be called while other threads
+ *   are blocked in send or recv: they return TLSQ_ECLOSED.
+ *
+ * LIFETIME
+ *
+ *   Objects returned by tlsq_*_new / tlsq_connect / tlsq_accept / tlsq_listen
+ *   are released with the matching *_free. A free must be the last call the
+ *   application makes with that handle; calls already blocked in other
+ *   threads are woken (TLSQ_ECLOSED) and the memory goes when the last of
+ *   them returns. Using a handle after its *_free is undefined behaviour, as
+ *   with free(3). Everything else (double close, calls after close, NULL
+ *   handles, sizes that overflow) returns TLSQ_EINVAL or TLSQ_ECLOSED.
+ *
+ * ERRORS
+ *
+ *   Functions return TLSQ_OK (0) or a non-negative count on success and a
+ *   negative tlsq_err on failure. The first fatal error of a connection is
+ *   sticky: every later call on it reports it, and tlsq_conn_error() gives a
+ *   one-line reason a person understands. For calls that fail before a
+ *   connection exists (configuration, connect, listen), tlsq_last_error()
+ *   gives the reason for the calling thread's last failure.
+ */
+#ifndef TLSQ_H
+#define TLSQ_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h> /* ssize_t */
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TLSQ_VERSION_MAJOR 0
+#define TLSQ_VERSION_MINOR 1
+#define TLSQ_VERSION_PATCH 0
+#define TLSQ_VERSION_STRING "0.1.0"
+/* One number that grows with each release: 0xMMmmpp. */
+#define TLSQ_VERSION_NUMBER                                                    \
+	((TLSQ_VERSION_MAJOR << 16) | (TLSQ_VERSION_MINOR << 8) | TLSQ_VERSION_PATCH)
+
+#if defined(TLSQ_STATIC)
+#define TLSQ_API
+#elif defined(TLSQ_BUILDING)
+#define TLSQ_API __attribute__((visibility("default")))
+#else
+#define TLSQ_API
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Errors                                                                    */
+/* ------------------------------------------------------------------------ */
+
+typedef enum tlsq_err {
+	TLSQ_OK = 0,
+	TLSQ_EAGAIN = -1,       /* would block and timeout_ms was 0: not a failure */
+	TLSQ_ETIMEDOUT = -2,    /* timeout_ms ran out, or a connection deadline passed */
+	TLSQ_ECLOSED = -3,      /* the object was closed (locally, or the peer finished) */
+	TLSQ_ETRUNCATED = -4,   /* peer ended the TCP stream without close_notify */
+	TLSQ_ECONNRESET = -5,   /* peer reset the connection */
+	TLSQ_EMSGSIZE = -6,     /* message larger than the maximum, or than the buffer */
+	TLSQ_ETLS = -7,         /* TLS protocol failure or alert */
+	TLSQ_ECERT = -8,        /* certificate verification failed */
+	TLSQ_ENOMEM = -9,       /* out of memory */
+	TLSQ_EINVAL = -10,      /* invalid argument, configuration or state */
+	TLSQ_ECONNREFUSED = -11,/* TCP connection refused */
+	TLSQ_EADDR = -12,       /* address could not be parsed, resolved or bound */
+	TLSQ_EIO = -13,         /* other socket or system error */
+	TLSQ_EPROTO = -14,      /* peer broke tlsq's message framing */
+} tlsq_err;
+
+/* A static English description of an error code ("timed out"). Never NULL. */
+TLSQ_API const char *tlsq_strerror(int err);
+
+/*
+ * The reason for the calling thread's last failed call that has no
+ * connection to keep it (configuration, tlsq_connect, tlsq_listen, ...).
+ * Thread-local; valid until the thread's next tlsq call. Never NULL.
+ */
+TLSQ_API const char *tlsq_last_error(void);
+
+/* ------------------------------------------------------------------------ */
+/* Versions                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* tlsq's version string at run time, e.g. "0.1.0". */
+TLSQ_API const char *tlsq_version(void);
+/* The crypto library, e.g. "wolfSSL 5.5.4 (Debian 5.5.4-2+deb12u3)". */
+TLSQ_API const char *tlsq_crypto_version(void);
+/* 1 if AES runs on AES-NI instructions on this CPU, 0 if not. */
+TLSQ_API int tlsq_crypto_aesni(void);
+
+/* ------------------------------------------------------------------------ */
+/* Engine                                                                    */
+/* ------------------------------------------------------------------------ */
+
+typedef struct tlsq_engine tlsq_engine;
+
+/*
+ * Engine configuration. Fill it with tlsq_engine_config_init(), then change
+ * what you need. Budgets are per connection.
+ */
+typedef struct tlsq_engine_config {
+	int io_threads;            /* IO threads; 0 = one per CPU (default) */
+	size_t tx_budget;          /* plaintext bytes queued for sending; default 1 MiB */
+	size_t rx_budget;          /* decrypted bytes waiting for recv; default 1 MiB */
+	size_t cipher_buffer;      /* ciphertext buffer: high-water mark of the
+	                              outgoing buffer and the most read from or
+	                              written to the socket in one call. Any value
+	                              from 1 works (1 is slow). Default 64 KiB */
+	size_t control_reserve;    /* extra ciphertext room kept for control records
+	                              (KeyUpdate replies, alerts, close_notify) on
+	                              top of cipher_buffer; default 16 KiB */
+	size_t max_message;        /* largest message in message mode; default 16 MiB */
+	int connect_timeout_ms;    /* TCP connect deadline when the call gives -1; default 30000 */
+	int handshake_timeout_ms;  /* TLS handshake deadline; default 10000; -1 = none */
+	int idle_timeout_ms;       /* close after this long with no bytes either way; 0 = never (default) */
+	int close_linger_ms;       /* how long a background close (free without close)
+	                              waits for the peer's close_notify; default 2000 */
+	int keepalive_s;           /* TCP keepalive idle seconds; 0 = off; default 60 */
+	uint64_t key_update_bytes; /* TLS 1.3: send a KeyUpdate after this many bytes
+	                              sent; 0 = never (default) */
+	int key_update_interval_ms;/* TLS 1.3: send a KeyUpdate this often; 0 = never (default) */
+	unsigned max_key_updates_per_s; /* peer KeyUpdates tolerated per second before
+	                                   the connection fails; default 100 */
+	int accept_backlog;        /* handshaken connections waiting in tlsq_accept; default 1024 */
+	const char *status_addr;   /* "HOST:PORT" for the HTTP status endpoint; NULL = off
+	                              (default). "PORT" alone binds 127.0.0.1. */
+	const char *status_token;  /* if set, the status endpoint requires
+	                              "Authorization: Bearer <token>" */
+	int status_max_conns;      /* status endpoint connection cap; default 256 */
+	int status_request_timeout_ms; /* absolute deadline of one HTTP request; default 5000 */
+} tlsq_engine_config;
+
+/* Fills `cfg` with the defaults above. */
+TLSQ_API void tlsq_engine_config_init(tlsq_engine_config *cfg);
+
+/*
+ * Starts the IO threads (and the status endpoint if cfg->status_addr is
+ * set). `cfg` may be NULL for the defaults; it is copied. Returns TLSQ_OK,
+ * TLSQ_EINVAL (bad configuration, see tlsq_last_error), TLSQ_EADDR (status
+ * address), TLSQ_ENOMEM or TLSQ_EIO.
+ */
+TLSQ_API int tlsq_engine_new(const tlsq_engine_config *cfg, tlsq_engine **out);
+
+/*
+ * Closes every listener and connection (abortively: call tlsq_close first
+ * for a graceful end), stops the status endpoint and joins the IO threads.
+ * Connections, listeners and TLS objects of this engine must not be used
+ * afterwards except to free them. NULL is ignored. Must not be called from
+ * an IO thread (that is, not from inside a tlsq callback; there are none).
+ */
+TLSQ_API void tlsq_engine_free(tlsq_engine *e);
+
+/* The TCP port the status endpoint listens on (useful with port 0), or
+ * TLSQ_EINVAL if it is off. */
+TLSQ_API int tlsq_engine_status_port(const tlsq_engine *e);
+
+/* ------------------------------------------------------------------------ */
+/* TLS profiles                                                              */
+/* ------------------------------------------------------------------------ */
+
+typedef enum tlsq_role { TLSQ_CLIENT = 0, TLSQ_SERVER = 1 } tlsq_role;
+
+typedef enum tlsq_mode {
+	TLSQ_MODE_STREAM = 0,  /* a byte stream: interoperates with any TLS peer */
+	TLSQ_MODE_MESSAGE = 1, /* length-prefixed messages: tlsq to tlsq */
+} tlsq_mode;
+
+typedef enum tlsq_verify {
+	TLSQ_VERIFY_DEFAULT = 0, /* clients: PEER; servers: NONE */
+	TLSQ_VERIFY_NONE = 1,    /* no certificate check (clients: insecure!) */
+	TLSQ_VERIFY_PEER = 2,    /* verify a certificate if the peer sends one;
+	                            clients also check the host name */
+	TLSQ_VERIFY_REQUIRE = 3, /* servers: require a valid client certificate (mTLS) */
+} tlsq_verify;
+
+#define TLSQ_TLS1_2 0x0303
+#define TLSQ_TLS1_3 0x0304
+
+/*
+ * A TLS profile: everything a connection needs to know before its first
+ * byte: role, certificates, verification, versions, ciphers, ALPN and the
+ * framing mode. Fill with tlsq_tls_config_init(), then set what you need.
+ * All strings are copied by tlsq_tls_new().
+ */
+typedef struct tlsq_tls_config {
+	tlsq_role role;
+	tlsq_mode mode;            /* default TLSQ_MODE_STREAM */
+	const char *cert_file;     /* PEM certificate (chain) file */
+	const char *key_file;      /* PEM private key file */
+	const char *cert_pem;      /* or: the PEM certificate in memory */
+	const char *key_pem;       /* or: the PEM key in memory */
+	int self_signed;           /* 1: generate an in-memory self-signed ECDSA
+	                              P-256 certificate for "localhost" and
+	                              127.0.0.1 (demos and tests) */
+	const char *ca_file;       /* PEM file of trusted CAs */
+	const char *ca_dir;        /* directory of trusted CAs (hashed names) */
+	const char *ca_pem;        /* trusted CAs in memory (PEM) */
+	tlsq_verify verify;        /* default TLSQ_VERIFY_DEFAULT */
+	const char *server_name;   /* clients: SNI and the name the certificate
+	                              must match; NULL = the host of the address */
+	const char *alpn;          /* comma-separated protocols, "h2,http/1.1" */
+	int min_version;           /* TLSQ_TLS1_2 (default) or TLSQ_TLS1_3 */
+	int max_version;           /* TLSQ_TLS1_3 (default) or TLSQ_TLS1_2 */
+	const char *ciphers;       /* wolfSSL/OpenSSL-style list; NULL = AEAD only:
+	                              TLS 1.3 AES-GCM and ChaCha20, TLS 1.2
+	                              ECDHE with AES-GCM or ChaCha20 */
+	int session_resumption;    /* 1 (default): servers issue TLS 1.3 tickets,
+	                              clients reuse the last ticket per profile */
+} tlsq_tls_config;
+
+typedef struct tlsq_tls tlsq_tls;
+
+/* Fills `cfg` with defaults for `role`. */
+TLSQ_API void tlsq_tls_config_init(tlsq_tls_config *cfg, tlsq_role role);
+
+/*
+ * Builds a TLS profile (loads certificates and keys). A server needs a
+ * certificate and key (or self_signed). A client that verifies needs a CA.
+ * Returns TLSQ_OK, TLSQ_EINVAL with the reason in tlsq_last_error() (a file
+ * that cannot be read, a key that does not parse, contradictory settings),
+ * or TLSQ_ENOMEM. The profile may be shared by any number of listeners and
+ * connections, on any engine; it is reference-counted and goes when the last
+ * user does.
+ */
+TLSQ_API int tlsq_tls_new(const tlsq_tls_config *cfg, tlsq_tls **out);
+TLSQ_API void tlsq_tls_free(tlsq_tls *tls);
+
+/*
+ * Copies the profile's own certificate, in PEM, into buf (NUL-terminated).
+ * Returns its length, TLSQ_EMSGSIZE if cap is too small, TLSQ_EINVAL if the
+ * profile has no certificate. Lets a client trust a self-signed server:
+ * pass the PEM as the client's ca_pem.
+ */
+TLSQ_API ssize_t tlsq_tls_cert_pem(const tlsq_tls *tls, char *buf, size_t cap);
+
+/* ------------------------------------------------------------------------ */
+/* Listening, connecting                                                     */
+/* ------------------------------------------------------------------------ */
+
+typedef struct tlsq_listener tlsq_listener;
+typedef struct tlsq_conn tlsq_conn;
+
+/*
+ * Listens on "HOST:PORT", "[v6]:PORT" or ":PORT" (all addresses). Port 0
+ * picks a free port (see tlsq_listener_port). Connections are accepted and
+ * handshaken by the IO threads and wait for tlsq_accept. `tls` must be a
+ * server profile. Returns TLSQ_OK, TLSQ_EADDR, TLSQ_EINVAL.
+ */
+TLSQ_API int tlsq_listen(tlsq_engine *e, const char *addr, tlsq_tls *tls,
+                         tlsq_listener **out);
+
+/* The bound TCP port. */
+TLSQ_API int tlsq_listener_port(const tlsq_listener *l);
+
+/*
+ * Takes the next connection whose handshake completed. Returns TLSQ_OK,
+ * TLSQ_EAGAIN, TLSQ_ETIMEDOUT or TLSQ_ECLOSED (listener closed). Connections
+ * whose handshake failed never appear here; they are counted in the status.
+ */
+TLSQ_API int tlsq_accept(tlsq_listener *l, tlsq_conn **out, int timeout_ms);
+
+/* Stops accepting; blocked tlsq_accept calls return TLSQ_ECLOSED. Idempotent. */
+TLSQ_API void tlsq_listener_close(tlsq_listener *l);
+/* Closes and releases the listener. Connections already accepted live on. */
+TLSQ_API void tlsq_listener_free(tlsq_listener *l);
+
+/*
+ * Connects to "HOST:PORT" and completes the TLS handshake. `tls` must be a
+ * client profile. Waits up to timeout_ms for the whole (-1: the engine's
+ * connect + handshake deadlines). Returns TLSQ_OK, TLSQ_EADDR (name did not
+ * resolve), TLSQ_ECONNREFUSED, TLSQ_ETIMEDOUT, TLSQ_ECERT (with a reason such
+ * as "certificate verify failed: hostname mismatch, wanted example.org"),
+ * TLSQ_ETLS. On failure *out is NULL and tlsq_last_error() has the reason.
+ */
+TLSQ_API int tlsq_connect(tlsq_engine *e, const char *addr, tlsq_tls *tls,
+                          tlsq_conn **out, int timeout_ms);
+
+/*
+ * Non-blocking form: resolves the name (this may block on DNS), starts the
+ * connection and returns at once with a handle. Finish with
+ * tlsq_connect_wait, or just start sending: data queued before the
+ * handshake completes goes out after it.
+ */
+TLSQ_API int tlsq_connect_start(tlsq_engine *e, const char *addr, tlsq_tls *tls,
+                                tlsq_conn **out);
+/* Waits until the handshake of `c` completed (TLSQ_OK) or failed (its error). */
+TLSQ_API int tlsq_connect_wait(tlsq_conn *c, int timeout_ms);
+
+/* ------------------------------------------------------------------------ */
+/* Stream mode                                                               */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Queues `len` bytes for sending. All or nothing: returns `len` once every
+ * byte is queued, or a negative error with nothing queued. The bytes of one
+ * call are never interleaved with another call's (G1). A send larger than
+ * tx_budget waits until the queue is empty and is then admitted whole, so
+ * the queue holds at most max(tx_budget, the largest single send).
+ * Returns len, TLSQ_EAGAIN, TLSQ_ETIMEDOUT, TLSQ_ECLOSED (closed, or after
+ * tlsq_shutdown_send), or the connection's sticky error.
+ */
+TLSQ_API ssize_t tlsq_send(tlsq_conn *c, const void *buf, size_t len, int timeout_ms);
+
+/*
+ * Receives up to `cap` bytes. Returns the count (> 0), 0 once the peer's
+ * close_notify was received and everything before it was read, or a negative
+ * error: TLSQ_EAGAIN, TLSQ_ETIMEDOUT, TLSQ_ECLOSED (closed locally),
+ * TLSQ_ETRUNCATED (TCP FIN without close_notify), TLSQ_ECONNRESET, or the
+ * sticky error. Data received before an error is always delivered first.
+ * With several threads receiving on one stream, each call gets a contiguous
+ * piece of the stream; pieces are not handed out in stream order across
+ * threads (use message mode to share work among threads).
+ */
+TLSQ_API ssize_t tlsq_recv(tlsq_conn *c, void *buf, size_t cap, int timeout_ms);
+
+/* ------------------------------------------------------------------------ */
+/* Message mode                                                              */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Sends one message of `len` bytes (0 allowed, at most max_message). Returns
+ * TLSQ_OK, TLSQ_EMSGSIZE, or the errors of tlsq_send.
+ */
+TLSQ_API int tlsq_send_msg(tlsq_conn *c, const void *buf, size_t len, int timeout_ms);
+
+/*
+ * Receives one whole message into buf. Returns its length, 0-length messages
+ * included (so 0 means an empty message, not the end: the end is
+ * TLSQ_ECLOSED after the peer's close_notify), TLSQ_EMSGSIZE if the message is
+ * larger than cap (the message stays queued for the next call; use
+ * tlsq_msg_recv for unknown sizes), or the errors of tlsq_recv. Only complete
+ * messages are ever delivered: a message cut by the end of the connection is
+ * dropped and reported by the error that follows.
+ */
+TLSQ_API ssize_t tlsq_recv_msg(tlsq_conn *c, void *buf, size_t cap, int timeout_ms);
+
+/*
+ * Zero-copy messages. tlsq_msg_alloc returns a buffer of `len` bytes to fill
+ * (NULL if out of memory or len > 2^32-5). tlsq_msg_send hands it to the
+ * connection: on TLSQ_OK tlsq owns it; on failure the caller still owns it.
+ * tlsq_msg_recv gives the next message's buffer to the caller, who releases
+ * it with tlsq_msg_free. tlsq_msg_len gives a buffer's length.
+ */
+TLSQ_API void *tlsq_msg_alloc(size_t len);
+TLSQ_API int tlsq_msg_send(tlsq_conn *c, void *msg, int timeout_ms);
+TLSQ_API ssize_t tlsq_msg_recv(tlsq_conn *c, void **msg, int timeout_ms);
+TLSQ_API size_t tlsq_msg_len(const void *msg);
+TLSQ_API void tlsq_msg_free(void *msg);
+
+/* ------------------------------------------------------------------------ */
+/* Flow, closing                                                             */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Waits until everything queued before the call has been encrypted and
+ * written to the kernel. Returns TLSQ_OK, TLSQ_ETIMEDOUT, TLSQ_EAGAIN, or the
+ * connection's error.
+ */
+TLSQ_API int tlsq_flush(tlsq_conn *c, int timeout_ms);
+
+/*
+ * Half-close: close_notify goes out after the data already queued; later
+ * sends return TLSQ_ECLOSED; receiving goes on until the peer closes.
+ * Idempotent; does not block.
+ */
+TLSQ_API int tlsq_shutdown_send(tlsq_conn *c);
+
+typedef enum tlsq_close_phase {
+	TLSQ_CLOSE_NONE = 0,          /* not closing */
+	TLSQ_CLOSE_FLUSHING = 1,      /* sending what was queued */
+	TLSQ_CLOSE_NOTIFY_SENT = 2,   /* our close_notify is in the kernel */
+	TLSQ_CLOSE_PEER_NOTIFIED = 3, /* the peer's close_notify was received */
+	TLSQ_CLOSE_DONE = 4,          /* both close_notify exchanged; socket closed */
+	TLSQ_CLOSE_ABORTED = 5,       /* ended by abort, error or deadline */
+} tlsq_close_phase;
+
+/*
+ * Graceful close: sends what was queued, then close_notify, then waits for
+ * the peer's close_notify (discarding data that arrives meanwhile), all
+ * within timeout_ms; when the time runs out the connection is aborted.
+ * Blocked senders and receivers return TLSQ_ECLOSED at once. Returns TLSQ_OK
+ * when the close completed both ways; otherwise the error (TLSQ_ETIMEDOUT,
+ * TLSQ_ETRUNCATED, ...), with the phase reached in *phase if not NULL.
+ * Idempotent: a second call waits for the same close and reports it.
+ */
+TLSQ_API int tlsq_close(tlsq_conn *c, int timeout_ms, tlsq_close_phase *phase);
+
+/* Immediate close: queued data is discarded and the TCP connection is reset. */
+TLSQ_API void tlsq_abort(tlsq_conn *c);
+
+/*
+ * Releases the handle. A connection still open is closed gracefully in the
+ * background (bounded by close_linger_ms). NULL is ignored.
+ */
+TLSQ_API void tlsq_conn_free(tlsq_conn *c);
+
+/*
+ * TLS 1.3: asks the IO task to send KeyUpdate(update_requested), so both
+ * sides move to new keys. Does not block. TLSQ_EINVAL on TLS 1.2.
+ */
+TLSQ_API int tlsq_key_update(tlsq_conn *c);
+
+/* ------------------------------------------------------------------------ */
+/* Event-loop integration                                                    */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A file descriptor that is readable (POLLIN) while received data (or a
+ * message) is waiting or the connection has ended, for poll/epoll/libevent.
+ * Level-triggered: it stays readable until the data is taken. Owned by the
+ * connection; do not close or read it. Returns the fd or a negative error.
+ */
+TLSQ_API int tlsq_conn_pollfd(tlsq_conn *c);
+
+/* ------------------------------------------------------------------------ */
+/* Information                                                               */
+/* ------------------------------------------------------------------------ */
+
+typedef enum tlsq_state {
+	TLSQ_STATE_CONNECTING = 0,
+	TLSQ_STATE_HANDSHAKING = 1,
+	TLSQ_STATE_OPEN = 2,
+	TLSQ_STATE_SEND_CLOSED = 3, /* our close_notify sent; still receiving */
+	TLSQ_STATE_RECV_CLOSED = 4, /* peer's close_notify received; still sending */
+	TLSQ_STATE_CLOSING = 5,     /* both directions finishing */
+	TLSQ_STATE_CLOSED = 6,
+	TLSQ_STATE_FAILED = 7,
+} tlsq_state;
+
+/* A short name for a state ("open"). */
+TLSQ_API const char *tlsq_state_name(int state);
+
+/* struct, not typedef: the name tlsq_conn_info is the function below. */
+struct tlsq_conn_info {
+	uint64_t id;              /* unique within the process */
+	tlsq_role role;
+	tlsq_mode mode;
+	tlsq_state state;
+	tlsq_close_phase close_phase;
+	char peer[64];            /* "1.2.3.4:5678" */
+	char version[16];         /* "TLSv1.3" once handshaken, else "" */
+	char cipher[64];          /* IANA name, "TLS_AES_128_GCM_SHA256" */
+	char group[32];           /* key exchange group, "X25519" */
+	char alpn[64];            /* negotiated ALPN protocol or "" */
+	char sni[256];            /* server name (sent by a client, received by a server) */
+	char peer_subject[256];   /* "/CN=localhost", or "" without a peer certificate */
+	int resumed;              /* 1 if the session was resumed */
+	uint64_t bytes_sent;      /* plaintext bytes handed to TLS */
+	uint64_t bytes_received;  /* plaintext bytes decrypted */
+	uint64_t msgs_sent, msgs_received;
+	uint64_t tls_bytes_sent;  /* ciphertext bytes written to the socket */
+	uint64_t tls_bytes_received;
+	uint64_t records_sent, records_received;
+	uint64_t tx_queued;       /* bytes waiting in the transmit queue */
+	uint64_t rx_queued;       /* bytes waiting for recv */
+	uint32_t blocked_senders, blocked_receivers;
+	uint32_t key_updates_sent;
+	uint32_t key_updates_received;
+	int send_parked;          /* 1 while the socket does not take our data */
+	int recv_parked;          /* 1 while reading stopped because the application
+	                             has not drained the receive queue */
+	uint64_t parked_ms;       /* how long the longest current park has lasted */
+	int error;                /* sticky error code or TLSQ_OK */
+	char error_reason[256];   /* one-line reason, "" if none */
+};
+
+/* Fills `info` with a consistent snapshot published by the IO task. */
+TLSQ_API int tlsq_conn_info(tlsq_conn *c, struct tlsq_conn_info *info);
+
+/*
+ * The connection's sticky error as one line ("certificate verify failed:
+ * hostname mismatch, wanted example.org"), or "" if none. The string lives
+ * as long as the connection handle.
+ */
+TLSQ_API const char *tlsq_conn_error(tlsq_conn *c);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TLSQ_H */

@@ -1,0 +1,127 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Plaintext queues between application threads and the IO task.
+ *
+ *   tx queue: many application threads -> one IO task   (MPSC)
+ *   rx queue: one IO task -> many application threads    (SPMC)
+ *
+ * Both carry tlsq__buf pointers on a concurrencykit ck_ring, and both are
+ * bounded in BYTES (the budget) and in entries (the ring's slots). One send
+ * call or one message is one entry, so the bytes of a call are never
+ * interleaved with another call's.
+ *
+ * Admission: a push reserves its bytes and one slot with one CAS on a 64-bit
+ * word (low 40 bits bytes, high 24 bits entries). An entry larger than the
+ * budget is admitted only when the queue is empty (bytes == 0), so nothing
+ * deadlocks and the queue never holds more than max(budget, largest entry).
+ *
+ * Credits: tx credits are given back by the IO task with tlsq__txq_release_sc
+ * once the bytes are inside TLS; rx credits go back when a consumer pops.
+ *
+ * Ring memory is allocated on first push, so an idle connection's queues
+ * cost only the struct.
+ *
+ * End of queue: tlsq__queue_end(q, code) lets consumers drain what is queued
+ * and then get `code` (0 = clean end, negative = error). tlsq__queue_close(q,
+ * code) is immediate: every waiter and every later call gets `code` at once
+ * (TLSQ_ECLOSED for a local close), queued entries are freed.
+ * After either, every push (tx and rx) fails at once with the code (a tx
+ * queue that was only ended can still be popped by the IO task, so queued
+ * bytes get out: that is how a graceful close flushes).
+ */
+#ifndef TLSQ_CORE_QUEUE_H
+#define TLSQ_CORE_QUEUE_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <ck_ring.h>
+
+#include "buf.h"
+#include "stats.h"
+#include "wait.h"
+
+typedef struct tlsq__queue {
+	ck_ring_t ring;
+	_Atomic(ck_ring_buffer_t *) slots; /* lazily allocated */
+	unsigned nslots;                    /* power of two */
+	uint64_t budget;                    /* bytes */
+	_Atomic uint64_t reserved;          /* bytes | entries << 40 */
+	tlsq__ec data_ec;                   /* consumers wait here */
+	tlsq__ec space_ec;                  /* producers wait here */
+	_Atomic int end;                    /* 0 open, 1 ended (drain first), 2 closed */
+	_Atomic int end_code;               /* what consumers get after the end */
+	_Atomic(tlsq__buf *) carry;         /* rx: a partly consumed entry, taken first */
+	_Atomic int producer_parked;        /* rx: the IO task stopped for lack of room */
+	_Atomic uint32_t waiting_producers;
+	_Atomic uint32_t waiting_consumers;
+	tlsq__qstats stats;
+} tlsq__queue;
+
+/* budget >= 1 byte; nslots is rounded up to a power of two >= 4. */
+int tlsq__queue_init(tlsq__queue *q, size_t budget, unsigned nslots);
+/* Frees every queued entry and the ring. No other thread may use q. */
+void tlsq__queue_fini(tlsq__queue *q);
+
+/* Bytes currently reserved (queued, or in flight until released). */
+uint64_t tlsq__queue_bytes(const tlsq__queue *q);
+uint32_t tlsq__queue_entries(const tlsq__queue *q);
+
+/* Consumers drain, then get `code`. Wakes everybody. Idempotent (first wins). */
+void tlsq__queue_end(tlsq__queue *q, int code);
+/* Immediate: everybody gets `code` now. Idempotent (first wins). */
+void tlsq__queue_close(tlsq__queue *q, int code);
+
+/* ---- tx: many producers, one consumer (the IO task) ---- */
+
+/*
+ * Queues b (its payload is tlsq__buf_len(b) bytes, charged against the
+ * budget; `charge` overrides it when non-zero, e.g. to count a frame
+ * header). Waits for room up to timeout_ms. On success the queue owns b and
+ * *was_empty tells whether the queue had no entry before (the caller then
+ * notifies the IO task). Returns TLSQ_OK, TLSQ_EAGAIN, TLSQ_ETIMEDOUT, or the
+ * close code; on failure the caller still owns b.
+ */
+int tlsq__txq_push_mpsc(tlsq__queue *q, tlsq__buf *b, size_t charge,
+                        int timeout_ms, int *was_empty);
+/* IO task: the next entry or NULL. Credits stay taken until released. */
+tlsq__buf *tlsq__txq_pop_sc(tlsq__queue *q);
+/* IO task: gives back `bytes` and `entries` of credit; wakes waiting producers. */
+void tlsq__txq_release_sc(tlsq__queue *q, uint64_t bytes, uint32_t entries);
+/*
+ * Waits until every byte reserved at the time of the call... simplified:
+ * until the queue holds no credit at all (everything queued was released).
+ */
+int tlsq__txq_wait_drained(tlsq__queue *q, int timeout_ms);
+
+/* ---- rx: one producer (the IO task), many consumers ---- */
+
+/* IO task: bytes that may still be pushed without exceeding the budget. An
+ * empty queue always has room for one entry of any size. */
+uint64_t tlsq__rxq_room_sp(const tlsq__queue *q);
+/*
+ * IO task: queues b without blocking (charge as for tx). Returns TLSQ_OK
+ * (sets *was_empty), TLSQ_EAGAIN when there is no room (the queue then
+ * remembers that the producer is parked), or the close code.
+ */
+int tlsq__rxq_push_sp(tlsq__queue *q, tlsq__buf *b, size_t charge, int *was_empty);
+/*
+ * Consumers: takes the next entry (the carry first), waiting up to
+ * timeout_ms. Returns TLSQ_OK with *out set, TLSQ_EAGAIN, TLSQ_ETIMEDOUT, the
+ * end code after the queue is drained (0 for a clean end: *out is NULL), or
+ * the close code. Credits are given back here; if the IO task was parked
+ * for lack of room, *unpark is set to 1 (exactly once per park) and the
+ * caller must notify the IO task.
+ */
+int tlsq__rxq_pop_mc(tlsq__queue *q, tlsq__buf **out, int timeout_ms, int *unpark);
+/*
+ * Consumers: puts back a partly consumed entry (or a message that did not
+ * fit the caller's buffer) so that the next pop returns it first. Its
+ * credits were already returned by the pop and are not charged again.
+ */
+void tlsq__rxq_unpop_mc(tlsq__queue *q, tlsq__buf *b);
+/* 1 if a pop would not block (data, carry, or end), else 0. */
+int tlsq__rxq_ready(const tlsq__queue *q);
+
+#endif

@@ -1,0 +1,314 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * iotask: the IO threads and the per-connection IO task.
+ *
+ * Design notes (the invariants everything in iotask/ and api/ relies on):
+ *
+ * 1. A connection is pinned to one IO thread (c->io) for its whole life.
+ *    Every field under "IO task only" is touched only on that thread, and
+ *    only that thread calls wolfSSL for the connection (iotask/tls.c is the
+ *    one file that includes wolfSSL headers).
+ * 2. Application threads talk to the IO task only through: the two queues
+ *    (core/queue.h), the `requests` bit set, and a notification
+ *    (tlsq__conn_kick). The IO task talks back through: the queues, the
+ *    atomics under "published", and c->state_ec, incremented after every
+ *    change a caller may wait for (handshake done, flushed, closed).
+ * 3. Published strings (version, cipher, ...) are written once by the IO task
+ *    before it stores state >= OPEN with release; readers load state with
+ *    acquire first. The sticky error's reason is written before `error` is
+ *    stored (release), and only the IO task sets `error`.
+ * 4. References: the application's handle is one reference, the IO task's
+ *    registration is one, each call in progress holds one, and a listed
+ *    notification holds one. The IO task drops its reference through an
+ *    epoch callback after unlinking the connection from its thread's list,
+ *    so the status endpoint, which walks the lists inside an epoch section,
+ *    never sees freed memory. The memory goes with the last reference.
+ */
+#ifndef TLSQ_IOTASK_H
+#define TLSQ_IOTASK_H
+
+#include <pthread.h>
+#include <sys/socket.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include <ck_epoch.h>
+
+#include "../api/tlsq.h"
+#include "buf.h"
+#include "frame.h"
+#include "notify.h"
+#include "queue.h"
+#include "stats.h"
+#include "wait.h"
+
+struct event_base;
+struct event;
+struct evbuffer;
+typedef struct tlsq__tls_ssl tlsq__tls_ssl; /* a WOLFSSL, opaque outside tls.c */
+typedef struct tlsq__status tlsq__status;
+
+/* requests: bits set by application threads, taken by the IO task. */
+enum {
+	TLSQ__REQ_ADOPT = 1u << 0,      /* new connection: register and start */
+	TLSQ__REQ_SHUTDOWN = 1u << 1,   /* close_notify after the queued data */
+	TLSQ__REQ_CLOSE = 1u << 2,      /* graceful close */
+	TLSQ__REQ_ABORT = 1u << 3,      /* reset now */
+	TLSQ__REQ_KEY_UPDATE = 1u << 4, /* send KeyUpdate(update_requested) */
+	TLSQ__REQ_FREE = 1u << 5,       /* the application released its handle */
+	TLSQ__REQ_RX_ROOM = 1u << 6,    /* a consumer made room in the rx queue */
+	TLSQ__REQ_STOP = 1u << 7,       /* engine shutdown: abort */
+};
+
+/* ---- engine-wide counters (status endpoint) ---- */
+typedef struct tlsq__engine_stats {
+	tlsq__counter conns_opened;     /* connections created */
+	tlsq__counter conns_closed;     /* connections torn down */
+	tlsq__counter handshakes_ok;
+	tlsq__counter handshakes_failed;
+	tlsq__counter resumed;
+	tlsq__counter alerts_received;
+	tlsq__counter alerts_sent;
+	tlsq__counter bytes_sent;       /* plaintext */
+	tlsq__counter bytes_received;
+	tlsq__counter tls_bytes_sent;   /* ciphertext */
+	tlsq__counter tls_bytes_received;
+	tlsq__counter msgs_sent;
+	tlsq__counter msgs_received;
+	tlsq__counter key_updates_sent;
+	tlsq__counter key_updates_received;
+	tlsq__counter accept_dropped;   /* accept queue full */
+	tlsq__counter errors[16];       /* by -error code */
+	tlsq__counter wakeups_sent;     /* eventfd writes (notifier) */
+	tlsq__counter wakeups_saved;
+	_Atomic int64_t conns_live;
+} tlsq__engine_stats;
+
+typedef struct tlsq__iothread {
+	struct tlsq_engine *engine;
+	int index;
+	pthread_t thread;
+	struct event_base *base;
+	struct event *ev_notify;
+	tlsq__notifier notifier;
+	ck_epoch_record_t epoch_rec;
+	struct tlsq_conn *_Atomic conns; /* RCU-style list: written by this thread only */
+	_Atomic uint32_t nconns;
+	_Atomic int running;
+	struct event *ev_reclaim;        /* periodic epoch poll */
+} tlsq__iothread;
+
+struct tlsq_engine {
+	_Atomic uint32_t refs;           /* application + each connection and listener */
+	tlsq_engine_config cfg;
+	char *status_addr_copy, *status_token_copy;
+	int nio;
+	tlsq__iothread *io;
+	_Atomic uint32_t next_io;        /* round-robin placement */
+	ck_epoch_t epoch;
+	tlsq__engine_stats stats;
+	uint64_t started_ms;             /* wall-clock ms at start (for uptime) */
+	uint64_t started_mono_ms;
+	struct tlsq_listener *_Atomic listeners; /* simple list, guarded by lmu */
+	pthread_mutex_t lmu;             /* listener list only: never on the IO path */
+	tlsq__status *status;
+	_Atomic int stopping;
+};
+
+/* ---- TLS profile (iotask/tls.c) ---- */
+struct tlsq_tls {
+	_Atomic uint32_t refs;
+	tlsq_role role;
+	tlsq_mode mode;
+	tlsq_verify verify;
+	int min_version, max_version;
+	int session_resumption;
+	char *server_name;
+	char *alpn;                      /* wolfSSL form: comma separated */
+	void *ctx;                       /* WOLFSSL_CTX */
+	char *cert_pem;                  /* own certificate (for tlsq_tls_cert_pem) */
+	pthread_mutex_t session_mu;      /* client ticket: taken by IO threads only */
+	void *session;                   /* WOLFSSL_SESSION, last ticket */
+};
+
+/* ---- listener (iotask/net.c) ---- */
+struct tlsq_listener {
+	_Atomic uint32_t refs;
+	struct tlsq_engine *engine;
+	struct tlsq_tls *tls;
+	int fd;
+	int port;
+	struct event *ev;                /* on IO thread 0 */
+	/* handshaken connections waiting for tlsq_accept: MPMC ring */
+	ck_ring_t ring;
+	ck_ring_buffer_t *slots;
+	unsigned nslots;
+	_Atomic uint32_t queued;         /* entries reserved */
+	tlsq__ec ec;
+	_Atomic int closed;
+	struct tlsq_listener *next;
+	tlsq__counter accepted, handshake_failed, dropped;
+};
+
+/* ---- connection ---- */
+struct tlsq_conn {
+	tlsq__notify_node node;          /* first: the notifier hands back this */
+	_Atomic uint32_t refs;
+	uint64_t id;
+	struct tlsq_engine *engine;
+	tlsq__iothread *io;
+	struct tlsq_tls *tls;
+	struct tlsq_listener *listener;  /* server side until accepted */
+	tlsq_role role;
+	tlsq_mode mode;
+	struct tlsq_conn *_Atomic next;  /* IO thread's list (RCU-style) */
+	struct tlsq_conn *prev;          /* IO thread only */
+	char *host;                      /* client: name to verify, until the handshake */
+	ck_epoch_entry_t epoch_entry;
+
+	/* ---- shared with application threads ---- */
+	tlsq__queue txq;
+	tlsq__queue rxq;
+	_Atomic uint32_t requests;
+	tlsq__ec state_ec;
+	_Atomic int pollfd;              /* eventfd, -1 until asked for */
+	_Atomic int handle_freed;
+
+	/* ---- published by the IO task (see design note 3) ---- */
+	_Atomic int state;               /* tlsq_state */
+	_Atomic int close_phase;         /* tlsq_close_phase */
+	_Atomic int error;               /* sticky, 0 until the first fatal error */
+	_Atomic int tx_idle;             /* 1: nothing queued, nothing unsent */
+	_Atomic int send_parked, recv_parked;
+	_Atomic uint64_t parked_since_ms;
+	char error_reason[256];
+	char peer[64];
+	char version[16], cipher[64], group[32], alpn[64], sni[256], peer_subject[256];
+	int resumed;
+	tlsq__counter bytes_sent, bytes_received, msgs_sent, msgs_received;
+	tlsq__counter tls_bytes_sent, tls_bytes_received, records_sent, records_received;
+	_Atomic uint32_t key_updates_sent, key_updates_received;
+
+	/* ---- IO task only ---- */
+	int fd;
+	tlsq__tls_ssl *ssl;
+	struct event *ev_read, *ev_write, *ev_timer;
+	struct evbuffer *in, *out;       /* ciphertext */
+	int reading, writing;            /* which events are armed */
+	int registered;                  /* on the IO thread's list */
+	int eof, rst;                    /* socket saw FIN / RST */
+	int sock_error;                  /* errno of a failed socket call */
+	int tls13;
+	int recv_closed;                 /* peer's close_notify seen (or EOF) */
+	int send_closed;                 /* our close_notify queued */
+	int shutdown_wanted;             /* app asked for close_notify */
+	int closing;                     /* graceful close in progress */
+	int key_update_wanted;
+	int app_gone;                    /* handle freed */
+	int rx_end_pending;              /* end the rx queue once rx_hold is delivered */
+	int rx_end_code;
+	int ku_storm;                    /* peer exceeded max_key_updates_per_s */
+	int notify_flushed;              /* our close_notify reached the kernel */
+	int finished;                    /* socket and TLS released */
+	int in_read;                     /* inside wolfSSL_read: output is control */
+	uint64_t out_control;            /* control bytes produced during reads */
+	tlsq__buf *tx_cur;               /* entry partly handed to TLS */
+	tlsq__buf *staging;              /* coalescing buffer for small entries */
+	tlsq__buf *rx_cur;               /* stream: buffer being filled */
+	tlsq__buf *rx_hold;              /* a full buffer/message waiting for room */
+	tlsq__frame_dec dec;
+	uint64_t handshake_deadline_ms, idle_deadline_ms, close_deadline_ms;
+	uint64_t connect_deadline_ms;
+	uint64_t next_key_update_ms;
+	uint64_t bytes_since_key_update;
+	uint64_t last_io_ms;
+	uint64_t ku_window_start_ms;
+	uint32_t ku_in_window;
+	uint64_t timer_armed_ms;         /* deadline the timer is set for, 0 = none */
+};
+
+/* ---- iothread.c ---- */
+int tlsq__engine_start(struct tlsq_engine *e);
+void tlsq__engine_stop(struct tlsq_engine *e);
+void tlsq__engine_ref(struct tlsq_engine *e);
+void tlsq__engine_unref(struct tlsq_engine *e);
+/* Registers the calling (non-IO) thread with the engine's epoch, for
+ * tlsq__conn_foreach. */
+void tlsq__epoch_register(struct tlsq_engine *e, ck_epoch_record_t *rec);
+/* Calls fn for every live connection, inside an epoch section of rec. fn
+ * must not block. */
+void tlsq__conn_foreach(struct tlsq_engine *e, ck_epoch_record_t *rec,
+                        void (*fn)(struct tlsq_conn *c, void *arg), void *arg);
+/* Picks the IO thread for a new connection. */
+tlsq__iothread *tlsq__io_pick(struct tlsq_engine *e);
+/* Asks the IO task of c to look at its queues and requests. Any thread. */
+void tlsq__conn_kick(struct tlsq_conn *c);
+/* Sets request bits and kicks. Any thread. */
+void tlsq__conn_request(struct tlsq_conn *c, uint32_t bits);
+
+/* ---- conn.c ---- */
+/* Allocates a connection for fd (already non-blocking) in `state`. */
+struct tlsq_conn *tlsq__conn_new(struct tlsq_engine *e, struct tlsq_tls *tls, int fd,
+                                 tlsq_state state);
+void tlsq__conn_ref(struct tlsq_conn *c);
+void tlsq__conn_unref(struct tlsq_conn *c);
+/* IO thread: handles requests and drives the state machine. */
+void tlsq__conn_run(struct tlsq_conn *c);
+/* pump.c (IO thread): the state machine and its event entry points. */
+void tlsq__conn_step(struct tlsq_conn *c);
+void tlsq__conn_on_read(struct tlsq_conn *c);
+void tlsq__conn_on_write(struct tlsq_conn *c);
+void tlsq__conn_timer(struct tlsq_conn *c);
+/* conn.c (IO thread): releases socket and TLS once the state is final. */
+void tlsq__conn_finish(struct tlsq_conn *c);
+/* IO thread: engine stop; tears down at once. */
+void tlsq__conn_kill(struct tlsq_conn *c);
+/* Records the first fatal error (IO thread only), printf-style reason. */
+void tlsq__conn_fail(struct tlsq_conn *c, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Fills info from the published fields. Any thread. */
+void tlsq__conn_fill_info(struct tlsq_conn *c, struct tlsq_conn_info *info);
+/* Signals the pollfd (if any) that data or the end is ready. */
+void tlsq__conn_pollfd_signal(struct tlsq_conn *c);
+
+/* ---- net.c ---- */
+/* Parses "host:port", "[v6]:port", ":port"; resolves; fills ss. */
+int tlsq__resolve(const char *addr, int passive, struct sockaddr_storage *ss,
+                  unsigned *sslen, char *host, size_t hostcap);
+void tlsq__sockaddr_str(const struct sockaddr *sa, char *buf, size_t cap);
+void tlsq__listener_deliver(struct tlsq_listener *l, struct tlsq_conn *c);
+void tlsq__listener_unref(struct tlsq_listener *l);
+
+/* ---- tls.c: the only wolfSSL user ---- */
+int tlsq__tls_global_init(void);
+/* Creates the WOLFSSL for c with the profile's settings; host is the
+ * client's target name (for SNI and the hostname check). */
+int tlsq__tls_ssl_new(struct tlsq_conn *c, const char *host);
+void tlsq__tls_ssl_free(struct tlsq_conn *c);
+/* Handshake step: 1 done, 0 wants IO, < 0 failed (conn failed with reason). */
+int tlsq__tls_handshake(struct tlsq_conn *c);
+/* Fills the published strings after the handshake. */
+void tlsq__tls_publish(struct tlsq_conn *c);
+/* Decrypts up to n bytes: > 0 count, 0 wants input, TLSQ__TLS_EOF on the
+ * peer's close_notify, or < 0 a tlsq error (conn failed with reason). */
+#define TLSQ__TLS_EOF (-1000)
+int tlsq__tls_read(struct tlsq_conn *c, void *buf, int n);
+/* Encrypts n bytes (all of them, or < 0 with the conn failed). */
+int tlsq__tls_write(struct tlsq_conn *c, const void *buf, int n);
+/* Queues close_notify. 0 ok, < 0 error. */
+int tlsq__tls_shutdown(struct tlsq_conn *c);
+/* TLS 1.3 KeyUpdate(update_requested). 0 ok, < 0 error. */
+int tlsq__tls_key_update(struct tlsq_conn *c);
+/* Saves the client session (ticket) into the profile. */
+void tlsq__tls_save_session(struct tlsq_conn *c);
+/* Bytes of plaintext wolfSSL holds decrypted but not yet read. */
+int tlsq__tls_pending(struct tlsq_conn *c);
+
+/* ---- thread-local error (api) ---- */
+void tlsq__set_last_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---- status endpoint (api/status.c) ---- */
+int tlsq__status_start(struct tlsq_engine *e);
+void tlsq__status_stop(struct tlsq_engine *e);
+
+#endif

@@ -1,0 +1,806 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * tls.c - the wolfSSL binding. The only file of tlsq that includes wolfSSL.
+ *
+ * Invariants (see shared notes on wolfSSL 5.5.4, §0):
+ * - wolfSSL does no IO. The send callback appends every record to the IO
+ *   task's ciphertext-out evbuffer and returns the full size: it never
+ *   returns WANT_WRITE, so wolfSSL's WANT_WRITE retry paths (which lose or
+ *   mix data in 5.5.4) are never entered, and wolfSSL_write always completes
+ *   or fails. Backpressure sits above wolfSSL, in conn.c.
+ * - The recv callback hands out what the IO task read from the socket. It
+ *   returns WANT_READ when nothing is buffered, CONN_CLOSE/CONN_RST once the
+ *   socket saw FIN/RST, and never 0.
+ * - Every function here runs on the connection's IO thread, except the
+ *   profile functions (tlsq_tls_*) which run on the application thread that
+ *   builds the profile, before it is shared.
+ * - wolfSSL_shutdown is called once per connection (a second call would
+ *   build a second close_notify, note §5).
+ */
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
+#include <wolfssl/error-ssl.h>
+#include <wolfssl/wolfcrypt/asn_public.h>
+#include <wolfssl/wolfcrypt/ecc.h>
+#include <wolfssl/wolfcrypt/error-crypt.h>
+#include <wolfssl/wolfcrypt/random.h>
+#include <wolfssl/version.h>
+
+#include <cpuid.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+
+#include "iotask.h"
+
+#define DEFAULT_CIPHERS                                                        \
+	"TLS13-AES128-GCM-SHA256:TLS13-AES256-GCM-SHA384:"                     \
+	"TLS13-CHACHA20-POLY1305-SHA256:"                                      \
+	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"           \
+	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"           \
+	"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+
+#define SYSTEM_CA_FILE "/etc/ssl/certs/ca-certificates.crt"
+
+/* The connection whose wolfSSL call is running on this IO thread: the verify
+ * callback has no other way to find it. */
+static _Thread_local struct tlsq_conn *tls_current;
+
+static WOLFSSL *ssl_of(struct tlsq_conn *c) { return (WOLFSSL *)c->ssl; }
+
+/* ------------------------------------------------------------------------ */
+/* Process-wide                                                              */
+/* ------------------------------------------------------------------------ */
+
+static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
+static int tls_init_rc;
+
+static void tls_init_once(void)
+{
+	tls_init_rc = wolfSSL_Init() == WOLFSSL_SUCCESS ? 0 : TLSQ_ENOMEM;
+}
+
+int tlsq__tls_global_init(void)
+{
+	pthread_once(&tls_once, tls_init_once);
+	return tls_init_rc;
+}
+
+/* see tlsq.h */
+const char *tlsq_crypto_version(void)
+{
+#ifdef TLSQ_WOLFSSL_DEBIAN
+	return "wolfSSL " LIBWOLFSSL_VERSION_STRING " (Debian " TLSQ_WOLFSSL_DEBIAN ", static)";
+#else
+	return "wolfSSL " LIBWOLFSSL_VERSION_STRING;
+#endif
+}
+
+/* see tlsq.h */
+int tlsq_crypto_aesni(void)
+{
+#ifdef WOLFSSL_AESNI
+	/* wolfSSL picks AES-NI at run time from CPUID (aes.c Check_CPU_support_AES),
+	 * so ask the CPU the same question. */
+	unsigned a, b, c, d;
+	if (__get_cpuid(1, &a, &b, &c, &d))
+		return (c & bit_AES) != 0;
+	return 0;
+#else
+	return 0;
+#endif
+}
+
+/* ------------------------------------------------------------------------ */
+/* IO callbacks                                                              */
+/* ------------------------------------------------------------------------ */
+
+static int tls_recv_cb(WOLFSSL *ssl, char *buf, int sz, void *ctx)
+{
+	struct tlsq_conn *c = ctx;
+	(void)ssl;
+	if (sz <= 0)
+		return WOLFSSL_CBIO_ERR_WANT_READ; /* never 0: wolfSSL would spin */
+	size_t have = evbuffer_get_length(c->in);
+	if (have == 0) {
+		if (c->rst)
+			return WOLFSSL_CBIO_ERR_CONN_RST;
+		if (c->eof)
+			return WOLFSSL_CBIO_ERR_CONN_CLOSE;
+		return WOLFSSL_CBIO_ERR_WANT_READ;
+	}
+	int n = evbuffer_remove(c->in, buf, (size_t)sz);
+	return n > 0 ? n : WOLFSSL_CBIO_ERR_WANT_READ;
+}
+
+static int tls_send_cb(WOLFSSL *ssl, char *buf, int sz, void *ctx)
+{
+	struct tlsq_conn *c = ctx;
+	(void)ssl;
+	if (sz <= 0)
+		return 0 < sz ? sz : 0;
+	/* Never WANT_WRITE: the record is parked in our buffer (G3, note §0.1). */
+	if (evbuffer_add(c->out, buf, (size_t)sz) != 0)
+		return WOLFSSL_CBIO_ERR_GENERAL;
+	tlsq__count(&c->records_sent, 1);
+	if (c->in_read) {
+		c->out_control += (uint64_t)sz;
+		/* A short record sent from inside a TLS 1.3 read after the handshake
+		 * is our answer to the peer's KeyUpdate(update_requested): the only
+		 * way to see peer KeyUpdates in wolfSSL 5.5.4 (note §8). Count them
+		 * and stop a storm. */
+		if (c->tls13 && sz < 64 && atomic_load(&c->state) >= TLSQ_STATE_OPEN) {
+			uint64_t now = tlsq__now_ms();
+			if (now - c->ku_window_start_ms >= 1000) {
+				c->ku_window_start_ms = now;
+				c->ku_in_window = 0;
+			}
+			if (++c->ku_in_window > c->engine->cfg.max_key_updates_per_s)
+				c->ku_storm = 1;
+			atomic_fetch_add(&c->key_updates_received, 1);
+			tlsq__count(&c->engine->stats.key_updates_received, 1);
+		}
+	}
+	atomic_store_explicit(&c->tx_idle, 0, memory_order_release);
+	return sz;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Errors a person understands                                               */
+/* ------------------------------------------------------------------------ */
+
+static const char *alert_name(int code)
+{
+	switch (code) {
+	case 0: return "close_notify";
+	case 10: return "unexpected_message";
+	case 20: return "bad_record_mac";
+	case 22: return "record_overflow";
+	case 40: return "handshake_failure";
+	case 42: return "bad_certificate";
+	case 43: return "unsupported_certificate";
+	case 44: return "certificate_revoked";
+	case 45: return "certificate_expired";
+	case 46: return "certificate_unknown";
+	case 47: return "illegal_parameter";
+	case 48: return "unknown_ca";
+	case 49: return "access_denied";
+	case 50: return "decode_error";
+	case 51: return "decrypt_error";
+	case 70: return "protocol_version";
+	case 71: return "insufficient_security";
+	case 80: return "internal_error";
+	case 86: return "inappropriate_fallback";
+	case 90: return "user_canceled";
+	case 100: return "no_renegotiation";
+	case 109: return "missing_extension";
+	case 110: return "unsupported_extension";
+	case 112: return "unrecognized_name";
+	case 116: return "certificate_required";
+	case 120: return "no_application_protocol";
+	default: return "unknown alert";
+	}
+}
+
+static void cert_subject(WOLFSSL_X509 *x, char *buf, int cap)
+{
+	buf[0] = 0;
+	if (x != NULL && wolfSSL_X509_NAME_oneline(wolfSSL_X509_get_subject_name(x), buf, cap) ==
+	                     NULL)
+		buf[0] = 0;
+}
+
+/* Verify callback: runs inside the handshake, on the IO thread. Keeps the
+ * first failure's details so the error can name the certificate. */
+static int tls_verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *store)
+{
+	struct tlsq_conn *c = tls_current;
+	if (preverify || c == NULL || c->error_reason[0] != 0)
+		return preverify;
+	char subj[200] = "", issuer[200] = "";
+	int err = store->error;
+	cert_subject(store->current_cert, subj, sizeof subj);
+	if (store->current_cert != NULL &&
+	    wolfSSL_X509_NAME_oneline(wolfSSL_X509_get_issuer_name(store->current_cert), issuer,
+	                              sizeof issuer) == NULL)
+		issuer[0] = 0;
+	const char *what;
+	switch (err) {
+	case ASN_AFTER_DATE_E: what = "certificate expired"; break;
+	case ASN_BEFORE_DATE_E: what = "certificate not yet valid"; break;
+	case ASN_NO_SIGNER_E:
+		what = (subj[0] && strcmp(subj, issuer) == 0)
+		           ? "self-signed certificate not trusted"
+		           : "unknown CA (issuer not trusted)";
+		break;
+	case DOMAIN_NAME_MISMATCH:
+	case IPADDR_MISMATCH: what = "hostname mismatch"; break;
+	case ASN_SIG_CONFIRM_E: what = "bad certificate signature"; break;
+	default: what = wolfSSL_ERR_reason_error_string((unsigned long)err); break;
+	}
+	if (err == DOMAIN_NAME_MISMATCH || err == IPADDR_MISMATCH)
+		snprintf(c->error_reason, sizeof c->error_reason,
+		         "certificate verify failed: hostname mismatch, wanted %s, certificate is %s",
+		         c->tls->server_name ? c->tls->server_name : c->sni, subj);
+	else
+		snprintf(c->error_reason, sizeof c->error_reason,
+		         "certificate verify failed: %s (%s, depth %d)", what,
+		         subj[0] ? subj : "no subject", store->error_depth);
+	return 0;
+}
+
+/* Maps a wolfSSL failure to a tlsq error and fails the connection. */
+static int tls_fail(struct tlsq_conn *c, int ret, const char *during)
+{
+	WOLFSSL *ssl = ssl_of(c);
+	int e = wolfSSL_get_error(ssl, ret);
+	char buf[160];
+	WOLFSSL_ALERT_HISTORY h;
+	memset(&h, 0, sizeof h);
+	wolfSSL_get_alert_history(ssl, &h);
+
+	/* The verify callback already wrote a precise certificate reason. */
+	if (c->error_reason[0] != 0 && atomic_load(&c->error) == 0) {
+		tlsq__conn_fail(c, TLSQ_ECERT, "%s", c->error_reason);
+		return TLSQ_ECERT;
+	}
+	switch (e) {
+	case SOCKET_PEER_CLOSED_E:
+	case SOCKET_ERROR_E:
+		if (c->rst || c->sock_error == ECONNRESET || c->sock_error == EPIPE) {
+			tlsq__conn_fail(c, TLSQ_ECONNRESET, "connection reset by peer %s", during);
+			return TLSQ_ECONNRESET;
+		}
+		if (c->eof) {
+			tlsq__conn_fail(c, TLSQ_ETRUNCATED,
+			                "peer closed the TCP connection without close_notify %s",
+			                during);
+			return TLSQ_ETRUNCATED;
+		}
+		tlsq__conn_fail(c, TLSQ_EIO, "socket error %s", during);
+		return TLSQ_EIO;
+	case FATAL_ERROR:
+		if (h.last_rx.code >= 0 && h.last_rx.level == 2) {
+			int cert = h.last_rx.code == 42 || h.last_rx.code == 45 ||
+			           h.last_rx.code == 46 || h.last_rx.code == 48 ||
+			           h.last_rx.code == 116;
+			tlsq__conn_fail(c, cert ? TLSQ_ECERT : TLSQ_ETLS,
+			                "peer sent fatal alert %s (%d) %s",
+			                alert_name(h.last_rx.code), h.last_rx.code, during);
+			return cert ? TLSQ_ECERT : TLSQ_ETLS;
+		}
+		break;
+	case ASN_NO_SIGNER_E:
+	case ASN_AFTER_DATE_E:
+	case ASN_BEFORE_DATE_E:
+	case DOMAIN_NAME_MISMATCH:
+	case IPADDR_MISMATCH:
+	case VERIFY_CERT_ERROR:
+		tlsq__conn_fail(c, TLSQ_ECERT, "certificate verify failed: %s",
+		                wolfSSL_ERR_reason_error_string((unsigned long)e));
+		return TLSQ_ECERT;
+	case NO_PEER_CERT:
+		tlsq__conn_fail(c, TLSQ_ECERT, "peer sent no certificate but one is required");
+		return TLSQ_ECERT;
+	case MATCH_SUITE_ERROR:
+		tlsq__conn_fail(c, TLSQ_ETLS, "no cipher suite in common with the peer %s",
+		                during);
+		return TLSQ_ETLS;
+	case VERSION_ERROR:
+		tlsq__conn_fail(c, TLSQ_ETLS, "no TLS version in common with the peer %s",
+		                during);
+		return TLSQ_ETLS;
+	case DUPLICATE_MSG_E:
+	case SECURE_RENEGOTIATION_E:
+		tlsq__conn_fail(c, TLSQ_ETLS, "renegotiation refused (peer tried to renegotiate)");
+		return TLSQ_ETLS;
+	case UNKNOWN_ALPN_PROTOCOL_NAME_E:
+		tlsq__conn_fail(c, TLSQ_ETLS, "no ALPN protocol in common with the peer");
+		return TLSQ_ETLS;
+	default:
+		break;
+	}
+	wolfSSL_ERR_error_string_n((unsigned long)e, buf, sizeof buf);
+	const char *reason = wolfSSL_ERR_reason_error_string((unsigned long)e);
+	tlsq__conn_fail(c, TLSQ_ETLS, "TLS error %s: %s (%d)", during,
+	                reason ? reason : buf, e);
+	return TLSQ_ETLS;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Per connection                                                            */
+/* ------------------------------------------------------------------------ */
+
+int tlsq__tls_ssl_new(struct tlsq_conn *c, const char *host)
+{
+	struct tlsq_tls *t = c->tls;
+	WOLFSSL *ssl = wolfSSL_new((WOLFSSL_CTX *)t->ctx);
+	if (ssl == NULL) {
+		tlsq__conn_fail(c, TLSQ_ENOMEM, "out of memory creating the TLS session");
+		return TLSQ_ENOMEM;
+	}
+	c->ssl = (tlsq__tls_ssl *)ssl;
+	wolfSSL_SetIOReadCtx(ssl, c);
+	wolfSSL_SetIOWriteCtx(ssl, c);
+	if (c->role == TLSQ_CLIENT) {
+		const char *name = t->server_name ? t->server_name : host;
+		if (name && name[0]) {
+			snprintf(c->sni, sizeof c->sni, "%s", name);
+			/* SNI is for DNS names only (RFC 6066 §3). */
+			int is_ip = strspn(name, "0123456789.") == strlen(name) || strchr(name, ':');
+			if (!is_ip)
+				wolfSSL_UseSNI(ssl, WOLFSSL_SNI_HOST_NAME, name, (word16)strlen(name));
+			if (t->verify != TLSQ_VERIFY_NONE &&
+			    wolfSSL_check_domain_name(ssl, name) != WOLFSSL_SUCCESS) {
+				tlsq__conn_fail(c, TLSQ_ENOMEM, "cannot set the host name to check");
+				return TLSQ_ENOMEM;
+			}
+		}
+		if (t->session_resumption) {
+			pthread_mutex_lock(&t->session_mu);
+			if (t->session)
+				wolfSSL_set_session(ssl, (WOLFSSL_SESSION *)t->session);
+			pthread_mutex_unlock(&t->session_mu);
+		}
+	}
+	if (t->alpn)
+		wolfSSL_UseALPN(ssl, t->alpn, (word32)strlen(t->alpn),
+		                c->role == TLSQ_CLIENT ? WOLFSSL_ALPN_FAILED_ON_MISMATCH
+		                                       : WOLFSSL_ALPN_CONTINUE_ON_MISMATCH);
+	return 0;
+}
+
+void tlsq__tls_ssl_free(struct tlsq_conn *c)
+{
+	if (c->ssl) {
+		wolfSSL_free(ssl_of(c));
+		c->ssl = NULL;
+	}
+}
+
+int tlsq__tls_handshake(struct tlsq_conn *c)
+{
+	WOLFSSL *ssl = ssl_of(c);
+	tls_current = c;
+	int r = c->role == TLSQ_CLIENT ? wolfSSL_connect(ssl) : wolfSSL_accept(ssl);
+	tls_current = NULL;
+	if (r == WOLFSSL_SUCCESS)
+		return 1;
+	int e = wolfSSL_get_error(ssl, r);
+	if (e == WOLFSSL_ERROR_WANT_READ || e == WOLFSSL_ERROR_WANT_WRITE)
+		return 0;
+	return tls_fail(c, r, "during the handshake");
+}
+
+void tlsq__tls_publish(struct tlsq_conn *c)
+{
+	WOLFSSL *ssl = ssl_of(c);
+	const char *v = wolfSSL_get_version(ssl);
+	snprintf(c->version, sizeof c->version, "%s", v ? v : "");
+	c->tls13 = wolfSSL_version(ssl) == TLS1_3_VERSION;
+	unsigned short cs = (unsigned short)wolfSSL_get_current_cipher_suite(ssl);
+	const char *iana = wolfSSL_get_cipher_name_iana_from_suite((byte)(cs >> 8), (byte)cs);
+	if (iana == NULL)
+		iana = wolfSSL_get_cipher_name(ssl);
+	snprintf(c->cipher, sizeof c->cipher, "%s", iana ? iana : "");
+	const char *g = wolfSSL_get_curve_name(ssl);
+	snprintf(c->group, sizeof c->group, "%s", g ? g : "");
+	char *p = NULL;
+	unsigned short plen = 0;
+	if (wolfSSL_ALPN_GetProtocol(ssl, &p, &plen) == WOLFSSL_SUCCESS && p)
+		snprintf(c->alpn, sizeof c->alpn, "%.*s", (int)plen, p);
+	if (c->role == TLSQ_SERVER) {
+		void *sni = NULL;
+		word16 n = wolfSSL_SNI_GetRequest(ssl, WOLFSSL_SNI_HOST_NAME, &sni);
+		if (n > 0 && sni)
+			snprintf(c->sni, sizeof c->sni, "%.*s", (int)n, (const char *)sni);
+	}
+	WOLFSSL_X509 *x = wolfSSL_get_peer_certificate(ssl);
+	if (x) {
+		cert_subject(x, c->peer_subject, sizeof c->peer_subject);
+		wolfSSL_X509_free(x);
+	}
+	c->resumed = wolfSSL_session_reused(ssl) == 1;
+}
+
+int tlsq__tls_read(struct tlsq_conn *c, void *buf, int n)
+{
+	WOLFSSL *ssl = ssl_of(c);
+	tls_current = c;
+	c->in_read = 1;
+	int r = wolfSSL_read(ssl, buf, n);
+	c->in_read = 0;
+	tls_current = NULL;
+	if (r > 0)
+		return r;
+	int e = wolfSSL_get_error(ssl, r);
+	if (e == WOLFSSL_ERROR_WANT_READ || e == WOLFSSL_ERROR_WANT_WRITE)
+		return 0;
+	if (e == WOLFSSL_ERROR_ZERO_RETURN)
+		return TLSQ__TLS_EOF;
+	return tls_fail(c, r, "while receiving");
+}
+
+int tlsq__tls_write(struct tlsq_conn *c, const void *buf, int n)
+{
+	WOLFSSL *ssl = ssl_of(c);
+	int r = wolfSSL_write(ssl, buf, n);
+	if (r == n)
+		return r;
+	if (r > 0) { /* cannot happen with a send callback that never blocks */
+		tlsq__conn_fail(c, TLSQ_ETLS, "TLS write was cut short (%d of %d)", r, n);
+		return TLSQ_ETLS;
+	}
+	return tls_fail(c, r, "while sending");
+}
+
+int tlsq__tls_shutdown(struct tlsq_conn *c)
+{
+	WOLFSSL *ssl = ssl_of(c);
+	/* Once only (note §5): the return is NOT_DONE (close_notify sent, peer's
+	 * not seen yet), or 1 if the peer's was read already; the record is in
+	 * c->out either way since our send callback never blocks. */
+	int r = wolfSSL_shutdown(ssl);
+	if (r == WOLFSSL_SHUTDOWN_NOT_DONE || r == WOLFSSL_SUCCESS)
+		return 0;
+	if (wolfSSL_get_shutdown(ssl) & WOLFSSL_SENT_SHUTDOWN)
+		return 0;
+	return tls_fail(c, r, "while sending close_notify");
+}
+
+int tlsq__tls_key_update(struct tlsq_conn *c)
+{
+	WOLFSSL *ssl = ssl_of(c);
+	int r = wolfSSL_update_keys(ssl);
+	if (r == WOLFSSL_SUCCESS)
+		return 0;
+	return tls_fail(c, r, "while sending KeyUpdate");
+}
+
+void tlsq__tls_save_session(struct tlsq_conn *c)
+{
+	struct tlsq_tls *t = c->tls;
+	if (c->role != TLSQ_CLIENT || !t->session_resumption || c->ssl == NULL)
+		return;
+	WOLFSSL_SESSION *s = wolfSSL_get1_session(ssl_of(c));
+	if (s == NULL)
+		return;
+	pthread_mutex_lock(&t->session_mu);
+	WOLFSSL_SESSION *old = t->session;
+	t->session = s;
+	pthread_mutex_unlock(&t->session_mu);
+	if (old)
+		wolfSSL_SESSION_free(old);
+}
+
+int tlsq__tls_pending(struct tlsq_conn *c)
+{
+	return c->ssl ? wolfSSL_pending(ssl_of(c)) : 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Profiles                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* An in-memory self-signed ECDSA P-256 certificate for localhost and
+ * 127.0.0.1 (note §9). isCA so that a client may trust it directly. */
+static int make_self_signed(WOLFSSL_CTX *ctx, char **pem_out)
+{
+	static const unsigned char san[] = {
+		0x30, 0x11,                                     /* GeneralNames */
+		0x82, 0x09, 'l', 'o', 'c', 'a', 'l', 'h', 'o', 's', 't', /* dNSName */
+		0x87, 0x04, 127, 0, 0, 1,                       /* iPAddress */
+	};
+	WC_RNG rng;
+	ecc_key key;
+	Cert *cert = calloc(1, sizeof *cert);
+	unsigned char *der = malloc(4096), kder[256];
+	char *pem = malloc(8192);
+	int rc = TLSQ_ENOMEM, dsz = 0, ksz = 0;
+	if (!cert || !der || !pem)
+		goto out_nomem;
+	if (wc_InitRng(&rng) != 0)
+		goto out_nomem;
+	if (wc_ecc_init(&key) != 0)
+		goto out_rng;
+	rc = TLSQ_EINVAL;
+	if (wc_ecc_make_key_ex(&rng, 32, &key, ECC_SECP256R1) != 0)
+		goto out_key;
+	wc_InitCert(cert);
+	snprintf(cert->subject.commonName, CTC_NAME_SIZE, "localhost");
+	snprintf(cert->subject.org, CTC_NAME_SIZE, "tlsq self-signed");
+	cert->sigType = CTC_SHA256wECDSA;
+	cert->daysValid = 365;
+	cert->isCA = 1;
+	memcpy(cert->altNames, san, sizeof san);
+	cert->altNamesSz = (int)sizeof san;
+	if (wc_MakeCert(cert, der, 4096, NULL, &key, &rng) < 0)
+		goto out_key;
+	dsz = wc_SignCert(cert->bodySz, cert->sigType, der, 4096, NULL, &key, &rng);
+	if (dsz < 0)
+		goto out_key;
+	ksz = wc_EccKeyToDer(&key, kder, sizeof kder);
+	if (ksz < 0)
+		goto out_key;
+	if (wolfSSL_CTX_use_certificate_buffer(ctx, der, dsz, WOLFSSL_FILETYPE_ASN1) !=
+	        WOLFSSL_SUCCESS ||
+	    wolfSSL_CTX_use_PrivateKey_buffer(ctx, kder, ksz, WOLFSSL_FILETYPE_ASN1) !=
+	        WOLFSSL_SUCCESS)
+		goto out_key;
+	int psz = wc_DerToPem(der, (word32)dsz, (byte *)pem, 8191, CERT_TYPE);
+	if (psz < 0)
+		goto out_key;
+	pem[psz] = 0;
+	*pem_out = pem;
+	pem = NULL;
+	rc = 0;
+out_key:
+	wc_ecc_free(&key);
+	memset(kder, 0, sizeof kder); /* key material: not left on the stack */
+	__asm__ __volatile__("" : : "r"(kder) : "memory");
+out_rng:
+	wc_FreeRng(&rng);
+out_nomem:
+	if (rc == TLSQ_ENOMEM)
+		tlsq__set_last_error("out of memory generating a self-signed certificate");
+	else if (rc != 0)
+		tlsq__set_last_error("generating the self-signed certificate failed");
+	free(cert);
+	free(der);
+	free(pem);
+	return rc;
+}
+
+static char *read_text_file(const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return NULL;
+	size_t cap = 4096, len = 0;
+	char *s = malloc(cap);
+	size_t n;
+	while (s && (n = fread(s + len, 1, cap - len - 1, f)) > 0) {
+		len += n;
+		if (cap - len < 2) {
+			char *t = realloc(s, cap * 2);
+			if (!t) {
+				free(s);
+				s = NULL;
+				break;
+			}
+			s = t;
+			cap *= 2;
+		}
+	}
+	fclose(f);
+	if (s)
+		s[len] = 0;
+	return s;
+}
+
+static int tls_configure(struct tlsq_tls *t, const tlsq_tls_config *cfg, WOLFSSL_CTX *ctx)
+{
+	int client = cfg->role == TLSQ_CLIENT;
+	if (wolfSSL_CTX_SetMinVersion(ctx, t->min_version == TLSQ_TLS1_3 ? WOLFSSL_TLSV1_3
+	                                                               : WOLFSSL_TLSV1_2) !=
+	    WOLFSSL_SUCCESS) {
+		tlsq__set_last_error("cannot set the minimum TLS version");
+		return TLSQ_EINVAL;
+	}
+	if (t->max_version == TLSQ_TLS1_2 &&
+	    wolfSSL_CTX_set_max_proto_version(ctx, TLS1_2_VERSION) != WOLFSSL_SUCCESS) {
+		tlsq__set_last_error("cannot set the maximum TLS version");
+		return TLSQ_EINVAL;
+	}
+	/* OPENSSL_EXTRA turns AUTO_RETRY on: each WANT_READ would re-call our
+	 * recv callback 11 times (note §1). */
+	wolfSSL_CTX_clear_mode(ctx, SSL_MODE_AUTO_RETRY);
+	if (wolfSSL_CTX_set_cipher_list(ctx, cfg->ciphers ? cfg->ciphers : DEFAULT_CIPHERS) !=
+	    WOLFSSL_SUCCESS) {
+		tlsq__set_last_error("no usable cipher in \"%s\"",
+		                     cfg->ciphers ? cfg->ciphers : DEFAULT_CIPHERS);
+		return TLSQ_EINVAL;
+	}
+	if (t->max_version != TLSQ_TLS1_2) {
+		int groups[] = {WOLFSSL_ECC_X25519, WOLFSSL_ECC_SECP256R1, WOLFSSL_ECC_SECP384R1};
+		if (wolfSSL_CTX_set_groups(ctx, groups, 3) != WOLFSSL_SUCCESS) {
+			tlsq__set_last_error("cannot set the key exchange groups");
+			return TLSQ_EINVAL;
+		}
+	}
+	if (!cfg->session_resumption && !client)
+		wolfSSL_CTX_no_ticket_TLSv13(ctx);
+	wolfSSL_CTX_SetIORecv(ctx, tls_recv_cb);
+	wolfSSL_CTX_SetIOSend(ctx, tls_send_cb);
+
+	/* Own certificate and key. */
+	if (cfg->self_signed) {
+		int rc = make_self_signed(ctx, &t->cert_pem);
+		if (rc)
+			return rc;
+	} else if (cfg->cert_file || cfg->cert_pem) {
+		if (cfg->cert_file) {
+			if (wolfSSL_CTX_use_certificate_chain_file(ctx, cfg->cert_file) !=
+			    WOLFSSL_SUCCESS) {
+				tlsq__set_last_error("cannot load certificate file %s: %s",
+				                     cfg->cert_file, errno ? strerror(errno)
+				                                           : "not a PEM certificate");
+				return TLSQ_EINVAL;
+			}
+			t->cert_pem = read_text_file(cfg->cert_file);
+		} else {
+			if (wolfSSL_CTX_use_certificate_chain_buffer(
+			        ctx, (const unsigned char *)cfg->cert_pem,
+			        (long)strlen(cfg->cert_pem)) != WOLFSSL_SUCCESS) {
+				tlsq__set_last_error("cert_pem is not a PEM certificate");
+				return TLSQ_EINVAL;
+			}
+			t->cert_pem = strdup(cfg->cert_pem);
+		}
+		int kr;
+		if (cfg->key_file)
+			kr = wolfSSL_CTX_use_PrivateKey_file(ctx, cfg->key_file,
+			                                     WOLFSSL_FILETYPE_PEM);
+		else if (cfg->key_pem)
+			kr = wolfSSL_CTX_use_PrivateKey_buffer(
+			    ctx, (const unsigned char *)cfg->key_pem, (long)strlen(cfg->key_pem),
+			    WOLFSSL_FILETYPE_PEM);
+		else {
+			tlsq__set_last_error("a certificate needs its private key (key_file or key_pem)");
+			return TLSQ_EINVAL;
+		}
+		if (kr != WOLFSSL_SUCCESS) {
+			tlsq__set_last_error("cannot load the private key %s",
+			                     cfg->key_file ? cfg->key_file : "(key_pem)");
+			return TLSQ_EINVAL;
+		}
+	} else if (!client) {
+		tlsq__set_last_error("a server needs a certificate and key (cert_file/key_file, "
+		                     "cert_pem/key_pem) or self_signed");
+		return TLSQ_EINVAL;
+	}
+
+	/* Trust and verification. */
+	int verify = cfg->verify;
+	if (verify == TLSQ_VERIFY_DEFAULT)
+		verify = client ? TLSQ_VERIFY_PEER : TLSQ_VERIFY_NONE;
+	if (client && verify == TLSQ_VERIFY_REQUIRE)
+		verify = TLSQ_VERIFY_PEER;
+	t->verify = (tlsq_verify)verify;
+	int have_ca = 0;
+	if (cfg->ca_file || cfg->ca_dir) {
+		if (wolfSSL_CTX_load_verify_locations(ctx, cfg->ca_file, cfg->ca_dir) !=
+		    WOLFSSL_SUCCESS) {
+			tlsq__set_last_error("cannot load CA %s %s", cfg->ca_file ? cfg->ca_file : "",
+			                     cfg->ca_dir ? cfg->ca_dir : "");
+			return TLSQ_EINVAL;
+		}
+		have_ca = 1;
+	}
+	if (cfg->ca_pem) {
+		if (wolfSSL_CTX_load_verify_buffer(ctx, (const unsigned char *)cfg->ca_pem,
+		                                   (long)strlen(cfg->ca_pem),
+		                                   WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS) {
+			tlsq__set_last_error("ca_pem holds no usable PEM certificate");
+			return TLSQ_EINVAL;
+		}
+		have_ca = 1;
+	}
+	if (verify != TLSQ_VERIFY_NONE && !have_ca) {
+		if (client && wolfSSL_CTX_load_verify_locations(ctx, SYSTEM_CA_FILE, NULL) ==
+		                  WOLFSSL_SUCCESS)
+			have_ca = 1;
+		if (!have_ca) {
+			tlsq__set_last_error("verification is on but no CA was given (ca_file, "
+			                     "ca_dir or ca_pem) and %s is not readable",
+			                     SYSTEM_CA_FILE);
+			return TLSQ_EINVAL;
+		}
+	}
+	int mode = WOLFSSL_VERIFY_NONE;
+	if (verify == TLSQ_VERIFY_PEER)
+		mode = WOLFSSL_VERIFY_PEER;
+	else if (verify == TLSQ_VERIFY_REQUIRE)
+		mode = WOLFSSL_VERIFY_PEER | WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+	wolfSSL_CTX_set_verify(ctx, mode, mode == WOLFSSL_VERIFY_NONE ? NULL : tls_verify_cb);
+	return 0;
+}
+
+/* see tlsq.h */
+int tlsq_tls_new(const tlsq_tls_config *cfg, tlsq_tls **out)
+{
+	if (out)
+		*out = NULL;
+	if (cfg == NULL || out == NULL) {
+		tlsq__set_last_error("tlsq_tls_new: NULL argument");
+		return TLSQ_EINVAL;
+	}
+	if (cfg->role != TLSQ_CLIENT && cfg->role != TLSQ_SERVER) {
+		tlsq__set_last_error("role must be TLSQ_CLIENT or TLSQ_SERVER");
+		return TLSQ_EINVAL;
+	}
+	if (cfg->mode != TLSQ_MODE_STREAM && cfg->mode != TLSQ_MODE_MESSAGE) {
+		tlsq__set_last_error("mode must be TLSQ_MODE_STREAM or TLSQ_MODE_MESSAGE");
+		return TLSQ_EINVAL;
+	}
+	int minv = cfg->min_version ? cfg->min_version : TLSQ_TLS1_2;
+	int maxv = cfg->max_version ? cfg->max_version : TLSQ_TLS1_3;
+	if ((minv != TLSQ_TLS1_2 && minv != TLSQ_TLS1_3) ||
+	    (maxv != TLSQ_TLS1_2 && maxv != TLSQ_TLS1_3) || minv > maxv) {
+		tlsq__set_last_error("versions: min and max must be TLSQ_TLS1_2 or TLSQ_TLS1_3, "
+		                     "min <= max (TLS 1.2 is the floor)");
+		return TLSQ_EINVAL;
+	}
+	if (cfg->verify < TLSQ_VERIFY_DEFAULT || cfg->verify > TLSQ_VERIFY_REQUIRE) {
+		tlsq__set_last_error("verify: unknown mode %d", (int)cfg->verify);
+		return TLSQ_EINVAL;
+	}
+	int rc = tlsq__tls_global_init();
+	if (rc)
+		return rc;
+	struct tlsq_tls *t = calloc(1, sizeof *t);
+	if (!t) {
+		tlsq__set_last_error("out of memory");
+		return TLSQ_ENOMEM;
+	}
+	atomic_init(&t->refs, 1);
+	t->role = cfg->role;
+	t->mode = cfg->mode;
+	t->min_version = minv;
+	t->max_version = maxv;
+	t->session_resumption = cfg->session_resumption;
+	pthread_mutex_init(&t->session_mu, NULL);
+	if (cfg->server_name && !(t->server_name = strdup(cfg->server_name)))
+		goto nomem;
+	if (cfg->alpn && cfg->alpn[0] && !(t->alpn = strdup(cfg->alpn)))
+		goto nomem;
+	WOLFSSL_CTX *ctx = wolfSSL_CTX_new(cfg->role == TLSQ_CLIENT ? wolfSSLv23_client_method()
+	                                                           : wolfSSLv23_server_method());
+	if (!ctx)
+		goto nomem;
+	t->ctx = ctx;
+	errno = 0;
+	rc = tls_configure(t, cfg, ctx);
+	if (rc) {
+		tlsq_tls_free(t);
+		return rc;
+	}
+	*out = t;
+	return 0;
+nomem:
+	tlsq__set_last_error("out of memory");
+	tlsq_tls_free(t);
+	return TLSQ_ENOMEM;
+}
+
+/* see tlsq.h */
+void tlsq_tls_free(tlsq_tls *t)
+{
+	if (t == NULL || atomic_fetch_sub(&t->refs, 1) != 1)
+		return;
+	if (t->session)
+		wolfSSL_SESSION_free((WOLFSSL_SESSION *)t->session);
+	if (t->ctx)
+		wolfSSL_CTX_free((WOLFSSL_CTX *)t->ctx);
+	pthread_mutex_destroy(&t->session_mu);
+	free(t->server_name);
+	free(t->alpn);
+	free(t->cert_pem);
+	free(t);
+}
+
+/* see tlsq.h */
+ssize_t tlsq_tls_cert_pem(const tlsq_tls *t, char *buf, size_t cap)
+{
+	if (t == NULL || buf == NULL || t->cert_pem == NULL)
+		return TLSQ_EINVAL;
+	size_t n = strlen(t->cert_pem);
+	if (n + 1 > cap)
+		return TLSQ_EMSGSIZE;
+	memcpy(buf, t->cert_pem, n + 1);
+	return (ssize_t)n;
+}
