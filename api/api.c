@@ -119,7 +119,8 @@ static int engine_check(const tlsq_engine_config *c)
 	if (c->max_message > TLSQ__FRAME_MAX)
 		BAD("max_message must be at most %u", TLSQ__FRAME_MAX);
 	if (c->handshake_timeout_ms < -1 || c->connect_timeout_ms < -1 || c->idle_timeout_ms < 0 ||
-	    c->close_linger_ms < 0 || c->keepalive_s < 0 || c->key_update_interval_ms < 0)
+	    c->close_linger_ms < 0 || c->keepalive_s < 0 || c->key_update_interval_ms < 0 ||
+	    c->socket_buffer < 0)
 		BAD("timeouts must be >= 0 (or -1 where documented)");
 	if (c->accept_backlog < 1)
 		BAD("accept_backlog must be at least 1");
@@ -351,7 +352,9 @@ int tlsq_key_update(tlsq_conn *c)
 	if (err)
 		return err;
 	int st = atomic_load_explicit(&c->state, memory_order_acquire);
-	if (st < TLSQ_STATE_OPEN || strcmp(c->version, "TLSv1.3") != 0)
+	if (st != TLSQ_STATE_OPEN && st != TLSQ_STATE_RECV_CLOSED)
+		return st > TLSQ_STATE_OPEN ? TLSQ_ECLOSED : TLSQ_EINVAL;
+	if (strcmp(c->version, "TLSv1.3") != 0)
 		return TLSQ_EINVAL;
 	tlsq__conn_request(c, TLSQ__REQ_KEY_UPDATE);
 	return TLSQ_OK;

@@ -149,6 +149,9 @@ typedef struct tlsq_engine_config {
 	int close_linger_ms;       /* how long a background close (free without close)
 	                              waits for the peer's close_notify; default 2000 */
 	int keepalive_s;           /* TCP keepalive idle seconds; 0 = off; default 60 */
+	int socket_buffer;         /* SO_SNDBUF/SO_RCVBUF in bytes; 0 = the kernel's
+	                              (default). Small values make backpressure
+	                              reach the application sooner. */
 	uint64_t key_update_bytes; /* TLS 1.3: send a KeyUpdate after this many bytes
 	                              sent; 0 = never (default) */
 	int key_update_interval_ms;/* TLS 1.3: send a KeyUpdate this often; 0 = never (default) */

@@ -121,6 +121,10 @@ static void sock_tune(struct tlsq_engine *e, int fd)
 {
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	if (e->cfg.socket_buffer > 0) {
+		setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &e->cfg.socket_buffer, sizeof(int));
+		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &e->cfg.socket_buffer, sizeof(int));
+	}
 	if (e->cfg.keepalive_s > 0) {
 		int idle = e->cfg.keepalive_s, intvl = idle / 3 > 0 ? idle / 3 : 1, cnt = 3;
 		setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);

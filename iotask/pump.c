@@ -38,6 +38,7 @@
 
 #define MAX_RECORD 16384
 #define RX_CHUNK (MAX_RECORD + 256)
+#define RECORD_SLACK (MAX_RECORD + 256) /* one record and its overhead */
 #define STEP_ROUNDS 64  /* fairness: yield the loop after this many rounds */
 #define WRITE_CALLS 64  /* socket writes per step (1-byte buffers would spin) */
 
@@ -433,9 +434,11 @@ static void arm_events(struct tlsq_conn *c)
 {
 	const tlsq_engine_config *cfg = &c->engine->cfg;
 	int st = atomic_load(&c->state);
+	/* pump_tx may overshoot cipher_buffer by one record; the control
+	 * reserve sits above that, so a full data path never stops a read. */
 	int want_read = c->fd >= 0 && !c->eof && !c->rst && st != TLSQ_STATE_CONNECTING &&
 	                evbuffer_get_length(c->in) < cfg->cipher_buffer &&
-	                out_len(c) < cfg->cipher_buffer + cfg->control_reserve;
+	                out_len(c) < cfg->cipher_buffer + RECORD_SLACK + cfg->control_reserve;
 	int want_write = c->fd >= 0 && (st == TLSQ_STATE_CONNECTING || out_len(c) > 0);
 	if (want_read != c->reading) {
 		if (want_read)
