@@ -39,7 +39,7 @@
 #define MAX_RECORD 16384
 #define RX_CHUNK (MAX_RECORD + 256)
 #define RECORD_SLACK (MAX_RECORD + 256) /* one record and its overhead */
-#define STEP_ROUNDS 64  /* fairness: yield the loop after this many rounds */
+#define STEP_ROUNDS 256 /* fairness: yield the loop after this many rounds */
 #define WRITE_CALLS 64  /* socket writes per step (1-byte buffers would spin) */
 
 static size_t out_len(struct tlsq_conn *c) { return evbuffer_get_length(c->out); }
@@ -543,7 +543,15 @@ static void on_open(struct tlsq_conn *c)
 
 static void step_open(struct tlsq_conn *c)
 {
-	for (int round = 0; round < STEP_ROUNDS; round++) {
+	for (int round = 0;; round++) {
+		if (round == STEP_ROUNDS) {
+			/* Yield to the other connections of this thread, but come
+			 * back: what was read may not have been processed yet, and no
+			 * socket event would say so. */
+			event_active(c->ev_write, EV_WRITE, 0);
+			break;
+		}
+		size_t in_before = evbuffer_get_length(c->in);
 		int progress = 0;
 		progress |= pump_rx(c);
 		if (atomic_load(&c->error) != 0)
@@ -554,10 +562,14 @@ static void step_open(struct tlsq_conn *c)
 		progress |= sock_write(c);
 		if (atomic_load(&c->error) != 0)
 			break;
+		/* Ciphertext consumed counts too: with tiny buffers wolfSSL eats a
+		 * record a few bytes at a time before it yields any plaintext. */
+		if (evbuffer_get_length(c->in) < in_before)
+			progress = 1;
+		if (sock_read(c) > 0)
+			progress = 1;
 		if (!progress)
 			break;
-		if (c->reading && sock_read(c) > 0)
-			continue;
 	}
 }
 

@@ -219,12 +219,14 @@ static int tls_verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *store)
 		break;
 	case DOMAIN_NAME_MISMATCH:
 	case IPADDR_MISMATCH: what = "hostname mismatch"; break;
-	case ASN_SIG_CONFIRM_E: what = "bad certificate signature"; break;
+	case ASN_SIG_CONFIRM_E:
+		what = "unknown CA (a trusted CA has the issuer's name but did not sign it)";
+		break;
 	default: what = wolfSSL_ERR_reason_error_string((unsigned long)err); break;
 	}
 	if (err == DOMAIN_NAME_MISMATCH || err == IPADDR_MISMATCH)
 		snprintf(c->error_reason, sizeof c->error_reason,
-		         "certificate verify failed: hostname mismatch, wanted %s, certificate is %s",
+		         "certificate verify failed: hostname mismatch, wanted %.60s, certificate is %.100s",
 		         c->tls->server_name ? c->tls->server_name : c->sni, subj);
 	else
 		snprintf(c->error_reason, sizeof c->error_reason,
@@ -708,6 +710,20 @@ static int tls_configure(struct tlsq_tls *t, const tlsq_tls_config *cfg, WOLFSSL
 		mode = WOLFSSL_VERIFY_PEER | WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT;
 	wolfSSL_CTX_set_verify(ctx, mode, mode == WOLFSSL_VERIFY_NONE ? NULL : tls_verify_cb);
 	return 0;
+}
+
+/* see tlsq.h */
+void tlsq_tls_config_init(tlsq_tls_config *cfg, tlsq_role role)
+{
+	if (!cfg)
+		return;
+	memset(cfg, 0, sizeof *cfg);
+	cfg->role = role;
+	cfg->mode = TLSQ_MODE_STREAM;
+	cfg->verify = TLSQ_VERIFY_DEFAULT;
+	cfg->min_version = TLSQ_TLS1_2;
+	cfg->max_version = TLSQ_TLS1_3;
+	cfg->session_resumption = 1;
 }
 
 /* see tlsq.h */
