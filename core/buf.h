@@ -10,8 +10,11 @@
  * with the pointer, so the fields need no atomics.
  *
  * Pool: small size classes (256 B, 4 KiB, 16 KiB + record slack, 64 KiB)
- * keep a bounded lock-free free list each (ck_ring MPMC); larger buffers are
- * plain malloc. Any thread may alloc and free.
+ * keep a bounded lock-free free list each (ck_ring MPMC, 1024 buffers per
+ * class, allocated on first use, process-global); larger buffers are plain
+ * malloc. Any thread may alloc and free. Cached buffers stay reachable from
+ * the pool, so LeakSanitizer does not report them; tlsq__pool_trim frees
+ * them.
  */
 #ifndef TLSQ_CORE_BUF_H
 #define TLSQ_CORE_BUF_H
@@ -23,10 +26,13 @@ typedef struct tlsq__buf {
 	uint32_t cap;     /* bytes in data[] */
 	uint32_t rd;      /* first unread byte */
 	uint32_t wr;      /* one past the last written byte */
+	uint32_t qcharge; /* bytes charged to a queue's budget (queue.c) */
 	uint8_t cls;      /* pool size class, or 0xff for plain malloc */
-	uint8_t flags;    /* owner-defined (TLSQ__BUF_*) */
+	uint8_t flags;    /* owner-defined */
 	uint16_t pad_;
+	uint32_t pad2_;
 	uint64_t tag;     /* owner-defined (message length, sequence, ...) */
+	struct tlsq__buf *qnext; /* queue.c: link while put back on an rx queue */
 	unsigned char data[];
 } tlsq__buf;
 

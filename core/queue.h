@@ -11,9 +11,13 @@
  * interleaved with another call's.
  *
  * Admission: a push reserves its bytes and one slot with one CAS on a 64-bit
- * word (low 40 bits bytes, high 24 bits entries). An entry larger than the
- * budget is admitted only when the queue is empty (bytes == 0), so nothing
- * deadlocks and the queue never holds more than max(budget, largest entry).
+ * word (low 40 bits bytes, high 24 bits entries). An entry that does not fit
+ * the budget is admitted only when the queue is empty (no byte and no entry
+ * reserved), so an entry larger than the whole budget waits for the queue
+ * to drain and is then admitted alone: nothing deadlocks and the queue never
+ * holds more than max(budget, largest entry) bytes. Because the credit
+ * includes a ring slot (at most nslots - 1 entries are reserved), a push that
+ * got its credit never finds the ring full.
  *
  * Credits: tx credits are given back by the IO task with tlsq__txq_release_sc
  * once the bytes are inside TLS; rx credits go back when a consumer pops.
@@ -24,10 +28,16 @@
  * End of queue: tlsq__queue_end(q, code) lets consumers drain what is queued
  * and then get `code` (0 = clean end, negative = error). tlsq__queue_close(q,
  * code) is immediate: every waiter and every later call gets `code` at once
- * (TLSQ_ECLOSED for a local close), queued entries are freed.
- * After either, every push (tx and rx) fails at once with the code (a tx
- * queue that was only ended can still be popped by the IO task, so queued
- * bytes get out: that is how a graceful close flushes).
+ * (TLSQ_ECLOSED for a local close); queued entries are freed by the next
+ * consumer call (only a consumer may dequeue) or by tlsq__queue_fini.
+ * After either, every push (tx and rx) fails at once with the code, or with
+ * TLSQ_ECLOSED if the code is 0 (a tx queue that was only ended can still be
+ * popped by the IO task, so queued bytes get out: that is how a graceful
+ * close flushes). A push that races with end/close either fails or is
+ * queued before the end: a push that returned TLSQ_OK is always visible in
+ * tlsq__queue_entries to whoever saw the end.
+ *
+ * See docs/queues.md for the memory orderings and the wakeup protocol.
  */
 #ifndef TLSQ_CORE_QUEUE_H
 #define TLSQ_CORE_QUEUE_H
@@ -52,11 +62,13 @@ typedef struct tlsq__queue {
 	tlsq__ec space_ec;                  /* producers wait here */
 	_Atomic int end;                    /* 0 open, 1 ended (drain first), 2 closed */
 	_Atomic int end_code;               /* what consumers get after the end */
-	_Atomic(tlsq__buf *) carry;         /* rx: a partly consumed entry, taken first */
+	_Atomic(tlsq__buf *) carry;         /* rx: put-back entries (linked by qnext), taken first */
 	_Atomic int producer_parked;        /* rx: the IO task stopped for lack of room */
 	_Atomic uint32_t waiting_producers;
 	_Atomic uint32_t waiting_consumers;
 	tlsq__qstats stats;
+	_Atomic int close_code;             /* what everybody gets after a close */
+	_Atomic int64_t unpopped;           /* tx: entries published and not yet popped */
 } tlsq__queue;
 
 /* budget >= 1 byte; nslots is rounded up to a power of two >= 4. */
@@ -78,20 +90,34 @@ void tlsq__queue_close(tlsq__queue *q, int code);
 /*
  * Queues b (its payload is tlsq__buf_len(b) bytes, charged against the
  * budget; `charge` overrides it when non-zero, e.g. to count a frame
- * header). Waits for room up to timeout_ms. On success the queue owns b and
- * *was_empty tells whether the queue had no entry before (the caller then
- * notifies the IO task). Returns TLSQ_OK, TLSQ_EAGAIN, TLSQ_ETIMEDOUT, or the
- * close code; on failure the caller still owns b.
+ * header; at most UINT32_MAX). Waits for room up to timeout_ms. On success
+ * the queue owns b and *was_empty (may be NULL) is 1 when this push is the
+ * one that must notify the consumer: exactly one push of every batch that
+ * finds the consumer with nothing left to pop gets 1, so notifying only then
+ * never loses a wakeup (docs/queues.md). Returns TLSQ_OK, TLSQ_EAGAIN,
+ * TLSQ_ETIMEDOUT, TLSQ_EINVAL (charge too large), TLSQ_ENOMEM, or the
+ * end/close code; on failure the caller still owns b.
  */
 int tlsq__txq_push_mpsc(tlsq__queue *q, tlsq__buf *b, size_t charge,
                         int timeout_ms, int *was_empty);
-/* IO task: the next entry or NULL. Credits stay taken until released. */
+/* IO task: the next entry or NULL. Credits stay taken until released.
+ * After a close it frees whatever is queued and returns NULL. */
 tlsq__buf *tlsq__txq_pop_sc(tlsq__queue *q);
+/*
+ * For a consumer that is a thread rather than an event loop (tests,
+ * benchmarks): like tlsq__txq_pop_sc but waits up to timeout_ms for an
+ * entry. Returns TLSQ_OK with *out set, TLSQ_EAGAIN, TLSQ_ETIMEDOUT, the
+ * close code, or, once the queue is ended and every credit was released,
+ * the end code (*out NULL). Producers wake it only on the empty ->
+ * non-empty transition (was_empty).
+ */
+int tlsq__txq_pop_wait_sc(tlsq__queue *q, tlsq__buf **out, int timeout_ms);
 /* IO task: gives back `bytes` and `entries` of credit; wakes waiting producers. */
 void tlsq__txq_release_sc(tlsq__queue *q, uint64_t bytes, uint32_t entries);
 /*
- * Waits until every byte reserved at the time of the call... simplified:
- * until the queue holds no credit at all (everything queued was released).
+ * Waits until the queue holds no credit at all (every byte and entry queued
+ * was released; with producers still pushing this may never happen).
+ * Returns TLSQ_OK, TLSQ_EAGAIN (timeout 0), TLSQ_ETIMEDOUT or the close code.
  */
 int tlsq__txq_wait_drained(tlsq__queue *q, int timeout_ms);
 
@@ -102,8 +128,9 @@ int tlsq__txq_wait_drained(tlsq__queue *q, int timeout_ms);
 uint64_t tlsq__rxq_room_sp(const tlsq__queue *q);
 /*
  * IO task: queues b without blocking (charge as for tx). Returns TLSQ_OK
- * (sets *was_empty), TLSQ_EAGAIN when there is no room (the queue then
- * remembers that the producer is parked), or the close code.
+ * (sets *was_empty, may be NULL: 1 if no entry was queued or being popped),
+ * TLSQ_EAGAIN when there is no room (the queue then remembers that the
+ * producer is parked), TLSQ_EINVAL, TLSQ_ENOMEM, or the end/close code.
  */
 int tlsq__rxq_push_sp(tlsq__queue *q, tlsq__buf *b, size_t charge, int *was_empty);
 /*
@@ -111,14 +138,19 @@ int tlsq__rxq_push_sp(tlsq__queue *q, tlsq__buf *b, size_t charge, int *was_empt
  * timeout_ms. Returns TLSQ_OK with *out set, TLSQ_EAGAIN, TLSQ_ETIMEDOUT, the
  * end code after the queue is drained (0 for a clean end: *out is NULL), or
  * the close code. Credits are given back here; if the IO task was parked
- * for lack of room, *unpark is set to 1 (exactly once per park) and the
- * caller must notify the IO task.
+ * for lack of room, *unpark is set to 1 (exactly once per park: by one
+ * consumer, and not at all if the IO task found room itself first) and the
+ * caller must notify the IO task. *unpark is only ever set, never cleared.
  */
 int tlsq__rxq_pop_mc(tlsq__queue *q, tlsq__buf **out, int timeout_ms, int *unpark);
 /*
  * Consumers: puts back a partly consumed entry (or a message that did not
  * fit the caller's buffer) so that the next pop returns it first. Its
  * credits were already returned by the pop and are not charged again.
+ * Never blocks: put-back entries form a list (several consumers may put
+ * back at once; with one consumer there is never more than one). With
+ * several consumers, one may get the end code while another still holds an
+ * entry it is about to put back (the put-back entry is then still popped).
  */
 void tlsq__rxq_unpop_mc(tlsq__queue *q, tlsq__buf *b);
 /* 1 if a pop would not block (data, carry, or end), else 0. */

@@ -1,0 +1,357 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * queue.c - byte-budgeted queues on ck_ring: the parts both directions
+ * share, and tx (many producers, one consumer). rx is in rxq.c. The
+ * contract is in queue.h; the reasoning, with diagrams, in docs/queues.md.
+ *
+ * Who may call what concurrently:
+ *   tx: tlsq__txq_push_mpsc from any number of threads; tlsq__txq_pop_sc,
+ *       tlsq__txq_pop_wait_sc and tlsq__txq_release_sc from one consumer
+ *       (the IO task) at a time.
+ *   rx: tlsq__rxq_push_sp and tlsq__rxq_room_sp from one producer (the IO
+ *       task) at a time; tlsq__rxq_pop_mc and tlsq__rxq_unpop_mc from any
+ *       number of threads.
+ *   end, close, bytes, entries, ready, wait_drained: any thread, any time.
+ *   init and fini: nobody else.
+ *
+ * Invariants:
+ * - reserved = (bytes | entries << 40) counts every entry from its push
+ *   until its credit is given back (tx: tlsq__txq_release_sc; rx: the pop).
+ *   entries <= nslots - 1, the ring's capacity, so a push holding a credit
+ *   always finds a free slot.
+ * - end only grows: OPEN -> ENDED -> CLOSED or OPEN -> CLOSED. Each code is
+ *   set once, by CAS from CODE_UNSET (the first caller wins), before `end`
+ *   moves, so whoever sees the new `end` also sees the code.
+ * - unpopped (tx) = entries published on the ring minus entries popped. A
+ *   producer adds 1 AFTER publishing, the consumer subtracts 1 after
+ *   popping; it can dip to -1 briefly. The push whose add takes it from 0
+ *   to 1 reports was_empty: docs/queues.md shows that this push always
+ *   happens after the consumer last found the ring empty, so notifying only
+ *   then loses no wakeup.
+ * - The rx carry list holds put-back entries; they hold no credit.
+ *
+ * Orderings: every RMW and load of reserved, end, the codes, unpopped,
+ * producer_parked and the waiting counters is seq_cst (on x86 the loads
+ * are plain moves and the RMWs are locked instructions either way). The
+ * Dekker-style pairs that need seq_cst are named where they occur. Buffers
+ * are handed over by ck_ring (release store of the producer index, acquire
+ * load by the consumer); ThreadSanitizer cannot see ck's inline-asm fences,
+ * so each hand-off is annotated: __tsan_release(b) BEFORE the enqueue that
+ * publishes b (a release after it could come too late: the consumer may
+ * already hold b), __tsan_acquire(b) after the dequeue.
+ */
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "err.h"
+#include "queue_int.h"
+
+int tlsq__queue_init(tlsq__queue *q, size_t budget, unsigned nslots)
+{
+	memset(q, 0, sizeof *q);
+	unsigned n = 4;
+	while (n < nslots && n < NSLOTS_MAX)
+		n <<= 1;
+	q->nslots = n;
+	q->budget = budget == 0 ? 1 : budget > BUDGET_MAX ? BUDGET_MAX : budget;
+	ck_ring_init(&q->ring, n);
+	atomic_init(&q->slots, NULL);
+	atomic_init(&q->carry, NULL);
+	atomic_init(&q->end_code, CODE_UNSET);
+	atomic_init(&q->close_code, CODE_UNSET);
+	tlsq__ec_init(&q->data_ec);
+	tlsq__ec_init(&q->space_ec);
+	return TLSQ_OK;
+}
+
+static void free_carry(tlsq__buf *b)
+{
+	while (b != NULL) {
+		tlsq__buf *next = b->qnext;
+		tlsq__buf_free(b);
+		b = next;
+	}
+}
+
+void tlsq__queue_fini(tlsq__queue *q)
+{
+	ck_ring_buffer_t *s = atomic_load(&q->slots);
+	void *p;
+	if (s != NULL) {
+		while (ck_ring_dequeue_spmc(&q->ring, s, &p)) {
+			TSAN_ACQUIRE(p);
+			tlsq__buf_free(p);
+		}
+		free(s);
+	}
+	free_carry(atomic_load(&q->carry));
+	atomic_store(&q->slots, NULL);
+	atomic_store(&q->carry, NULL);
+}
+
+uint64_t tlsq__queue_bytes(const tlsq__queue *q)
+{
+	return atomic_load(&((tlsq__queue *)q)->reserved) & BYTES_MASK;
+}
+
+uint32_t tlsq__queue_entries(const tlsq__queue *q)
+{
+	return (uint32_t)(atomic_load(&((tlsq__queue *)q)->reserved) >> ENTRY_SHIFT);
+}
+
+/* The ring's slots, allocated by the first push (idle queues cost none). */
+static ck_ring_buffer_t *queue_slots(tlsq__queue *q)
+{
+	/* Acquire: pairs with the release CAS that published the array. */
+	ck_ring_buffer_t *s = atomic_load_explicit(&q->slots, memory_order_acquire);
+	if (s != NULL)
+		return s;
+	ck_ring_buffer_t *mine = calloc(q->nslots, sizeof *mine), *cur = NULL;
+	if (mine == NULL)
+		return NULL;
+	if (atomic_compare_exchange_strong_explicit(&q->slots, &cur, mine, memory_order_acq_rel,
+	                                            memory_order_acquire))
+		return mine;
+	free(mine); /* another producer won */
+	return cur;
+}
+
+/* What a push (or a waiter) gets once the queue is not open. */
+int tlsq__q_push_code(tlsq__queue *q, int end)
+{
+	int code = atomic_load(end == CLOSED ? &q->close_code : &q->end_code);
+	return code == 0 || code == CODE_UNSET ? TLSQ_ECLOSED : code;
+}
+
+/* What a consumer gets after the end (0 allowed: a clean end). */
+int tlsq__q_consumer_code(tlsq__queue *q, int end)
+{
+	int code = atomic_load(end == CLOSED ? &q->close_code : &q->end_code);
+	return code == CODE_UNSET ? TLSQ_ECLOSED : code;
+}
+
+void tlsq__queue_end(tlsq__queue *q, int code)
+{
+	int unset = CODE_UNSET, open = OPEN;
+	/* First ender wins the code; the code is set before `end` moves. */
+	if (!atomic_compare_exchange_strong(&q->end_code, &unset, code))
+		return;
+	/* Fails harmlessly if the queue was closed meanwhile (CLOSED wins). */
+	atomic_compare_exchange_strong(&q->end, &open, ENDED);
+	tlsq__ec_inc(&q->data_ec);
+	tlsq__ec_inc(&q->space_ec);
+}
+
+void tlsq__queue_close(tlsq__queue *q, int code)
+{
+	int unset = CODE_UNSET;
+	if (!atomic_compare_exchange_strong(&q->close_code, &unset, code))
+		return;
+	atomic_store(&q->end, CLOSED); /* terminal: nothing moves it back */
+	tlsq__ec_inc(&q->data_ec);
+	tlsq__ec_inc(&q->space_ec);
+}
+
+/*
+ * One attempt at a credit for `bytes` and one slot. On success sets
+ * *entries_before. The load and CAS are seq_cst: in rx_push the producer
+ * stores producer_parked and then calls this, a consumer gives credit back
+ * and then loads producer_parked (store-load on both sides).
+ */
+int tlsq__q_reserve(tlsq__queue *q, uint64_t bytes, uint64_t *entries_before)
+{
+	uint64_t r = atomic_load(&q->reserved);
+	for (;;) {
+		uint64_t b = r & BYTES_MASK, e = r >> ENTRY_SHIFT;
+		int empty = b == 0 && e == 0;
+		if (!empty && (b + bytes > q->budget || e + 1 >= q->nslots))
+			return 0;
+		if (atomic_compare_exchange_weak(&q->reserved, &r, r + bytes + ONE_ENTRY)) {
+			*entries_before = e;
+			return 1;
+		}
+	}
+}
+
+void tlsq__q_give_back(tlsq__queue *q, uint64_t bytes, uint64_t entries)
+{
+	atomic_fetch_sub(&q->reserved, bytes + (entries << ENTRY_SHIFT));
+}
+
+/* Publishes b on the ring; the caller holds a credit for it. */
+int tlsq__q_publish(tlsq__queue *q, tlsq__buf *b, uint64_t bytes, int mp)
+{
+	ck_ring_buffer_t *s = queue_slots(q);
+	if (s == NULL)
+		return TLSQ_ENOMEM;
+	b->qcharge = (uint32_t)bytes;
+	TSAN_RELEASE(b);
+	/* The credit holds a slot, so this cannot fail (queue.h); the loop
+	 * only guards the invariant instead of losing an entry. */
+	while (!(mp ? ck_ring_enqueue_mpsc(&q->ring, s, b) : ck_ring_enqueue_spmc(&q->ring, s, b)))
+		sched_yield();
+	tlsq__count(&q->stats.bytes_in, bytes);
+	tlsq__count(&q->stats.entries_in, 1);
+	return TLSQ_OK;
+}
+
+/* ---- tx ---- */
+
+int tlsq__txq_push_mpsc(tlsq__queue *q, tlsq__buf *b, size_t charge, int timeout_ms,
+                        int *was_empty)
+{
+	uint64_t bytes = charge ? charge : tlsq__buf_len(b), e;
+	struct timespec dl;
+	int has_dl = 0, waiting = 0, end, rc;
+	if (bytes > UINT32_MAX)
+		return TLSQ_EINVAL;
+	for (;;) {
+		uint32_t seen = tlsq__ec_value(&q->space_ec);
+		if ((end = atomic_load(&q->end)) != OPEN) {
+			rc = tlsq__q_push_code(q, end);
+			goto out;
+		}
+		if (tlsq__q_reserve(q, bytes, &e))
+			break;
+		if (!waiting) {
+			if ((has_dl = tlsq__timeout_deadline(timeout_ms, &dl)) < 0)
+				return TLSQ_EAGAIN;
+			waiting = 1;
+			atomic_fetch_add(&q->waiting_producers, 1);
+			tlsq__count(&q->stats.producer_waits, 1);
+		}
+		if (tlsq__ec_wait(&q->space_ec, seen, has_dl ? &dl : NULL) < 0) {
+			rc = TLSQ_ETIMEDOUT;
+			goto out;
+		}
+	}
+	/* Re-check after reserving (seq_cst load after the seq_cst CAS): an
+	 * ender stores `end` and then reads `reserved` (tlsq__queue_entries),
+	 * so either it sees our credit and waits for the entry, or we see the
+	 * end and take the credit back. A push never succeeds unseen. */
+	if ((end = atomic_load(&q->end)) != OPEN)
+		rc = tlsq__q_push_code(q, end);
+	else
+		rc = tlsq__q_publish(q, b, bytes, 1);
+	if (rc != TLSQ_OK) {
+		tlsq__q_give_back(q, bytes, 1);
+		tlsq__ec_inc(&q->space_ec);
+		goto out;
+	}
+	/* After publishing: 0 -> 1 means the consumer may have found the ring
+	 * empty and stopped looking, so this push must wake it. */
+	int empty = atomic_fetch_add(&q->unpopped, 1) == 0;
+	if (empty) {
+		tlsq__count(atomic_load(&q->waiting_consumers) ? &q->stats.wakeups_sent
+		                                               : &q->stats.wakeups_saved, 1);
+		tlsq__ec_inc(&q->data_ec);
+	}
+	if (was_empty)
+		*was_empty = empty;
+out:
+	if (waiting)
+		atomic_fetch_sub(&q->waiting_producers, 1);
+	return rc;
+}
+
+tlsq__buf *tlsq__txq_pop_sc(tlsq__queue *q)
+{
+	ck_ring_buffer_t *s = atomic_load_explicit(&q->slots, memory_order_acquire);
+	void *p;
+	if (s == NULL || !ck_ring_dequeue_mpsc(&q->ring, s, &p))
+		return NULL;
+	TSAN_ACQUIRE(p);
+	atomic_fetch_sub(&q->unpopped, 1);
+	tlsq__buf *b = p;
+	if (atomic_load(&q->end) == CLOSED) {
+		/* Closed: nobody will send these. Free them all. */
+		do {
+			tlsq__q_give_back(q, b->qcharge, 1);
+			tlsq__buf_free(b);
+			if (!ck_ring_dequeue_mpsc(&q->ring, s, &p))
+				break;
+			TSAN_ACQUIRE(p);
+			atomic_fetch_sub(&q->unpopped, 1);
+			b = p;
+		} while (1);
+		tlsq__ec_inc(&q->space_ec);
+		return NULL;
+	}
+	tlsq__count(&q->stats.entries_out, 1);
+	return b;
+}
+
+int tlsq__txq_pop_wait_sc(tlsq__queue *q, tlsq__buf **out, int timeout_ms)
+{
+	struct timespec dl;
+	int has_dl = 0, waiting = 0, end, rc;
+	for (;;) {
+		/* seen first, then the checks: a producer's was_empty increment
+		 * after our last look moves the count (see unpopped above). */
+		uint32_t seen = tlsq__ec_value(&q->data_ec);
+		end = atomic_load(&q->end);
+		if (end == CLOSED) {
+			tlsq__txq_pop_sc(q); /* frees what is queued */
+			rc = tlsq__q_consumer_code(q, end);
+			break;
+		}
+		if ((*out = tlsq__txq_pop_sc(q)) != NULL) {
+			rc = TLSQ_OK;
+			break;
+		}
+		if (end == ENDED && tlsq__queue_entries(q) == 0) {
+			rc = tlsq__q_consumer_code(q, end);
+			break;
+		}
+		if (!waiting) {
+			if ((has_dl = tlsq__timeout_deadline(timeout_ms, &dl)) < 0)
+				return TLSQ_EAGAIN;
+			waiting = 1;
+			atomic_fetch_add(&q->waiting_consumers, 1);
+			tlsq__count(&q->stats.consumer_waits, 1);
+		}
+		if (tlsq__ec_wait(&q->data_ec, seen, has_dl ? &dl : NULL) < 0) {
+			rc = TLSQ_ETIMEDOUT;
+			break;
+		}
+	}
+	if (waiting)
+		atomic_fetch_sub(&q->waiting_consumers, 1);
+	return rc;
+}
+
+void tlsq__txq_release_sc(tlsq__queue *q, uint64_t bytes, uint32_t entries)
+{
+	if (bytes == 0 && entries == 0)
+		return;
+	tlsq__q_give_back(q, bytes, entries);
+	tlsq__count(&q->stats.bytes_out, bytes);
+	tlsq__count(atomic_load(&q->waiting_producers) ? &q->stats.wakeups_sent
+	                                               : &q->stats.wakeups_saved, 1);
+	/* Always: a producer that failed to reserve may not have counted
+	 * itself in waiting_producers yet. ck_ec makes the futex call only if
+	 * somebody flagged the count, so this is one locked increment. */
+	tlsq__ec_inc(&q->space_ec);
+}
+
+int tlsq__txq_wait_drained(tlsq__queue *q, int timeout_ms)
+{
+	struct timespec dl;
+	int has_dl = 0, first = 1, end;
+	for (;;) {
+		uint32_t seen = tlsq__ec_value(&q->space_ec);
+		if (atomic_load(&q->reserved) == 0)
+			return TLSQ_OK;
+		if ((end = atomic_load(&q->end)) == CLOSED)
+			return tlsq__q_consumer_code(q, end);
+		if (first) {
+			if ((has_dl = tlsq__timeout_deadline(timeout_ms, &dl)) < 0)
+				return TLSQ_EAGAIN;
+			first = 0;
+		}
+		if (tlsq__ec_wait(&q->space_ec, seen, has_dl ? &dl : NULL) < 0)
+			return TLSQ_ETIMEDOUT;
+	}
+}
+

@@ -1,0 +1,201 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * rxq.c - the rx side of the queues: one producer (the IO task), many
+ * consumers (application threads). Common parts and tx are in queue.c.
+ *
+ * Who may call what concurrently: tlsq__rxq_push_sp and tlsq__rxq_room_sp
+ * from one producer at a time; tlsq__rxq_pop_mc, tlsq__rxq_unpop_mc and
+ * tlsq__rxq_ready from any number of threads.
+ *
+ * Invariants:
+ * - Credits go back when an entry is popped from the ring, so `reserved`
+ *   counts entries on the ring (or being pushed); put-back entries hold
+ *   none. Memory held: budget (or one larger entry) plus at most one
+ *   put-back entry per consumer.
+ * - producer_parked is 1 only after a push failed for lack of room; the
+ *   consumer that moves it back to 0 (exchange) reports the unpark, so each
+ *   park is reported at most once. The store/load pairs that make this
+ *   race-free are described at each side.
+ * - Put-back entries (unpop) form a Treiber stack on `carry`, linked by
+ *   qnext. One consumer never has more than one put back (it pops before it
+ *   can put back again), so for one consumer the stream order is kept.
+ *   With several consumers, two may put back at once; a list instead of a
+ *   single slot means unpop never has to wait for another consumer to pop.
+ */
+#include "err.h"
+#include "queue_int.h"
+
+uint64_t tlsq__rxq_room_sp(const tlsq__queue *q)
+{
+	uint64_t r = atomic_load(&((tlsq__queue *)q)->reserved);
+	uint64_t b = r & BYTES_MASK, e = r >> ENTRY_SHIFT;
+	if (b == 0 && e == 0)
+		return UINT64_MAX;
+	if (e + 1 >= q->nslots || b >= q->budget)
+		return 0;
+	return q->budget - b;
+}
+
+int tlsq__rxq_push_sp(tlsq__queue *q, tlsq__buf *b, size_t charge, int *was_empty)
+{
+	uint64_t bytes = charge ? charge : tlsq__buf_len(b), e;
+	int end, rc;
+	if (bytes > UINT32_MAX)
+		return TLSQ_EINVAL;
+	if ((end = atomic_load(&q->end)) != OPEN)
+		return tlsq__q_push_code(q, end);
+	if (!tlsq__q_reserve(q, bytes, &e)) {
+		/* Park, then look again (seq_cst store, then seq_cst loads in
+		 * tlsq__q_reserve). A consumer gives credit back, then loads the
+		 * flag: either we see its credit here, or it sees the flag and
+		 * reports the unpark. */
+		atomic_store(&q->producer_parked, 1);
+		if (!tlsq__q_reserve(q, bytes, &e))
+			return TLSQ_EAGAIN;
+		/* Found room ourselves. If a consumer already took the flag,
+		 * the IO task gets one spurious unpark request: harmless. */
+		atomic_store(&q->producer_parked, 0);
+	} else if (atomic_load_explicit(&q->producer_parked, memory_order_relaxed)) {
+		atomic_store(&q->producer_parked, 0); /* room came without a pop */
+	}
+	if ((end = atomic_load(&q->end)) != OPEN) /* as in tx push: never unseen */
+		rc = tlsq__q_push_code(q, end);
+	else
+		rc = tlsq__q_publish(q, b, bytes, 0);
+	if (rc != TLSQ_OK) {
+		tlsq__q_give_back(q, bytes, 1);
+		return rc;
+	}
+	if (was_empty)
+		*was_empty = e == 0;
+	tlsq__count(atomic_load(&q->waiting_consumers) ? &q->stats.wakeups_sent
+	                                               : &q->stats.wakeups_saved, 1);
+	/* Always: a consumer between its failed pop and its wait has read the
+	 * count but may not be counted in waiting_consumers yet. Without a
+	 * flagged waiter this is one locked increment, no syscall. */
+	tlsq__ec_inc(&q->data_ec);
+	return TLSQ_OK;
+}
+
+/* Pushes the list first..last (linked by qnext) on the carry stack. A
+ * Treiber push: ABA cannot hurt it, whatever `head` became meanwhile is
+ * what last->qnext points to when the CAS succeeds. */
+static void carry_push(tlsq__queue *q, tlsq__buf *first, tlsq__buf *last)
+{
+	tlsq__buf *head = atomic_load_explicit(&q->carry, memory_order_relaxed);
+	do
+		last->qnext = head;
+	/* release: the entry (and its link) are written before it is listed */
+	while (!atomic_compare_exchange_weak_explicit(&q->carry, &head, first, memory_order_release,
+	                                              memory_order_relaxed));
+}
+
+/* Takes one put-back entry, or NULL. Takes the whole list with one
+ * exchange (no ABA: nodes are never unlinked one by one while others
+ * push) and pushes the rest back. */
+static tlsq__buf *carry_take(tlsq__queue *q)
+{
+	/* Cheap look first: the carry is almost always empty. */
+	if (atomic_load_explicit(&q->carry, memory_order_relaxed) == NULL)
+		return NULL;
+	/* acquire: pairs with carry_push's release */
+	tlsq__buf *b = atomic_exchange_explicit(&q->carry, NULL, memory_order_acquire);
+	if (b == NULL)
+		return NULL;
+	if (b->qnext != NULL) {
+		tlsq__buf *last = b->qnext;
+		while (last->qnext != NULL)
+			last = last->qnext;
+		carry_push(q, b->qnext, last);
+	}
+	b->qnext = NULL;
+	return b;
+}
+
+/* One entry without waiting: a put-back one first, then the ring. */
+static tlsq__buf *rx_take(tlsq__queue *q, int *unpark)
+{
+	tlsq__buf *b = carry_take(q);
+	if (b != NULL)
+		return b;
+	ck_ring_buffer_t *s = atomic_load_explicit(&q->slots, memory_order_acquire);
+	void *p;
+	if (s == NULL || !ck_ring_dequeue_spmc(&q->ring, s, &p))
+		return NULL;
+	TSAN_ACQUIRE(p);
+	b = p;
+	tlsq__q_give_back(q, b->qcharge, 1);
+	tlsq__count(&q->stats.bytes_out, b->qcharge);
+	tlsq__count(&q->stats.entries_out, 1);
+	/* After the credit is back (seq_cst RMW), look for a parked producer
+	 * (seq_cst load): the other half of the pair in tlsq__rxq_push_sp.
+	 * The exchange makes the report exactly-once among consumers. */
+	if (atomic_load(&q->producer_parked) && atomic_exchange(&q->producer_parked, 0))
+		*unpark = 1;
+	return b;
+}
+
+/* After a close: frees what is queued (consumers may dequeue concurrently). */
+static void rx_drain_closed(tlsq__queue *q)
+{
+	int unpark = 0;
+	tlsq__buf *b;
+	while ((b = rx_take(q, &unpark)) != NULL)
+		tlsq__buf_free(b);
+}
+
+int tlsq__rxq_pop_mc(tlsq__queue *q, tlsq__buf **out, int timeout_ms, int *unpark)
+{
+	struct timespec dl;
+	int has_dl = 0, waiting = 0, end, rc;
+	*out = NULL;
+	for (;;) {
+		/* 1. the count, 2. the state, 3. the entries: a push or an end
+		 * after step 1 moves the count and tlsq__ec_wait returns. */
+		uint32_t seen = tlsq__ec_value(&q->data_ec);
+		end = atomic_load(&q->end);
+		if (end == CLOSED) {
+			rx_drain_closed(q);
+			rc = tlsq__q_consumer_code(q, end);
+			break;
+		}
+		if ((*out = rx_take(q, unpark)) != NULL) {
+			rc = TLSQ_OK;
+			break;
+		}
+		if (end == ENDED) {
+			/* The producer pushed everything before it ended the
+			 * queue, and we loaded `end` before looking: drained. */
+			rc = tlsq__q_consumer_code(q, end);
+			break;
+		}
+		if (!waiting) {
+			if ((has_dl = tlsq__timeout_deadline(timeout_ms, &dl)) < 0)
+				return TLSQ_EAGAIN;
+			waiting = 1;
+			atomic_fetch_add(&q->waiting_consumers, 1);
+			tlsq__count(&q->stats.consumer_waits, 1);
+		}
+		if (tlsq__ec_wait(&q->data_ec, seen, has_dl ? &dl : NULL) < 0) {
+			rc = TLSQ_ETIMEDOUT;
+			break;
+		}
+	}
+	if (waiting)
+		atomic_fetch_sub(&q->waiting_consumers, 1);
+	return rc;
+}
+
+void tlsq__rxq_unpop_mc(tlsq__queue *q, tlsq__buf *b)
+{
+	carry_push(q, b, b);
+	/* A consumer may be waiting for exactly this entry. */
+	tlsq__ec_inc(&q->data_ec);
+}
+
+int tlsq__rxq_ready(const tlsq__queue *q)
+{
+	tlsq__queue *m = (tlsq__queue *)q;
+	return atomic_load(&m->end) != OPEN || atomic_load(&m->carry) != NULL ||
+	       tlsq__queue_entries(q) > 0;
+}
