@@ -1,0 +1,359 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * common.c - shared option handling, errors and TLS/engine setup of the
+ * tlsq programs. Single-threaded use at start-up, except tool_err/tool_die
+ * (any thread: one fprintf per line, which stdio locks) and tool_now_ns.
+ */
+#include <ctype.h>
+#include <pthread.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common.h"
+
+static const char *prog = "tlsq";
+static void (*prog_usage)(FILE *out);
+
+const char tool_engine_help[] =
+	"Engine tuning (sizes take k/m suffixes, KiB/MiB):\n"
+	"      --io-threads N          IO threads (default: one per CPU)\n"
+	"      --tx-budget BYTES       plaintext queued for sending per connection (default 1m)\n"
+	"      --rx-budget BYTES       decrypted bytes waiting per connection (default 1m)\n"
+	"      --cipher-buffer BYTES   ciphertext buffer, any size from 1 (default 64k)\n"
+	"      --handshake-timeout MS  TLS handshake deadline (default 10000; -1 = none)\n"
+	"      --idle-timeout MS       close connections idle this long (default 0 = never)\n"
+	"      --max-message BYTES     largest message in message mode (default 16m)\n"
+	"      --status ADDR           serve the HTTP status endpoint on ADDR (PORT alone\n"
+	"                              binds 127.0.0.1; port 0 picks a free port)\n";
+
+const char tool_tls_help[] =
+	"TLS:\n"
+	"      --cert FILE             PEM certificate (chain): the server's, or a client's for mTLS\n"
+	"      --key FILE              PEM private key of --cert\n"
+	"      --self-signed           servers: an in-memory self-signed certificate for\n"
+	"                              localhost and 127.0.0.1\n"
+	"      --ca FILE               PEM file of trusted CAs (clients: default the system's;\n"
+	"                              servers: verify client certificates against it)\n"
+	"      --insecure              clients: do not verify the server's certificate\n"
+	"      --servername NAME       clients: SNI and the name the certificate must match\n"
+	"                              (default: the host of the address)\n"
+	"      --alpn LIST             ALPN protocols, comma-separated (\"h2,http/1.1\")\n"
+	"      --tls1.2 | --tls1.3     use only this TLS version\n"
+	"      --require-client-cert   servers: require a client certificate valid under --ca\n";
+
+void tool_init(const char *argv0, void (*usage)(FILE *out))
+{
+	const char *slash = argv0 ? strrchr(argv0, '/') : NULL;
+	prog = slash ? slash + 1 : (argv0 && *argv0 ? argv0 : prog);
+	prog_usage = usage;
+	signal(SIGPIPE, SIG_IGN);
+}
+
+const char *tool_name(void)
+{
+	return prog;
+}
+
+static void verr(const char *fmt, va_list ap)
+{
+	char line[1024];
+	vsnprintf(line, sizeof line, fmt, ap);
+	fprintf(stderr, "%s: %s\n", prog, line);
+}
+
+void tool_err(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	verr(fmt, ap);
+	va_end(ap);
+}
+
+void tool_die(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	verr(fmt, ap);
+	va_end(ap);
+	exit(1);
+}
+
+void tool_exit(int status, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	verr(fmt, ap);
+	va_end(ap);
+	exit(status);
+}
+
+void tool_print_version(FILE *out)
+{
+	fprintf(out, "%s (tlsq) %s\n", prog, tlsq_version());
+	fprintf(out, "crypto: %s\n", tlsq_crypto_version());
+	fprintf(out, "AES-NI: %s\n", tlsq_crypto_aesni() ? "yes" : "no");
+}
+
+void tool_common_init(struct tool_common *co)
+{
+	memset(co, 0, sizeof *co);
+	tlsq_engine_config_init(&co->engine);
+}
+
+size_t tool_parse_size(const char *what, const char *s)
+{
+	char *end;
+	errno = 0;
+	if (!s || !isdigit((unsigned char)*s))
+		tool_die("%s: '%s' is not a size (try 4096, 64k or 1m)", what, s ? s : "");
+	unsigned long long v = strtoull(s, &end, 10);
+	unsigned shift = 0;
+	switch (*end) {
+	case 'k': case 'K': shift = 10; end++; break;
+	case 'm': case 'M': shift = 20; end++; break;
+	case 'g': case 'G': shift = 30; end++; break;
+	default: break;
+	}
+	if (*end && (end[0] == 'i' || end[0] == 'I') && (end[1] == 'b' || end[1] == 'B') && shift)
+		end += 2; /* "64KiB" */
+	if (*end || errno || (shift && v > (~0ULL >> shift)))
+		tool_die("%s: '%s' is not a size (try 4096, 64k or 1m)", what, s);
+	v <<= shift;
+	if (v > (unsigned long long)SIZE_MAX)
+		tool_die("%s: '%s' is too large", what, s);
+	return (size_t)v;
+}
+
+long tool_parse_long(const char *what, const char *s, long min, long max)
+{
+	char *end;
+	errno = 0;
+	long v = s ? strtol(s, &end, 10) : 0;
+	if (!s || !*s || *end || errno)
+		tool_die("%s: '%s' is not a number", what, s ? s : "");
+	if (v < min || v > max)
+		tool_die("%s: %ld is out of range (%ld to %ld)", what, v, min, max);
+	return v;
+}
+
+double tool_parse_seconds(const char *what, const char *s)
+{
+	char *end;
+	errno = 0;
+	double v = s ? strtod(s, &end) : 0;
+	if (!s || !*s || *end || errno || !(v > 0) || v > 1e7)
+		tool_die("%s: '%s' is not a positive number of seconds", what, s ? s : "");
+	return v;
+}
+
+char *tool_addr(const char *s)
+{
+	size_t n = strlen(s);
+	int digits = n > 0 && n <= 5;
+	for (size_t i = 0; i < n && digits; i++)
+		digits = isdigit((unsigned char)s[i]) != 0;
+	char *r = malloc(n + 16);
+	if (!r)
+		tool_die("out of memory");
+	if (digits)
+		snprintf(r, n + 16, "127.0.0.1:%s", s);
+	else
+		memcpy(r, s, n + 1);
+	return r;
+}
+
+static int ms_arg(const char *what, const char *s, long min)
+{
+	return (int)tool_parse_long(what, s, min, 86400000L);
+}
+
+void tool_common_option(struct tool_common *co, int opt, const char *arg, char *const argv[])
+{
+	tlsq_engine_config *e = &co->engine;
+	struct tool_tls_opts *t = &co->tls;
+	switch (opt) {
+	case OPT_IO_THREADS: e->io_threads = (int)tool_parse_long("--io-threads", arg, 0, 1024); break;
+	case OPT_TX_BUDGET: e->tx_budget = tool_parse_size("--tx-budget", arg); break;
+	case OPT_RX_BUDGET: e->rx_budget = tool_parse_size("--rx-budget", arg); break;
+	case OPT_CIPHER_BUFFER: e->cipher_buffer = tool_parse_size("--cipher-buffer", arg); break;
+	case OPT_HANDSHAKE_TIMEOUT: e->handshake_timeout_ms = ms_arg("--handshake-timeout", arg, -1); break;
+	case OPT_IDLE_TIMEOUT: e->idle_timeout_ms = ms_arg("--idle-timeout", arg, 0); break;
+	case OPT_MAX_MESSAGE: e->max_message = tool_parse_size("--max-message", arg); break;
+	case OPT_STATUS: e->status_addr = tool_addr(arg); break;
+	case OPT_CERT: t->cert = arg; break;
+	case OPT_KEY: t->key = arg; break;
+	case OPT_SELF_SIGNED: t->self_signed = 1; break;
+	case OPT_CA: t->ca = arg; break;
+	case OPT_INSECURE: t->insecure = 1; break;
+	case OPT_SERVERNAME: t->servername = arg; break;
+	case OPT_ALPN: t->alpn = arg; break;
+	case OPT_TLS12: t->min_version = t->max_version = TLSQ_TLS1_2; break;
+	case OPT_TLS13: t->min_version = t->max_version = TLSQ_TLS1_3; break;
+	case OPT_REQUIRE_CLIENT_CERT: t->require_client_cert = 1; break;
+	case 'h':
+		if (prog_usage)
+			prog_usage(stdout);
+		exit(0);
+	case 'V':
+		tool_print_version(stdout);
+		exit(0);
+	case ':':
+		tool_die("option '%s' needs an argument (try --help)", argv[optind - 1]);
+	case '?':
+	default:
+		if (optopt > 0 && optopt < 128)
+			tool_die("unknown option '-%c' (try --help)", optopt);
+		tool_die("unknown option '%s' (try --help)", argv[optind - 1]);
+	}
+}
+
+tlsq_engine *tool_engine_new(const struct tool_common *co)
+{
+	tlsq_engine *e = NULL;
+	int rc = tlsq_engine_new(&co->engine, &e);
+	if (rc != TLSQ_OK) {
+		if (co->engine.status_addr)
+			tool_die("cannot start the engine with --status %s: %s", co->engine.status_addr,
+			         tlsq_last_error());
+		tool_die("cannot start the engine: %s", tlsq_last_error());
+	}
+	if (co->engine.status_addr) {
+		int port = tlsq_engine_status_port(e);
+		const char *a = co->engine.status_addr;
+		const char *colon = strrchr(a, ':');
+		char host[256];
+		size_t hl = colon ? (size_t)(colon - a) : 0;
+		if (hl >= sizeof host)
+			hl = sizeof host - 1;
+		memcpy(host, a, hl);
+		host[hl] = 0;
+		if (!hl || !strcmp(host, "0.0.0.0") || !strcmp(host, "[::]"))
+			snprintf(host, sizeof host, "127.0.0.1");
+		fprintf(stderr, "%s: status: http://%s:%d/\n", prog, host, port);
+	}
+	return e;
+}
+
+static const char *system_ca(void)
+{
+	static const char *const files[] = {"/etc/ssl/certs/ca-certificates.crt",
+	                                    "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem"};
+	for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
+		if (access(files[i], R_OK) == 0)
+			return files[i];
+	return NULL;
+}
+
+tlsq_tls *tool_tls_new(const struct tool_tls_opts *o, tlsq_role role, tlsq_mode mode)
+{
+	tlsq_tls_config c;
+	tlsq_tls_config_init(&c, role);
+	c.mode = mode;
+	if ((o->cert != NULL) != (o->key != NULL))
+		tool_die("--cert and --key go together");
+	if (o->cert && o->self_signed)
+		tool_die("--self-signed and --cert exclude each other");
+	c.cert_file = o->cert;
+	c.key_file = o->key;
+	c.self_signed = o->self_signed;
+	c.alpn = o->alpn;
+	if (o->min_version)
+		c.min_version = o->min_version;
+	if (o->max_version)
+		c.max_version = o->max_version;
+	if (role == TLSQ_SERVER) {
+		if (!o->cert && !o->self_signed)
+			tool_die("a server needs --cert and --key, or --self-signed");
+		if (o->insecure || o->servername)
+			tool_die("--insecure and --servername are client options");
+		c.ca_file = o->ca;
+		if (o->require_client_cert) {
+			if (!o->ca)
+				tool_die("--require-client-cert needs --ca");
+			c.verify = TLSQ_VERIFY_REQUIRE;
+		} else if (o->ca) {
+			c.verify = TLSQ_VERIFY_PEER;
+		}
+	} else {
+		if (o->require_client_cert)
+			tool_die("--require-client-cert is a server option");
+		c.server_name = o->servername;
+		if (o->insecure) {
+			c.verify = TLSQ_VERIFY_NONE;
+			c.ca_file = o->ca;
+		} else {
+			c.ca_file = o->ca ? o->ca : system_ca();
+			if (!c.ca_file)
+				tool_die("no CA to verify the server with: give --ca FILE (or --insecure)");
+		}
+	}
+	tlsq_tls *t = NULL;
+	if (tlsq_tls_new(&c, &t) != TLSQ_OK)
+		tool_die("TLS setup: %s", tlsq_last_error());
+	return t;
+}
+
+void tool_print_conn(const char *what, tlsq_conn *c)
+{
+	struct tlsq_conn_info in;
+	if (tlsq_conn_info(c, &in) != TLSQ_OK)
+		return;
+	fprintf(stderr, "%s: %s %s: %s %s%s%s%s%s%s\n", prog, what, in.peer, in.version, in.cipher,
+	        in.peer_subject[0] ? ", peer " : "", in.peer_subject, in.alpn[0] ? ", alpn " : "",
+	        in.alpn, in.resumed ? ", resumed" : "");
+}
+
+uint64_t tool_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+struct sig_ctx {
+	sigset_t set;
+	void (*fn)(void *);
+	void *arg;
+};
+
+static void *signal_main(void *p)
+{
+	struct sig_ctx *s = p;
+	int sig;
+	if (sigwait(&s->set, &sig) == 0) {
+		s->fn(s->arg);
+		if (sigwait(&s->set, &sig) == 0)
+			_exit(130);
+	}
+	return NULL;
+}
+
+void tool_on_signal(void (*fn)(void *), void *arg)
+{
+	static struct sig_ctx s; /* lives as long as the process */
+	sigemptyset(&s.set);
+	sigaddset(&s.set, SIGINT);
+	sigaddset(&s.set, SIGTERM);
+	sigaddset(&s.set, SIGHUP);
+	s.fn = fn;
+	s.arg = arg;
+	pthread_sigmask(SIG_BLOCK, &s.set, NULL);
+	if (tool_thread(signal_main, &s) != 0)
+		tool_die("cannot start a thread");
+}
+
+int tool_thread(void *(*fn)(void *), void *arg)
+{
+	pthread_attr_t a;
+	pthread_t t;
+	pthread_attr_init(&a);
+	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&a, 512 * 1024);
+	int rc = pthread_create(&t, &a, fn, arg);
+	pthread_attr_destroy(&a);
+	return rc;
+}
