@@ -31,6 +31,7 @@
 #include <ck_ring.h>
 
 #include "buf.h"
+#include "ring.h"
 #include "stats.h"
 
 #if defined(TLSQ_TSAN)
@@ -144,7 +145,7 @@ void tlsq__buf_free(tlsq__buf *b)
 		/* Release before the enqueue: once the pointer is in the ring,
 		 * another thread may dequeue and reuse it. */
 		TSAN_RELEASE(b);
-		if (s != NULL && ck_ring_enqueue_mpmc(&pc->ring, s, b)) {
+		if (s != NULL && tlsq__ring_enqueue_mp(&pc->ring, s, b)) {
 			atomic_fetch_add_explicit(&st_cached_bytes, size, memory_order_relaxed);
 			return;
 		}

@@ -46,6 +46,7 @@
 
 #include "err.h"
 #include "queue_int.h"
+#include "ring.h"
 
 int tlsq__queue_init(tlsq__queue *q, size_t budget, unsigned nslots)
 {
@@ -187,10 +188,14 @@ int tlsq__q_publish(tlsq__queue *q, tlsq__buf *b, uint64_t bytes, int mp)
 		return TLSQ_ENOMEM;
 	b->qcharge = (uint32_t)bytes;
 	TSAN_RELEASE(b);
-	/* The credit holds a slot, so this cannot fail (queue.h); the loop
-	 * only guards the invariant instead of losing an entry. */
-	while (!(mp ? ck_ring_enqueue_mpsc(&q->ring, s, b) : ck_ring_enqueue_spmc(&q->ring, s, b)))
-		sched_yield();
+	/* The credit holds a slot, so this cannot fail (queue.h); the loops
+	 * only guard the invariant instead of losing an entry. */
+	if (mp)
+		while (!tlsq__ring_enqueue_mp(&q->ring, s, b))
+			sched_yield();
+	else
+		while (!ck_ring_enqueue_spmc(&q->ring, s, b))
+			sched_yield();
 	tlsq__count(&q->stats.bytes_in, bytes);
 	tlsq__count(&q->stats.entries_in, 1);
 	return TLSQ_OK;

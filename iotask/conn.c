@@ -42,6 +42,16 @@ static void conn_ev_write(evutil_socket_t fd, short what, void *arg)
 	tlsq__conn_on_write(arg);
 }
 
+/* The continuation after a yield (pump.c step_open): just another step. */
+static void conn_ev_cont(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct tlsq_conn *c = arg;
+	if (!c->finished)
+		tlsq__conn_step(c);
+}
+
 static void conn_ev_timer(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
@@ -174,6 +184,7 @@ static void conn_adopt(struct tlsq_conn *c)
 	c->ev_read = event_new(io->base, c->fd, EV_READ | EV_PERSIST, conn_ev_read, c);
 	c->ev_write = event_new(io->base, c->fd, EV_WRITE | EV_PERSIST, conn_ev_write, c);
 	c->ev_timer = evtimer_new(io->base, conn_ev_timer, c);
+	c->ev_cont = event_new(io->base, -1, 0, conn_ev_cont, c);
 	/* RCU-style publish: fields first, then the link (release). */
 	struct tlsq_conn *head = atomic_load_explicit(&io->conns, memory_order_relaxed);
 	atomic_store_explicit(&c->next, head, memory_order_relaxed);
@@ -183,7 +194,7 @@ static void conn_adopt(struct tlsq_conn *c)
 	atomic_store_explicit(&io->conns, c, memory_order_release);
 	atomic_fetch_add(&io->nconns, 1);
 	c->registered = 1;
-	if (!c->ev_read || !c->ev_write || !c->ev_timer) {
+	if (!c->ev_read || !c->ev_write || !c->ev_timer || !c->ev_cont) {
 		tlsq__conn_fail(c, TLSQ_ENOMEM, "out of memory registering the connection");
 		return;
 	}
@@ -227,6 +238,10 @@ static void conn_unregister(struct tlsq_conn *c)
 		event_free(c->ev_timer);
 		c->ev_timer = NULL;
 	}
+	if (c->ev_cont) {
+		event_free(c->ev_cont);
+		c->ev_cont = NULL;
+	}
 	ck_epoch_call(&io->epoch_rec, &c->epoch_entry, conn_epoch_done);
 }
 
@@ -257,6 +272,8 @@ void tlsq__conn_finish(struct tlsq_conn *c)
 		}
 		if (c->ev_timer)
 			event_del(c->ev_timer);
+		if (c->ev_cont)
+			event_del(c->ev_cont);
 		if (!failed || atomic_load(&c->error) == TLSQ_ETRUNCATED)
 			tlsq__tls_save_session(c);
 		tlsq__tls_ssl_free(c);

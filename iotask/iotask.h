@@ -193,6 +193,7 @@ struct tlsq_conn {
 	int fd;
 	tlsq__tls_ssl *ssl;
 	struct event *ev_read, *ev_write, *ev_timer;
+	struct event *ev_cont; /* fd-less: activated to continue after a yield */
 	struct evbuffer *in, *out;       /* ciphertext */
 	int reading, writing;            /* which events are armed */
 	int registered;                  /* on the IO thread's list */

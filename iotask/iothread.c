@@ -174,6 +174,7 @@ void tlsq__engine_unref(struct tlsq_engine *e)
 		free(e->io);
 	}
 	pthread_mutex_destroy(&e->lmu);
+	free(e->status); /* api/status.c: holds an epoch record, which ck never unlists */
 	free(e->status_addr_copy);
 	free(e->status_token_copy);
 	free(e);
@@ -190,7 +191,13 @@ void tlsq__conn_kick(struct tlsq_conn *c)
 	if (atomic_load_explicit(&c->engine->stopping, memory_order_relaxed))
 		return;
 	tlsq__notify_node *n = &c->node;
-	/* Cheap load first: already listed means the IO thread will look. */
+	/* Store-load ordering: the caller's queue push must be visible before we
+	 * read `pending`, against the IO thread's clear-then-read-the-queue
+	 * (tlsq__notify_clear). Without the fence, x86 may satisfy this load
+	 * before the push leaves the store buffer: we skip the wakeup while the
+	 * IO thread finds the queue empty, and the data sits there. */
+	atomic_thread_fence(memory_order_seq_cst);
+	/* Cheap load: already listed means the IO thread will look. */
 	if (atomic_load_explicit(&n->pending, memory_order_relaxed)) {
 		tlsq__count(&c->engine->stats.wakeups_saved, 1);
 		return;

@@ -547,8 +547,9 @@ static void step_open(struct tlsq_conn *c)
 		if (round == STEP_ROUNDS) {
 			/* Yield to the other connections of this thread, but come
 			 * back: what was read may not have been processed yet, and no
-			 * socket event would say so. */
-			event_active(c->ev_write, EV_WRITE, 0);
+			 * socket event would say so. Its own event: arm_events may
+			 * event_del(ev_write), which would drop an activation. */
+			event_active(c->ev_cont, 0, 0);
 			break;
 		}
 		size_t in_before = evbuffer_get_length(c->in);

@@ -17,7 +17,7 @@
 #if defined(__SANITIZE_ADDRESS__) || defined(TLSQ_TSAN)
 #define PER_SENDER 5000
 #else
-#define PER_SENDER 50000
+#define PER_SENDER 20000
 #endif
 #define SENDERS 8
 #define RECEIVERS 8

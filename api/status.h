@@ -1,0 +1,63 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * status.h - private to api/status*.c: what the HTTP server (status.c)
+ * asks of the document builders (status_json.c, status_page.c).
+ *
+ * Every function here runs on the status thread only. The builders read the
+ * engine through atomics and published fields, walk connections inside the
+ * status thread's epoch section (tlsq__conn_foreach) and never block, call
+ * wolfSSL, or take a lock an IO thread takes. They know nothing of HTTP:
+ * they fill an evbuffer.
+ */
+#ifndef TLSQ_API_STATUS_H
+#define TLSQ_API_STATUS_H
+
+#include <stdint.h>
+
+#include "iotask.h"
+
+struct evbuffer;
+
+/* Pagination of GET /status. */
+#define TLSQ__STATUS_LIMIT_DEFAULT 100
+#define TLSQ__STATUS_LIMIT_MAX 1000
+
+/* The HTTP server's own numbers, for /metrics. Status thread only. */
+typedef struct tlsq__http_stats {
+	uint64_t conns;           /* HTTP connections open now */
+	uint64_t accepted;        /* HTTP connections accepted */
+	uint64_t evicted;         /* closed to make room (connection cap) */
+	uint64_t deadline;        /* closed by the request deadline */
+	uint64_t responses[6];    /* by code, see tlsq__http_codes */
+} tlsq__http_stats;
+
+/* The response codes counted in tlsq__http_stats.responses, same order. */
+extern const int tlsq__http_codes[6];
+
+/* What the builders need that is fixed at start. */
+typedef struct tlsq__status_view {
+	struct tlsq_engine *engine;
+	ck_epoch_record_t *epoch;  /* registered with the engine's epoch */
+	const char *crypto;        /* tlsq_crypto_version(), read once at start */
+	int aesni;
+} tlsq__status_view;
+
+/* GET /status: the engine and connections [offset, offset + limit), in id
+ * order. Returns 0 or TLSQ_ENOMEM (out may hold a partial document). */
+int tlsq__status_json(const tlsq__status_view *v, uint64_t offset, uint64_t limit,
+                      struct evbuffer *out);
+
+/* GET /metrics: Prometheus text exposition format 0.0.4. */
+int tlsq__status_metrics(const tlsq__status_view *v, const tlsq__http_stats *hs,
+                         struct evbuffer *out);
+
+/* Appends s (at most max bytes, stopping at NUL) as a JSON string literal:
+ * quotes, backslashes, control characters, <, > and & escaped; invalid UTF-8
+ * replaced by U+FFFD, so the output is valid JSON whatever the bytes. */
+void tlsq__json_string(struct evbuffer *out, const char *s, size_t max);
+
+/* GET /: the self-contained page, in pieces (C11 promises string
+ * literals of 4095 bytes only), NULL-terminated. */
+extern const char *const tlsq__status_page[];
+
+#endif

@@ -1,0 +1,496 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * status_json.c - the documents of the status endpoint: GET /status (JSON)
+ * and GET /metrics (Prometheus text exposition 0.0.4).
+ *
+ * Threads and invariants:
+ * - Status thread only. Engine counters are relaxed atomics: each number is
+ *   recent, the set is not one instant (a reader may see bytes of a
+ *   connection it does not count yet). The documents say so.
+ * - Connections are read inside an epoch section of the status thread's
+ *   record (tlsq__conn_foreach), so one the IO thread unlinks meanwhile stays
+ *   readable until the section ends; only published fields are read
+ *   (tlsq__conn_fill_info and the same atomics it uses).
+ * - Nothing is allocated inside a section: malloc's arenas are shared with
+ *   the IO threads, and a long section delays their reclamation. Buffers are
+ *   sized before a walk; a walk that outgrew them is redone.
+ * - Every string that can come from the network (peer subject, SNI, ALPN,
+ *   error reasons) goes through tlsq__json_string, never a raw "%s".
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+
+#include "status.h"
+
+const int tlsq__http_codes[6] = {200, 400, 401, 404, 405, 500};
+
+/* ------------------------------------------------------------------------ */
+/* JSON strings                                                              */
+/* ------------------------------------------------------------------------ */
+
+/* Length of the valid UTF-8 sequence at p (n bytes available), 0 if the
+ * bytes there are not one: overlong forms and surrogates are invalid. */
+static size_t utf8_seq(const unsigned char *p, size_t n)
+{
+	size_t len;
+	uint32_t cp;
+	if (p[0] >= 0xc2 && p[0] <= 0xdf)
+		len = 2, cp = p[0] & 0x1fu;
+	else if (p[0] >= 0xe0 && p[0] <= 0xef)
+		len = 3, cp = p[0] & 0x0fu;
+	else if (p[0] >= 0xf0 && p[0] <= 0xf4)
+		len = 4, cp = p[0] & 0x07u;
+	else
+		return 0;
+	if (n < len)
+		return 0;
+	for (size_t i = 1; i < len; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (p[i] & 0x3fu);
+	}
+	if (len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff)))
+		return 0;
+	if (len == 4 && (cp < 0x10000 || cp > 0x10ffff))
+		return 0;
+	return len;
+}
+
+/* see status.h */
+void tlsq__json_string(struct evbuffer *out, const char *s, size_t max)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t n = strnlen(s, max), i = 0;
+	char buf[512];
+	size_t w = 0;
+	buf[w++] = '"';
+	while (i < n) {
+		if (w > sizeof buf - 8) { /* room for the longest escape */
+			evbuffer_add(out, buf, w);
+			w = 0;
+		}
+		unsigned c = p[i];
+		if (c >= 0x80) {
+			size_t len = utf8_seq(p + i, n - i);
+			if (len == 0) {
+				w += (size_t)snprintf(buf + w, 8, "\\ufffd");
+				i++;
+			} else {
+				memcpy(buf + w, p + i, len);
+				w += len;
+				i += len;
+			}
+			continue;
+		}
+		i++;
+		if (c == '"' || c == '\\')
+			buf[w++] = '\\', buf[w++] = (char)c;
+		else if (c == '\n')
+			buf[w++] = '\\', buf[w++] = 'n';
+		else if (c < 0x20 || c == 0x7f || c == '<' || c == '>' || c == '&')
+			/* < > & too: the JSON stays inert if pasted into HTML. */
+			w += (size_t)snprintf(buf + w, 8, "\\u%04x", c);
+		else
+			buf[w++] = (char)c;
+	}
+	buf[w++] = '"';
+	evbuffer_add(out, buf, w);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Names                                                                     */
+/* ------------------------------------------------------------------------ */
+
+/* Short, stable names of the error codes, indexed by -code (1..14). */
+static const char *const err_names[] = {
+	"ok",       "again",      "timedout", "closed", "truncated", "connreset", "msgsize", "tls",
+	"cert",     "nomem",      "inval",    "connrefused", "addr",  "io",        "proto",
+};
+#define NERR_NAMES ((int)(sizeof err_names / sizeof err_names[0]))
+
+static const char *phase_name(int p)
+{
+	static const char *const names[] = {"none", "flushing", "notify-sent",
+	                                    "peer-notified", "done", "aborted"};
+	return p >= 0 && p <= TLSQ_CLOSE_ABORTED ? names[p] : "unknown";
+}
+
+static uint64_t wakeups_sent(const struct tlsq_engine *e)
+{
+	uint64_t n = 0;
+	for (int i = 0; i < e->nio; i++)
+		n += tlsq__counter_get(&e->io[i].notifier.sent);
+	return n;
+}
+
+static uint64_t uptime_ms(const struct tlsq_engine *e)
+{
+	uint64_t now = tlsq__now_ms();
+	return now > e->started_mono_ms ? now - e->started_mono_ms : 0;
+}
+
+#define C(x) tlsq__counter_get(&e->stats.x)
+
+/* ------------------------------------------------------------------------ */
+/* GET /status                                                               */
+/* ------------------------------------------------------------------------ */
+
+static void json_engine(const tlsq__status_view *v, struct evbuffer *out)
+{
+	const struct tlsq_engine *e = v->engine;
+	evbuffer_add_printf(out, "{\"version\":");
+	tlsq__json_string(out, tlsq_version(), 64);
+	evbuffer_add_printf(out,
+	                    ",\"uptime_ms\":%" PRIu64 ",\"started_unix_ms\":%" PRIu64
+	                    ",\"io_threads\":%d,\"crypto\":{\"library\":",
+	                    uptime_ms(e), e->started_ms, e->nio);
+	tlsq__json_string(out, v->crypto, 256);
+	evbuffer_add_printf(out, ",\"aesni\":%s}", v->aesni ? "true" : "false");
+	evbuffer_add_printf(out,
+	                    ",\"connections\":{\"opened\":%" PRIu64 ",\"closed\":%" PRIu64
+	                    ",\"live\":%" PRId64 "}",
+	                    C(conns_opened), C(conns_closed),
+	                    (int64_t)atomic_load_explicit(&e->stats.conns_live, memory_order_relaxed));
+	evbuffer_add_printf(out,
+	                    ",\"bytes\":{\"sent\":%" PRIu64 ",\"received\":%" PRIu64
+	                    ",\"tls_sent\":%" PRIu64 ",\"tls_received\":%" PRIu64 "}",
+	                    C(bytes_sent), C(bytes_received), C(tls_bytes_sent), C(tls_bytes_received));
+	evbuffer_add_printf(out, ",\"messages\":{\"sent\":%" PRIu64 ",\"received\":%" PRIu64 "}",
+	                    C(msgs_sent), C(msgs_received));
+	evbuffer_add_printf(out,
+	                    ",\"handshakes\":{\"ok\":%" PRIu64 ",\"failed\":%" PRIu64
+	                    ",\"resumed\":%" PRIu64 "}",
+	                    C(handshakes_ok), C(handshakes_failed), C(resumed));
+	evbuffer_add_printf(out, ",\"alerts\":{\"sent\":%" PRIu64 ",\"received\":%" PRIu64 "}",
+	                    C(alerts_sent), C(alerts_received));
+	evbuffer_add_printf(out, ",\"key_updates\":{\"sent\":%" PRIu64 ",\"received\":%" PRIu64 "}",
+	                    C(key_updates_sent), C(key_updates_received));
+	evbuffer_add_printf(out, ",\"accept_dropped\":%" PRIu64 ",\"errors\":{", C(accept_dropped));
+	for (int i = 1; i < NERR_NAMES; i++)
+		evbuffer_add_printf(out, "%s\"%s\":%" PRIu64, i > 1 ? "," : "", err_names[i],
+		                    C(errors[i]));
+	evbuffer_add_printf(out, "},\"wakeups\":{\"sent\":%" PRIu64 ",\"coalesced\":%" PRIu64 "}}",
+	                    wakeups_sent(e), C(wakeups_saved));
+}
+
+static void json_field_str(struct evbuffer *out, const char *key, const char *s, size_t max)
+{
+	evbuffer_add_printf(out, ",\"%s\":", key);
+	tlsq__json_string(out, s, max);
+}
+
+static void json_conn(const struct tlsq_conn_info *ci, struct evbuffer *out)
+{
+	evbuffer_add_printf(out, "{\"id\":%" PRIu64 ",\"role\":\"%s\",\"mode\":\"%s\"", ci->id,
+	                    ci->role == TLSQ_SERVER ? "server" : "client",
+	                    ci->mode == TLSQ_MODE_MESSAGE ? "message" : "stream");
+	evbuffer_add_printf(out, ",\"state\":\"%s\",\"state_code\":%d,\"close_phase\":\"%s\"",
+	                    tlsq_state_name(ci->state), (int)ci->state, phase_name(ci->close_phase));
+	json_field_str(out, "peer", ci->peer, sizeof ci->peer);
+	json_field_str(out, "version", ci->version, sizeof ci->version);
+	json_field_str(out, "cipher", ci->cipher, sizeof ci->cipher);
+	json_field_str(out, "group", ci->group, sizeof ci->group);
+	json_field_str(out, "alpn", ci->alpn, sizeof ci->alpn);
+	json_field_str(out, "sni", ci->sni, sizeof ci->sni);
+	json_field_str(out, "peer_subject", ci->peer_subject, sizeof ci->peer_subject);
+	evbuffer_add_printf(out,
+	                    ",\"resumed\":%s,\"bytes_sent\":%" PRIu64 ",\"bytes_received\":%" PRIu64
+	                    ",\"msgs_sent\":%" PRIu64 ",\"msgs_received\":%" PRIu64
+	                    ",\"tls_bytes_sent\":%" PRIu64 ",\"tls_bytes_received\":%" PRIu64
+	                    ",\"records_sent\":%" PRIu64 ",\"records_received\":%" PRIu64,
+	                    ci->resumed ? "true" : "false", ci->bytes_sent, ci->bytes_received,
+	                    ci->msgs_sent, ci->msgs_received, ci->tls_bytes_sent,
+	                    ci->tls_bytes_received, ci->records_sent, ci->records_received);
+	evbuffer_add_printf(out,
+	                    ",\"tx_queued\":%" PRIu64 ",\"rx_queued\":%" PRIu64
+	                    ",\"blocked_senders\":%u,\"blocked_receivers\":%u"
+	                    ",\"key_updates_sent\":%u,\"key_updates_received\":%u"
+	                    ",\"send_parked\":%s,\"recv_parked\":%s,\"parked_ms\":%" PRIu64
+	                    ",\"error\":%d",
+	                    ci->tx_queued, ci->rx_queued, ci->blocked_senders, ci->blocked_receivers,
+	                    ci->key_updates_sent, ci->key_updates_received,
+	                    ci->send_parked ? "true" : "false", ci->recv_parked ? "true" : "false",
+	                    ci->parked_ms, ci->error);
+	json_field_str(out, "error_name", ci->error ? tlsq_strerror(ci->error) : "", 64);
+	json_field_str(out, "error_reason", ci->error_reason, sizeof ci->error_reason);
+	evbuffer_add(out, "}", 1);
+}
+
+/* Walk 1: the ids of every listed connection. */
+struct idwalk {
+	uint64_t *ids;
+	size_t n, cap;
+	uint64_t total;
+};
+
+static void idwalk_one(struct tlsq_conn *c, void *arg)
+{
+	struct idwalk *w = arg;
+	if (w->n < w->cap)
+		w->ids[w->n++] = c->id;
+	w->total++;
+}
+
+/* Walk 2: the snapshots of the page's connections (ids in [lo, hi]). */
+struct pagewalk {
+	uint64_t lo, hi;
+	struct tlsq_conn_info *info;
+	size_t n, cap;
+};
+
+static void pagewalk_one(struct tlsq_conn *c, void *arg)
+{
+	struct pagewalk *w = arg;
+	if (c->id >= w->lo && c->id <= w->hi && w->n < w->cap)
+		tlsq__conn_fill_info(c, &w->info[w->n++]);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static int cmp_info(const void *a, const void *b)
+{
+	return cmp_u64(&((const struct tlsq_conn_info *)a)->id,
+	               &((const struct tlsq_conn_info *)b)->id);
+}
+
+/* Fills w with every connection's id, sorted. Returns 0 or TLSQ_ENOMEM. */
+static int collect_ids(const tlsq__status_view *v, struct idwalk *w)
+{
+	const struct tlsq_engine *e = v->engine;
+	size_t guess = 64;
+	for (int i = 0; i < e->nio; i++)
+		guess += atomic_load_explicit(&e->io[i].nconns, memory_order_relaxed);
+	/* Connections come and go during the walk: retry with what we saw. */
+	for (int attempt = 0; attempt < 4; attempt++) {
+		uint64_t *ids = realloc(w->ids, guess * sizeof *ids);
+		if (!ids)
+			return TLSQ_ENOMEM;
+		*w = (struct idwalk){.ids = ids, .cap = guess};
+		tlsq__conn_foreach(v->engine, v->epoch, idwalk_one, w);
+		if (w->total <= w->cap)
+			break;
+		guess = (size_t)w->total + w->total / 8 + 64;
+	}
+	qsort(w->ids, w->n, sizeof *w->ids, cmp_u64);
+	return 0;
+}
+
+/* The page [offset, offset + limit) in id order. Ids only grow, so a
+ * connection created after walk 1 falls after the page's last id: it never
+ * pushes one of the page's connections out of walk 2's buffer. */
+static int json_conns(const tlsq__status_view *v, uint64_t offset, uint64_t limit,
+                      struct evbuffer *out)
+{
+	struct idwalk ids = {0};
+	struct pagewalk pw = {0};
+	int rc = collect_ids(v, &ids);
+	if (rc == 0 && offset < ids.n && limit > 0) {
+		size_t end = offset + limit < ids.n ? (size_t)(offset + limit) : ids.n;
+		pw.lo = ids.ids[offset];
+		pw.hi = ids.ids[end - 1];
+		pw.cap = end - (size_t)offset;
+		if (!(pw.info = malloc(pw.cap * sizeof *pw.info)))
+			rc = TLSQ_ENOMEM;
+		else
+			tlsq__conn_foreach(v->engine, v->epoch, pagewalk_one, &pw);
+		qsort(pw.info, pw.n, sizeof *pw.info, cmp_info);
+	}
+	evbuffer_add_printf(out,
+	                    "{\"total\":%zu,\"offset\":%" PRIu64 ",\"limit\":%" PRIu64
+	                    ",\"count\":%zu,\"items\":[",
+	                    ids.n, offset, limit, pw.n);
+	for (size_t i = 0; i < pw.n; i++) {
+		if (i)
+			evbuffer_add(out, ",", 1);
+		json_conn(&pw.info[i], out);
+	}
+	evbuffer_add(out, "]}", 2);
+	free(pw.info);
+	free(ids.ids);
+	return rc;
+}
+
+/* see status.h */
+int tlsq__status_json(const tlsq__status_view *v, uint64_t offset, uint64_t limit,
+                      struct evbuffer *out)
+{
+	evbuffer_add_printf(out, "{\"engine\":");
+	json_engine(v, out);
+	evbuffer_add_printf(out, ",\"connections\":");
+	int rc = json_conns(v, offset, limit, out);
+	evbuffer_add(out, "}\n", 2);
+	return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* GET /metrics                                                              */
+/* ------------------------------------------------------------------------ */
+
+/* Sums over every connection, for the gauges. */
+struct agg {
+	uint64_t by_state[TLSQ_STATE_FAILED + 1];
+	uint64_t tx_queued, rx_queued;
+	uint64_t blocked_send, blocked_recv;
+	uint64_t parked_send, parked_recv;
+};
+
+static void agg_one(struct tlsq_conn *c, void *arg)
+{
+	struct agg *a = arg;
+	int st = atomic_load_explicit(&c->state, memory_order_relaxed);
+	if (st >= 0 && st <= TLSQ_STATE_FAILED)
+		a->by_state[st]++;
+	a->tx_queued += tlsq__queue_bytes(&c->txq);
+	a->rx_queued += tlsq__queue_bytes(&c->rxq);
+	a->blocked_send += atomic_load_explicit(&c->txq.waiting_producers, memory_order_relaxed);
+	a->blocked_recv += atomic_load_explicit(&c->rxq.waiting_consumers, memory_order_relaxed);
+	a->parked_send += atomic_load_explicit(&c->send_parked, memory_order_relaxed) != 0;
+	a->parked_recv += atomic_load_explicit(&c->recv_parked, memory_order_relaxed) != 0;
+}
+
+static void head(struct evbuffer *out, const char *name, const char *type, const char *help)
+{
+	evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* A label value: backslash, double quote and newline escaped. */
+static void label_value(struct evbuffer *out, const char *s)
+{
+	for (; *s; s++) {
+		if (*s == '\\' || *s == '"')
+			evbuffer_add_printf(out, "\\%c", *s);
+		else if (*s == '\n')
+			evbuffer_add(out, "\\n", 2);
+		else
+			evbuffer_add(out, s, 1);
+	}
+}
+
+static void pair(struct evbuffer *out, const char *name, const char *help, const char *label,
+                 const char *a, uint64_t va, const char *b, uint64_t vb)
+{
+	head(out, name, "counter", help);
+	evbuffer_add_printf(out, "%s{%s=\"%s\"} %" PRIu64 "\n%s{%s=\"%s\"} %" PRIu64 "\n", name,
+	                    label, a, va, name, label, b, vb);
+}
+
+static void gauge_pair(struct evbuffer *out, const char *name, const char *help,
+                       const char *label, const char *a, uint64_t va, const char *b, uint64_t vb)
+{
+	head(out, name, "gauge", help);
+	evbuffer_add_printf(out, "%s{%s=\"%s\"} %" PRIu64 "\n%s{%s=\"%s\"} %" PRIu64 "\n", name,
+	                    label, a, va, name, label, b, vb);
+}
+
+static void one(struct evbuffer *out, const char *name, const char *type, const char *help,
+                uint64_t v)
+{
+	head(out, name, type, help);
+	evbuffer_add_printf(out, "%s %" PRIu64 "\n", name, v);
+}
+
+static void metrics_engine(const tlsq__status_view *v, struct evbuffer *out)
+{
+	const struct tlsq_engine *e = v->engine;
+	head(out, "tlsq_build_info", "gauge", "tlsq and crypto library versions; always 1.");
+	evbuffer_add_printf(out, "tlsq_build_info{version=\"");
+	label_value(out, tlsq_version());
+	evbuffer_add_printf(out, "\",crypto=\"");
+	label_value(out, v->crypto);
+	evbuffer_add_printf(out, "\",aesni=\"%s\"} 1\n", v->aesni ? "true" : "false");
+	head(out, "tlsq_start_time_seconds", "gauge", "When the engine started, Unix time.");
+	evbuffer_add_printf(out, "tlsq_start_time_seconds %" PRIu64 ".%03u\n", e->started_ms / 1000,
+	                    (unsigned)(e->started_ms % 1000));
+	head(out, "tlsq_uptime_seconds", "gauge", "Seconds since the engine started.");
+	uint64_t up = uptime_ms(e);
+	evbuffer_add_printf(out, "tlsq_uptime_seconds %" PRIu64 ".%03u\n", up / 1000,
+	                    (unsigned)(up % 1000));
+	one(out, "tlsq_io_threads", "gauge", "IO threads of the engine.", (uint64_t)e->nio);
+	one(out, "tlsq_connections_opened_total", "counter",
+	    "Connections created (connected or accepted).", C(conns_opened));
+	one(out, "tlsq_connections_closed_total", "counter", "Connections torn down.",
+	    C(conns_closed));
+	int64_t live = atomic_load_explicit(&e->stats.conns_live, memory_order_relaxed);
+	one(out, "tlsq_connections_live", "gauge", "Connections created and not yet torn down.",
+	    live > 0 ? (uint64_t)live : 0);
+	pair(out, "tlsq_handshakes_total", "TLS handshakes by result.", "result", "ok",
+	     C(handshakes_ok), "failed", C(handshakes_failed));
+	one(out, "tlsq_sessions_resumed_total", "counter", "Handshakes that resumed a session.",
+	    C(resumed));
+	pair(out, "tlsq_alerts_total", "TLS alerts by direction.", "direction", "sent",
+	     C(alerts_sent), "received", C(alerts_received));
+	pair(out, "tlsq_plaintext_bytes_total", "Application bytes handed to TLS or decrypted.",
+	     "direction", "sent", C(bytes_sent), "received", C(bytes_received));
+	pair(out, "tlsq_tls_bytes_total", "Ciphertext bytes written to or read from sockets.",
+	     "direction", "sent", C(tls_bytes_sent), "received", C(tls_bytes_received));
+	pair(out, "tlsq_messages_total", "Messages sent and received (message mode).",
+	     "direction", "sent", C(msgs_sent), "received", C(msgs_received));
+	pair(out, "tlsq_key_updates_total", "TLS 1.3 KeyUpdates by direction.", "direction", "sent",
+	     C(key_updates_sent), "received", C(key_updates_received));
+	one(out, "tlsq_accept_dropped_total", "counter",
+	    "Handshaken connections dropped because the accept queue was full.", C(accept_dropped));
+	head(out, "tlsq_errors_total", "counter", "Connections failed, by error code.");
+	for (int i = 1; i < NERR_NAMES; i++)
+		evbuffer_add_printf(out, "tlsq_errors_total{code=\"%s\"} %" PRIu64 "\n", err_names[i],
+		                    C(errors[i]));
+	pair(out, "tlsq_wakeups_total",
+	     "Application-to-IO-thread wakeups: eventfd writes, and wakeups coalesced away.",
+	     "result", "sent", wakeups_sent(e), "coalesced", C(wakeups_saved));
+}
+
+static void metrics_conns(const struct agg *a, struct evbuffer *out)
+{
+	head(out, "tlsq_connections", "gauge", "Listed connections by state.");
+	for (int s = 0; s <= TLSQ_STATE_FAILED; s++)
+		evbuffer_add_printf(out, "tlsq_connections{state=\"%s\"} %" PRIu64 "\n",
+		                    tlsq_state_name(s), a->by_state[s]);
+	gauge_pair(out, "tlsq_queued_bytes", "Bytes waiting in the queues, summed over connections.",
+	           "queue", "tx", a->tx_queued, "rx", a->rx_queued);
+	gauge_pair(out, "tlsq_blocked_threads",
+	           "Application threads blocked in send or recv, summed over connections.", "op",
+	           "send", a->blocked_send, "recv", a->blocked_recv);
+	gauge_pair(out, "tlsq_parked_connections",
+	           "Connections whose send side waits for the socket, or whose receive side "
+	           "waits for the application.",
+	           "direction", "send", a->parked_send, "recv", a->parked_recv);
+}
+
+static void metrics_http(const tlsq__http_stats *hs, struct evbuffer *out)
+{
+	one(out, "tlsq_status_http_connections", "gauge",
+	    "Connections open to this status endpoint.", hs->conns);
+	one(out, "tlsq_status_http_connections_accepted_total", "counter",
+	    "Connections accepted by this status endpoint.", hs->accepted);
+	one(out, "tlsq_status_http_connections_evicted_total", "counter",
+	    "Status connections closed to stay under the connection cap (oldest first).",
+	    hs->evicted);
+	one(out, "tlsq_status_http_deadline_closed_total", "counter",
+	    "Status connections closed because a request passed its deadline.", hs->deadline);
+	head(out, "tlsq_status_http_responses_total", "counter",
+	     "Responses of this status endpoint by code (errors libevent answers itself, "
+	     "such as 413, are not counted).");
+	for (size_t i = 0; i < sizeof tlsq__http_codes / sizeof tlsq__http_codes[0]; i++)
+		evbuffer_add_printf(out, "tlsq_status_http_responses_total{code=\"%d\"} %" PRIu64 "\n",
+		                    tlsq__http_codes[i], hs->responses[i]);
+}
+
+/* see status.h */
+int tlsq__status_metrics(const tlsq__status_view *v, const tlsq__http_stats *hs,
+                         struct evbuffer *out)
+{
+	struct agg a;
+	memset(&a, 0, sizeof a);
+	tlsq__conn_foreach(v->engine, v->epoch, agg_one, &a);
+	metrics_engine(v, out);
+	metrics_conns(&a, out);
+	metrics_http(hs, out);
+	return 0;
+}
