@@ -33,7 +33,9 @@ static inline bool tlsq__ring_enqueue_mp(ck_ring_t *ring, ck_ring_buffer_t *slot
 	void **slot = ck_ring_enqueue_reserve_mpmc(ring, slots, &ticket);
 	if (slot == NULL)
 		return false;
-	*slot = entry;
+	/* ck's store (inline asm, like ck's own slot copy): the slot is ours
+	 * by the ticket; p_tail's release store below publishes it. */
+	ck_pr_store_ptr(slot, entry);
 	while (ck_pr_load_uint(&ring->p_tail) != ticket) {
 		if (++spins < TLSQ__RING_SPINS)
 			ck_pr_stall();
