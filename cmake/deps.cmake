@@ -27,7 +27,7 @@ if(TLSQ_WOLFSSL STREQUAL "bundled")
     RESULT_VARIABLE _wolf_rc)
   if(NOT _wolf_rc EQUAL 0)
     message(FATAL_ERROR "tlsq: building wolfSSL failed (see ${TLSQ_WOLFSSL_WORK}). "
-                        "Run .ci/setup as root first, or use -DTLSQ_WOLFSSL=system.")
+                        "Run tools/setup as root first, or use -DTLSQ_WOLFSSL=system.")
   endif()
   add_library(tlsq_wolfssl STATIC IMPORTED GLOBAL)
   set_target_properties(tlsq_wolfssl PROPERTIES

@@ -1,6 +1,22 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 include(CMakePackageConfigHelpers)
-install(TARGETS tlsq EXPORT tlsqTargets
+# The static library needs at link time what libtlsq.so has inside or
+# links itself: wolfSSL (our static build, installed beside it as
+# lib/tlsq/libtlsq_wolfssl.a, or the system's), libevent, concurrencykit.
+if(TLSQ_WOLFSSL_STATIC)
+  install(FILES ${TLSQ_WOLFSSL_PREFIX}/lib/libwolfssl.a
+    DESTINATION ${CMAKE_INSTALL_LIBDIR}/tlsq RENAME libtlsq_wolfssl.a)
+  target_link_libraries(tlsq_static PUBLIC
+    $<INSTALL_INTERFACE:$<INSTALL_PREFIX>/${CMAKE_INSTALL_LIBDIR}/tlsq/libtlsq_wolfssl.a>)
+  set(TLSQ_PC_WOLFSSL "-L\${libdir}/tlsq -ltlsq_wolfssl")
+else()
+  target_link_libraries(tlsq_static PUBLIC $<INSTALL_INTERFACE:wolfssl>)
+  set(TLSQ_PC_WOLFSSL "-lwolfssl")
+endif()
+target_link_libraries(tlsq_static PUBLIC
+  $<INSTALL_INTERFACE:event_extra> $<INSTALL_INTERFACE:event_pthreads> $<INSTALL_INTERFACE:event_core> $<INSTALL_INTERFACE:ck>
+  $<INSTALL_INTERFACE:m>)
+install(TARGETS tlsq tlsq_static EXPORT tlsqTargets
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
   RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}
