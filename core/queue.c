@@ -196,8 +196,13 @@ int tlsq__q_publish(tlsq__queue *q, tlsq__buf *b, uint64_t bytes, int mp)
 	else
 		while (!ck_ring_enqueue_spmc(&q->ring, s, b))
 			sched_yield();
-	tlsq__count(&q->stats.bytes_in, bytes);
-	tlsq__count(&q->stats.entries_in, 1);
+	if (mp) {
+		tlsq__count(&q->stats.bytes_in, bytes);
+		tlsq__count(&q->stats.entries_in, 1);
+	} else { /* rx: one producer */
+		tlsq__count_sw(&q->stats.bytes_in, bytes);
+		tlsq__count_sw(&q->stats.entries_in, 1);
+	}
 	return TLSQ_OK;
 }
 
@@ -283,7 +288,7 @@ tlsq__buf *tlsq__txq_pop_sc(tlsq__queue *q)
 		tlsq__ec_inc(&q->space_ec);
 		return NULL;
 	}
-	tlsq__count(&q->stats.entries_out, 1);
+	tlsq__count_sw(&q->stats.entries_out, 1); /* one consumer */
 	return b;
 }
 
@@ -314,7 +319,7 @@ int tlsq__txq_pop_wait_sc(tlsq__queue *q, tlsq__buf **out, int timeout_ms)
 				return TLSQ_EAGAIN;
 			waiting = 1;
 			atomic_fetch_add(&q->waiting_consumers, 1);
-			tlsq__count(&q->stats.consumer_waits, 1);
+			tlsq__count_sw(&q->stats.consumer_waits, 1); /* one consumer */
 		}
 		if (tlsq__ec_wait(&q->data_ec, seen, has_dl ? &dl : NULL) < 0) {
 			rc = TLSQ_ETIMEDOUT;
@@ -331,13 +336,28 @@ void tlsq__txq_release_sc(tlsq__queue *q, uint64_t bytes, uint32_t entries)
 	if (bytes == 0 && entries == 0)
 		return;
 	tlsq__q_give_back(q, bytes, entries);
-	tlsq__count(&q->stats.bytes_out, bytes);
-	tlsq__count(atomic_load(&q->waiting_producers) ? &q->stats.wakeups_sent
-	                                               : &q->stats.wakeups_saved, 1);
-	/* Always: a producer that failed to reserve may not have counted
-	 * itself in waiting_producers yet. ck_ec makes the futex call only if
-	 * somebody flagged the count, so this is one locked increment. */
-	tlsq__ec_inc(&q->space_ec);
+	tlsq__count_sw(&q->stats.bytes_out, bytes);
+	/*
+	 * Wake producers only once the queue is at most half full (bytes and
+	 * entries), not on every release: a producer blocked on a full queue
+	 * then sleeps once per half budget instead of once per message, and
+	 * the consumer makes one futex call per half budget, not per entry.
+	 * No wakeup is lost: every release that leaves the queue at or below
+	 * half moves the count (also when it becomes empty, which admits an
+	 * entry of any size), so a producer that found no room (after reading
+	 * the count) is woken by the first such release; above half, the
+	 * consumer still has at least half a budget to pop and release.
+	 * tlsq__txq_wait_drained waits for reserved == 0, also below half.
+	 */
+	uint64_t r = atomic_load(&q->reserved);
+	if ((r & BYTES_MASK) <= q->budget / 2 && (r >> ENTRY_SHIFT) <= q->nslots / 2) {
+		tlsq__count(atomic_load(&q->waiting_producers) ? &q->stats.wakeups_sent
+		                                               : &q->stats.wakeups_saved, 1);
+		/* ck_ec makes the futex call only if a waiter flagged the count. */
+		tlsq__ec_inc(&q->space_ec);
+	} else {
+		tlsq__count(&q->stats.wakeups_saved, 1); /* producers add too */
+	}
 }
 
 int tlsq__txq_wait_drained(tlsq__queue *q, int timeout_ms)

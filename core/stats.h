@@ -16,6 +16,14 @@ static inline void tlsq__count(tlsq__counter *c, uint64_t n)
 {
 	atomic_fetch_add_explicit(c, n, memory_order_relaxed);
 }
+/* For a counter only one thread ever writes (the queue's single consumer
+ * or producer): a plain load and store, no locked instruction. Readers on
+ * other threads still see whole values (relaxed atomics). */
+static inline void tlsq__count_sw(tlsq__counter *c, uint64_t n)
+{
+	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+	                      memory_order_relaxed);
+}
 static inline uint64_t tlsq__counter_get(const tlsq__counter *c)
 {
 	return atomic_load_explicit((tlsq__counter *)c, memory_order_relaxed);
