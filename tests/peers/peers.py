@@ -1,0 +1,370 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""The IO task against real peers (issue: iotask; guarantees G6, G7, G9).
+
+usage: peers.py TOOLS_DIR PKI_SCRIPT_DIR
+
+Each case starts tlsq-cat (client or --listen server) and a peer that nobody
+here wrote (openssl s_client / s_server) or a raw Python socket, waits for
+conditions with deadlines (never a sleep as synchronisation), and checks the
+observable outcome: bytes that arrived, the exact exit code, a KeyUpdate seen
+on the wire, a reason on stderr. Prints one line per case and a pass/total.
+"""
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+TOOLS, PKI = sys.argv[1], sys.argv[2]
+CAT = os.path.join(TOOLS, "tlsq-cat")
+TMP = tempfile.mkdtemp(prefix="tlsq-peers-")
+subprocess.run(["sh", os.path.join(PKI, "make-pki.sh"), TMP], check=True,
+               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+CA, SRV, SRVKEY = (os.path.join(TMP, f) for f in ("ca.pem", "server.pem", "server.key"))
+CLI, CLIKEY = os.path.join(TMP, "client.pem"), os.path.join(TMP, "client.key")
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_for(cond, what, timeout=20.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return
+        time.sleep(0.02)  # polling interval, not synchronisation
+    raise AssertionError("timed out waiting for " + what)
+
+
+def listening(port):
+    def check():
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return True
+        except OSError:
+            return False
+    return check
+
+
+def listening_quiet(port):
+    """True once something listens, without connecting (ss), for servers
+    that serve one connection only."""
+    def check():
+        out = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True,
+                             text=True).stdout
+        return str(port) in out
+    return check
+
+
+class Proc:
+    """A child with stdout/stderr collected by threads, stdin a pipe."""
+
+    def __init__(self, argv):
+        self.p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE)
+        self.out, self.err = bytearray(), bytearray()
+        self.lock = threading.Lock()
+        for stream, buf in ((self.p.stdout, self.out), (self.p.stderr, self.err)):
+            threading.Thread(target=self._pump, args=(stream, buf), daemon=True).start()
+
+    def _pump(self, stream, buf):
+        for chunk in iter(lambda: stream.read1(65536), b""):
+            with self.lock:
+                buf.extend(chunk)
+
+    def text(self):
+        with self.lock:
+            return (bytes(self.out) + bytes(self.err)).decode("latin-1")
+
+    def send(self, data):
+        self.p.stdin.write(data)
+        self.p.stdin.flush()
+
+    def close_stdin(self):
+        try:
+            self.p.stdin.close()
+        except OSError:
+            pass
+
+    def wait(self, timeout=20.0):
+        return self.p.wait(timeout=timeout)
+
+    def kill(self):
+        if self.p.poll() is None:
+            self.p.kill()
+            self.p.wait()
+
+
+results = []
+
+
+def case(name):
+    def deco(fn):
+        procs = []
+        try:
+            fn(procs)
+            results.append((name, True, ""))
+            print(f"PASS  {name}", flush=True)
+        except Exception as e:  # noqa: BLE001 - report every failure the same way
+            results.append((name, False, str(e)))
+            print(f"FAIL  {name}: {e}", flush=True)
+            for p in procs:
+                print("      --- output of", p.p.args[0], ":\n" + p.text()[-2000:], flush=True)
+        finally:
+            for p in procs:
+                p.kill()
+        return fn
+    return deco
+
+
+def s_client(port, *extra):
+    return Proc(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-CAfile", CA,
+                 "-verify_hostname", "localhost", "-verify_return_error", *extra])
+
+
+# --- G9: a tlsq server whose application only reads answers KeyUpdate ---
+@case("G9: openssl s_client 'K' to a read-only tlsq server gets a KeyUpdate back")
+def _(procs):
+    port = free_port()
+    srv = Proc([CAT, "--listen", f"127.0.0.1:{port}", "--cert", SRV, "--key", SRVKEY])
+    procs.append(srv)  # its stdin stays open and silent: the app never writes
+    wait_for(listening_quiet(port), "tlsq-cat to listen")
+    cli = s_client(port, "-tls1_3", "-msg")
+    procs.append(cli)
+    wait_for(lambda: "Verify return code: 0" in cli.text(), "the handshake")
+    cli.send(b"before\n")
+    wait_for(lambda: b"before\n" in srv.out, "data before the KeyUpdate")
+    cli.send(b"K\n")  # KeyUpdate(update_requested)
+    wait_for(lambda: "<<< TLS 1.3, Handshake [length 0005], KeyUpdate" in cli.text(),
+             "tlsq's KeyUpdate reply")
+    cli.send(b"after\n")
+    wait_for(lambda: b"after\n" in srv.out, "data after the KeyUpdate")
+
+
+@case("G9: openssl s_client 'k' (no update requested) gets no KeyUpdate back")
+def _(procs):
+    port = free_port()
+    srv = Proc([CAT, "--listen", f"127.0.0.1:{port}", "--cert", SRV, "--key", SRVKEY])
+    procs.append(srv)
+    wait_for(listening_quiet(port), "tlsq-cat to listen")
+    cli = s_client(port, "-tls1_3", "-msg")
+    procs.append(cli)
+    wait_for(lambda: "Verify return code: 0" in cli.text(), "the handshake")
+    cli.send(b"k\n")  # s_client takes a whole stdin read as the command: wait
+    wait_for(lambda: ">>> TLS 1.3, Handshake [length 0005], KeyUpdate" in cli.text(),
+             "s_client's KeyUpdate to leave")
+    cli.send(b"after\n")
+    wait_for(lambda: b"after\n" in srv.out, "data after the KeyUpdate")
+    if "<<< TLS 1.3, Handshake [length 0005], KeyUpdate" in cli.text():
+        raise AssertionError("tlsq answered a KeyUpdate that requested no update")
+
+
+# --- tlsq as a client follows the server's KeyUpdates ---
+@case("tlsq client follows openssl s_server 'K' and 'k', data intact both ways")
+def _(procs):
+    port = free_port()
+    srv = Proc(["openssl", "s_server", "-accept", f"127.0.0.1:{port}", "-cert", SRV,
+                "-key", SRVKEY, "-tls1_3", "-naccept", "1", "-msg"])
+    procs.append(srv)
+    wait_for(listening_quiet(port), "s_server to listen")
+    cli = Proc([CAT, f"127.0.0.1:{port}", "--ca", CA, "--servername", "localhost"])
+    procs.append(cli)
+    cli.send(b"one\n")
+    wait_for(lambda: "one" in srv.text(), "client data at the server")
+    sent = ">>> TLS 1.3, Handshake [length 0005], KeyUpdate"
+    for n, (cmd, word) in enumerate(((b"K\n", b"two\n"), (b"k\n", b"three\n")), 1):
+        srv.send(cmd)  # s_server takes a whole stdin read as the command: wait
+        wait_for(lambda: srv.text().count(sent) >= n, "s_server's KeyUpdate to leave")
+        srv.send(word)
+        wait_for(lambda: word in cli.out, "server data after " + cmd.decode().strip())
+    cli.send(b"four\n")
+    wait_for(lambda: "four" in srv.text(), "client data after the KeyUpdates")
+    # K asked for an update: the tlsq client's own KeyUpdate comes back.
+    wait_for(lambda: "<<< TLS 1.3, Handshake [length 0005], KeyUpdate" in srv.text(),
+             "the tlsq client's KeyUpdate reply")
+
+
+# --- ALPN and SNI against openssl s_server ---
+@case("ALPN: tlsq client offers h2 to openssl s_server -alpn, both sides agree")
+def _(procs):
+    port = free_port()
+    srv = Proc(["openssl", "s_server", "-accept", f"127.0.0.1:{port}", "-cert", SRV,
+                "-key", SRVKEY, "-alpn", "h2,http/1.1", "-naccept", "1"])
+    procs.append(srv)
+    wait_for(listening_quiet(port), "s_server to listen")
+    cli = Proc([CAT, "-v", f"127.0.0.1:{port}", "--ca", CA, "--servername", "localhost",
+                "--alpn", "h2"])
+    procs.append(cli)
+    wait_for(lambda: "ALPN protocols advertised by the client: h2" in srv.text(),
+             "the ALPN offer at the server")
+    wait_for(lambda: ", alpn h2" in cli.text(), "the chosen ALPN at the client")
+
+
+@case("SNI: tlsq client sends the server name to openssl s_server")
+def _(procs):
+    port = free_port()
+    srv = Proc(["openssl", "s_server", "-accept", f"127.0.0.1:{port}", "-cert", SRV,
+                "-key", SRVKEY, "-naccept", "1", "-servername", "localhost",
+                "-cert2", SRV, "-key2", SRVKEY])
+    procs.append(srv)
+    wait_for(listening_quiet(port), "s_server to listen")
+    cli = Proc([CAT, f"127.0.0.1:{port}", "--ca", CA, "--servername", "localhost"])
+    procs.append(cli)
+    cli.send(b"sni\n")
+    wait_for(lambda: 'Hostname in TLS extension: "localhost"' in srv.text(),
+             "the SNI at the server")
+    wait_for(lambda: "sni" in srv.text().split("CIPHER is", 1)[-1], "data after the handshake")
+
+
+# --- mTLS: tlsq server requires a client certificate ---
+@case("mTLS: tlsq server accepts s_client with a client certificate")
+def _(procs):
+    port = free_port()
+    srv = Proc([CAT, "--listen", f"127.0.0.1:{port}", "--cert", SRV, "--key", SRVKEY,
+                "--ca", CA, "--require-client-cert"])
+    procs.append(srv)
+    wait_for(listening_quiet(port), "tlsq-cat to listen")
+    cli = s_client(port, "-cert", CLI, "-key", CLIKEY)
+    procs.append(cli)
+    cli.send(b"with-cert\n")
+    wait_for(lambda: b"with-cert\n" in srv.out, "data from the authenticated client")
+
+
+@case("mTLS: tlsq server refuses s_client without a client certificate")
+def _(procs):
+    port = free_port()
+    srv = Proc([CAT, "--listen", f"127.0.0.1:{port}", "--cert", SRV, "--key", SRVKEY,
+                "--ca", CA, "--require-client-cert"])
+    procs.append(srv)
+    wait_for(listening_quiet(port), "tlsq-cat to listen")
+    cli = s_client(port)
+    procs.append(cli)
+    cli.send(b"no-cert\n")
+    wait_for(lambda: "alert certificate required" in cli.text(),
+             "the certificate_required alert at the client")
+    cli.wait(20)
+    # A failed handshake never reaches tlsq_accept: the server keeps serving.
+    if b"no-cert" in srv.out:
+        raise AssertionError("data from an unauthenticated client reached the application")
+    ok = s_client(port, "-cert", CLI, "-key", CLIKEY)
+    procs.append(ok)
+    ok.send(b"with-cert\n")
+    wait_for(lambda: b"with-cert\n" in srv.out, "the next, authenticated client")
+
+
+# --- resumption: openssl s_client resumes a session with a tlsq server ---
+@case("resumption: s_client -sess_out then -sess_in resumes against tlsq-echo")
+def _(procs):
+    port = free_port()
+    echo = Proc([os.path.join(TOOLS, "tlsq-echo"), "--listen", f"127.0.0.1:{port}",
+                 "--cert", SRV, "--key", SRVKEY])
+    procs.append(echo)
+    wait_for(listening(port), "tlsq-echo to listen")
+    sess = os.path.join(TMP, "sess.pem")
+    first = s_client(port, "-sess_out", sess)
+    procs.append(first)
+    first.send(b"ping1\n")
+    wait_for(lambda: "ping1" in first.text() and os.path.exists(sess)
+             and os.path.getsize(sess) > 0, "a session ticket")
+    first.close_stdin()
+    first.wait(20)
+    second = s_client(port, "-sess_in", sess)
+    procs.append(second)
+    second.send(b"ping2\n")
+    wait_for(lambda: "ping2" in second.text(), "the echo on the resumed connection")
+    if "Reused, TLSv1.3" not in second.text():
+        raise AssertionError("the second connection did not resume")
+    second.close_stdin()
+    second.wait(20)
+
+
+# --- G7: a silent peer is cut at the handshake deadline ---
+@case("G7: a peer that connects and stays silent is closed at the handshake deadline")
+def _(procs):
+    port = free_port()
+    srv = Proc([CAT, "--listen", f"127.0.0.1:{port}", "--cert", SRV, "--key", SRVKEY,
+                "--handshake-timeout", "500"])
+    procs.append(srv)
+    wait_for(listening_quiet(port), "tlsq-cat to listen")
+    s = socket.create_connection(("127.0.0.1", port))
+    t0 = time.monotonic()
+    s.settimeout(10)
+    try:
+        got = s.recv(100)  # the server closes: EOF (or a reset)
+    except ConnectionResetError:
+        got = b""
+    except socket.timeout:
+        got = None
+    took = time.monotonic() - t0
+    s.close()
+    if got != b"" or not 0.4 <= took <= 5.0:
+        raise AssertionError(f"closed after {took:.2f} s with {got!r}; wanted EOF after ~0.5 s")
+    # The listener is unaffected: the next client is served.
+    cli = s_client(port)
+    procs.append(cli)
+    cli.send(b"next\n")
+    wait_for(lambda: b"next\n" in srv.out, "the next client's data")
+
+
+# --- G6: close_notify vs FIN without it vs reset, seen by a tlsq client ---
+def python_tls_server(port, ending, ready, go):
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(SRV, SRVKEY)
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind(("127.0.0.1", port))
+    ls.listen(1)
+    ready.set()
+    raw, _ = ls.accept()
+    ls.close()
+    tls = ctx.wrap_socket(raw, server_side=True)
+    tls.sendall(b"payload\n")
+    go.wait(20)  # the client has the payload: a reset cannot take it back
+    if ending == "close_notify":
+        tls.unwrap().close()
+    elif ending == "fin":
+        tls.shutdown(socket.SHUT_RDWR)  # drops the TLS layer: a FIN, no close_notify
+        tls.close()
+    else:  # reset: SO_LINGER 0 turns close into a RST
+        import struct
+        tls.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        tls.close()
+
+
+for ending, want_rc, want_text in (("close_notify", 0, None), ("fin", 3, "truncat"),
+                                   ("reset", 1, "reset")):
+    @case(f"G6: tlsq client told '{ending}' apart: exit {want_rc}, all data delivered")
+    def _(procs, ending=ending, want_rc=want_rc, want_text=want_text):
+        port = free_port()
+        ready, go = threading.Event(), threading.Event()
+        th = threading.Thread(target=python_tls_server, args=(port, ending, ready, go),
+                              daemon=True)
+        th.start()
+        if not ready.wait(10):
+            raise AssertionError("python server did not start")
+        cli = Proc([CAT, f"127.0.0.1:{port}", "--ca", CA, "--servername", "localhost"])
+        procs.append(cli)
+        wait_for(lambda: b"payload\n" in cli.out, "the payload")
+        go.set()
+        rc = cli.wait(20)
+        if rc != want_rc:
+            raise AssertionError(f"exit {rc}, wanted {want_rc}; stderr {cli.text()!r}")
+        if want_text and want_text not in cli.text().lower():
+            raise AssertionError(f"no '{want_text}' in the reason: {cli.text()!r}")
+        th.join(10)
+
+
+shutil.rmtree(TMP, ignore_errors=True)
+passed = sum(1 for _, ok, _ in results if ok)
+print(f"\npeers: {passed}/{len(results)} passed")
+sys.exit(0 if passed == len(results) else 1)
