@@ -28,7 +28,9 @@ const char tool_engine_help[] =
 	"      --idle-timeout MS       close connections idle this long (default 0 = never)\n"
 	"      --max-message BYTES     largest message in message mode (default 16m)\n"
 	"      --status ADDR           serve the HTTP status endpoint on ADDR (PORT alone\n"
-	"                              binds 127.0.0.1; port 0 picks a free port)\n";
+	"                              binds 127.0.0.1; port 0 picks a free port)\n"
+	"      --status-token TOKEN    require 'Authorization: Bearer TOKEN' on the status\n"
+	"                              endpoint (or set TLSQ_STATUS_TOKEN)\n";
 
 const char tool_tls_help[] =
 	"TLS:\n"
@@ -102,6 +104,9 @@ void tool_common_init(struct tool_common *co)
 {
 	memset(co, 0, sizeof *co);
 	tlsq_engine_config_init(&co->engine);
+	const char *token = getenv("TLSQ_STATUS_TOKEN"); /* kept out of `ps` */
+	if (token && *token)
+		co->engine.status_token = token;
 }
 
 size_t tool_parse_size(const char *what, const char *s)
@@ -184,6 +189,7 @@ void tool_common_option(struct tool_common *co, int opt, const char *arg, char *
 	case OPT_IDLE_TIMEOUT: e->idle_timeout_ms = ms_arg("--idle-timeout", arg, 0); break;
 	case OPT_MAX_MESSAGE: e->max_message = tool_parse_size("--max-message", arg); break;
 	case OPT_STATUS: e->status_addr = tool_addr(arg); break;
+	case OPT_STATUS_TOKEN: e->status_token = arg; break;
 	case OPT_CERT: t->cert = arg; break;
 	case OPT_KEY: t->key = arg; break;
 	case OPT_SELF_SIGNED: t->self_signed = 1; break;

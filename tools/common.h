@@ -31,6 +31,7 @@ enum {
 	OPT_IDLE_TIMEOUT,
 	OPT_STATUS,
 	OPT_MAX_MESSAGE,
+	OPT_STATUS_TOKEN,
 	OPT_CERT,
 	OPT_KEY,
 	OPT_SELF_SIGNED,
@@ -52,6 +53,7 @@ enum {
 	{"handshake-timeout", required_argument, NULL, OPT_HANDSHAKE_TIMEOUT},                     \
 	{"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},                               \
 	{"status", required_argument, NULL, OPT_STATUS},                                           \
+	{"status-token", required_argument, NULL, OPT_STATUS_TOKEN},                               \
 	{"max-message", required_argument, NULL, OPT_MAX_MESSAGE}
 
 #define TOOL_TLS_OPTIONS                                                                           \

@@ -1,0 +1,455 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""The HTTP status endpoint, checked from outside with real clients.
+
+usage: status.py TOOLS_DIR
+
+- exact numbers: tlsq-echo serves a Python TLS client that sends and gets back
+  exactly N bytes; /status and /metrics must say N, per connection and in all;
+- curl on every endpoint: codes, content types, 404/405/413/401, path
+  traversal, pagination, the default bind address (127.0.0.1 only);
+- `promtool check metrics` on /metrics;
+- headless Chromium renders the page, which shows the live connections
+  (DOM dump) and produces a non-blank screenshot;
+- abuse: 500 slow-loris connections and 3,000 idle ones while tlsq-demo runs:
+  /healthz still answers within 100 ms and the demo keeps moving messages.
+Waits are conditions polled with deadlines; no sleep synchronises anything.
+"""
+import json
+import os
+import re
+import resource
+import shutil
+import socket
+import ssl
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zlib
+
+TOOLS = sys.argv[1]
+TMP = tempfile.mkdtemp(prefix="tlsq-status-")
+results = []
+
+
+def wait_for(cond, what, timeout=30.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.05)  # polling interval, not synchronisation
+    raise AssertionError("timed out waiting for " + what)
+
+
+class Proc:
+    def __init__(self, argv, env=None):
+        self.p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, env=env)
+        self.buf = bytearray()
+        self.lock = threading.Lock()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self):
+        for chunk in iter(lambda: self.p.stdout.read1(65536), b""):
+            with self.lock:
+                self.buf.extend(chunk)
+
+    def text(self):
+        with self.lock:
+            return bytes(self.buf).decode("utf-8", "replace")
+
+    def url(self):
+        m = re.search(r"status: (http://[0-9.]+:\d+)/", self.text())
+        return m.group(1) if m else None
+
+    def kill(self):
+        if self.p.poll() is None:
+            self.p.kill()
+            self.p.wait()
+
+
+def http(url, path, method="GET", headers=None, timeout=5.0):
+    """One raw HTTP/1.1 request: (code, headers dict, body bytes)."""
+    host, port = url[len("http://"):].split(":")
+    s = socket.create_connection((host, int(port)), timeout=timeout)
+    req = f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n"
+    for k, v in (headers or {}).items():
+        req += f"{k}: {v}\r\n"
+    s.sendall((req + "\r\n").encode())
+    data = bytearray()
+    while True:
+        try:
+            chunk = s.recv(65536)
+        except ConnectionResetError:
+            break
+        if not chunk:
+            break
+        data.extend(chunk)
+    s.close()
+    head, _, body = bytes(data).partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    code = int(lines[0].split()[1]) if lines and len(lines[0].split()) > 1 else 0
+    hdrs = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        hdrs[k.strip().lower()] = v.strip()
+    return code, hdrs, body
+
+
+def case(name):
+    def deco(fn):
+        procs = []
+        try:
+            fn(procs)
+            results.append((name, True))
+            print(f"PASS  {name}", flush=True)
+        except Exception as e:  # noqa: BLE001
+            results.append((name, False))
+            print(f"FAIL  {name}: {e}", flush=True)
+            for p in procs:
+                print("      --- output of", p.p.args[0], ":\n" + p.text()[-2000:], flush=True)
+        finally:
+            for p in procs:
+                p.kill()
+        return fn
+    return deco
+
+
+def start_echo(procs, *extra, env=None):
+    echo = Proc([os.path.join(TOOLS, "tlsq-echo"), "--listen", "127.0.0.1:0", "--self-signed",
+                 "--status", "0", *extra], env=env)
+    procs.append(echo)
+    wait_for(lambda: echo.url() and re.search(r"listening on port (\d+)", echo.text()),
+             "tlsq-echo to print its addresses")
+    port = int(re.search(r"listening on port (\d+)", echo.text()).group(1))
+    return echo, echo.url(), port
+
+
+def tls_client(port):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE  # the in-memory self-signed certificate
+    raw = socket.create_connection(("127.0.0.1", port), timeout=20)
+    return ctx.wrap_socket(raw, server_hostname="localhost")
+
+
+N = 1_000_003  # bytes each way: odd on purpose
+
+
+@case("numbers: /status and /metrics count exactly the bytes a client sent and got back")
+def _(procs):
+    echo, url, port = start_echo(procs)
+    c = tls_client(port)
+    payload = os.urandom(N)
+    got = bytearray()
+
+    def reader():
+        while len(got) < N:
+            chunk = c.recv(65536)
+            if not chunk:
+                break
+            got.extend(chunk)
+    th = threading.Thread(target=reader)
+    th.start()
+    c.sendall(payload)
+    th.join(60)
+    if bytes(got) != payload:
+        raise AssertionError(f"echo returned {len(got)} bytes, not the {N} sent")
+
+    def snapshot():
+        code, _, body = http(url, "/status")
+        doc = json.loads(body)
+        items = doc["connections"]["items"]
+        if code == 200 and len(items) == 1 and items[0]["bytes_received"] == N \
+                and items[0]["bytes_sent"] == N:
+            return doc
+        return None
+    doc = wait_for(snapshot, "/status to show the connection with N bytes each way")
+    eng, conn = doc["engine"], doc["connections"]["items"][0]
+    if eng["bytes"]["received"] != N or eng["bytes"]["sent"] != N:
+        raise AssertionError(f"engine bytes {eng['bytes']}, wanted {N} each way")
+    if eng["connections"]["live"] != 1 or doc["connections"]["total"] != 1:
+        raise AssertionError(f"live connections {eng['connections']}")
+    for k in ("id", "role", "mode", "state", "peer", "version", "cipher", "group",
+              "tls_bytes_sent", "tls_bytes_received", "tx_queued", "rx_queued",
+              "blocked_senders", "blocked_receivers", "key_updates_sent", "close_phase",
+              "error", "error_reason"):
+        if k not in conn:
+            raise AssertionError(f"connection field {k} missing")
+    if conn["role"] != "server" or conn["state"] != "open" or conn["version"] != "TLSv1.3":
+        raise AssertionError(f"connection {conn['role']} {conn['state']} {conn['version']}")
+    if conn["tls_bytes_received"] <= N:
+        raise AssertionError("ciphertext received should exceed the plaintext")
+    _, _, metrics = http(url, "/metrics")
+    m = metrics.decode()
+    for line in (f'tlsq_plaintext_bytes_total{{direction="sent"}} {N}',
+                 f'tlsq_plaintext_bytes_total{{direction="received"}} {N}',
+                 "tlsq_connections_live 1"):
+        if line not in m.splitlines():
+            raise AssertionError(f"/metrics lacks the line: {line}")
+    c.close()
+    wait_for(lambda: json.loads(http(url, "/status")[2])["engine"]["connections"]["live"] == 0,
+             "the connection to be gone from /status")
+
+
+@case("endpoints: codes, types, 404, 405, 413, traversal, pagination, 127.0.0.1 only")
+def _(procs):
+    echo, url, port = start_echo(procs)
+    clients = [tls_client(port) for _ in range(5)]
+    for c in clients:
+        c.sendall(b"x")
+        c.recv(1)
+    expect = {
+        ("GET", "/healthz"): (200, "text/plain"),
+        ("GET", "/status"): (200, "application/json"),
+        ("GET", "/metrics"): (200, "text/plain; version=0.0.4"),
+        ("GET", "/"): (200, "text/html"),
+        ("GET", "/nope"): (404, None),
+        ("GET", "/../../etc/passwd"): (404, None),
+        ("GET", "/status/../../../etc/passwd"): (404, None),
+        ("GET", "/%2e%2e/%2e%2e/etc/passwd"): (404, None),
+        ("POST", "/status"): (405, None),
+        ("PUT", "/"): (405, None),
+        ("DELETE", "/metrics"): (405, None),
+    }
+    for (method, path), (want, ctype) in expect.items():
+        code, hdrs, body = http(url, path, method)
+        if code != want:
+            raise AssertionError(f"{method} {path}: {code}, wanted {want}")
+        if ctype and not hdrs.get("content-type", "").startswith(ctype):
+            raise AssertionError(f"{method} {path}: content-type {hdrs.get('content-type')}")
+        if b"root:" in body:
+            raise AssertionError(f"{method} {path} served a file from disk")
+    code, _, _ = http(url, "/status", headers={"X-Big": "a" * 20000})
+    if code not in (400, 413, 431, 0):
+        raise AssertionError(f"oversize headers: {code}")
+    # curl too, as a person would
+    out = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", url + "/healthz"],
+                         capture_output=True, text=True, timeout=20).stdout
+    if out != "200":
+        raise AssertionError(f"curl /healthz: {out}")
+    doc = json.loads(http(url, "/status?offset=2&limit=2")[2])
+    page = doc["connections"]
+    if page["total"] != 5 or page["offset"] != 2 or page["limit"] != 2 or \
+            len(page["items"]) != 2:
+        raise AssertionError(f"pagination: {page['total']} {page['offset']} {page['limit']} "
+                             f"{len(page['items'])}")
+    all_ids = [i["id"] for i in json.loads(http(url, "/status")[2])["connections"]["items"]]
+    if [i["id"] for i in page["items"]] != sorted(all_ids)[2:4]:
+        raise AssertionError("the page is not items 2..3 in id order")
+    sport = url.rsplit(":", 1)[1]
+    ss = subprocess.run(["ss", "-Hltn", f"sport = :{sport}"], capture_output=True,
+                        text=True).stdout
+    if "127.0.0.1:" + sport not in ss or "0.0.0.0:" + sport in ss or "*:" + sport in ss:
+        raise AssertionError(f"status endpoint bound to: {ss.strip()}")
+    for c in clients:
+        c.close()
+
+
+@case("bearer token: /status and /metrics need it, /healthz does not")
+def _(procs):
+    env = dict(os.environ, TLSQ_STATUS_TOKEN="s3cret-token")
+    echo, url, port = start_echo(procs, env=env)
+    for path, want in (("/healthz", 200), ("/status", 401), ("/metrics", 401)):
+        code, _, _ = http(url, path)
+        if code != want:
+            raise AssertionError(f"{path} without the token: {code}, wanted {want}")
+    for token, want in (("s3cret-token", 200), ("s3cret-tokeX", 401), ("s3cret", 401)):
+        code, _, _ = http(url, "/status", headers={"Authorization": "Bearer " + token})
+        if code != want:
+            raise AssertionError(f"/status with token {token!r}: {code}, wanted {want}")
+
+
+@case("promtool check metrics passes on /metrics (with live connections)")
+def _(procs):
+    echo, url, port = start_echo(procs)
+    c = tls_client(port)
+    c.sendall(b"hello")
+    c.recv(5)
+    _, _, body = http(url, "/metrics")
+    if shutil.which("promtool") is None:
+        raise AssertionError("promtool is missing (tools/setup installs prometheus)")
+    r = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True,
+                       timeout=60)
+    if r.returncode != 0:
+        raise AssertionError("promtool: " + (r.stdout + r.stderr).decode())
+    names = set()
+    for line in body.decode().splitlines():
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split()
+            names.add(name)
+            if kind == "counter" and not name.endswith("_total"):
+                raise AssertionError(f"counter {name} does not end in _total")
+        elif line and not line.startswith("#"):
+            base = re.match(r"[a-zA-Z_:][a-zA-Z0-9_:]*", line).group(0)
+            if base not in names and re.sub(r"_(bucket|sum|count)$", "", base) not in names:
+                raise AssertionError(f"sample {base} has no TYPE line before it")
+            if "peer=" in line or 'id="' in line:
+                raise AssertionError(f"per-connection label: {line}")
+    c.close()
+
+
+def chromium():
+    for name in ("chromium", "chromium-browser"):
+        if shutil.which(name):
+            return name
+    raise AssertionError("chromium is missing (tools/setup installs it)")
+
+
+def png_stats(path):
+    """(width, height, distinct colours in a sample) of an 8-bit RGB(A) PNG."""
+    data = open(path, "rb").read()
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        raise AssertionError("not a PNG")
+    pos, idat = 8, bytearray()
+    w = h = 0
+    ctype = 2
+    while pos < len(data):
+        n, typ = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + n]
+        if typ == b"IHDR":
+            w, h, _, ctype = struct.unpack(">IIBB", body[:10])
+        elif typ == b"IDAT":
+            idat.extend(body)
+        pos += 12 + n
+    raw = zlib.decompress(bytes(idat))
+    bpp = 4 if ctype == 6 else 3
+    stride = 1 + w * bpp
+    colours = set()
+    for y in range(0, h, max(1, h // 40)):
+        row = raw[y * stride + 1:(y + 1) * stride]  # filtered bytes: enough to tell blank
+        for x in range(0, len(row) - bpp, bpp * max(1, w // 40)):
+            colours.add(bytes(row[x:x + bpp]))
+    return w, h, len(colours)
+
+
+@case("the page renders in headless Chromium and shows the live connections")
+def _(procs):
+    echo, url, port = start_echo(procs)
+    clients = [tls_client(port) for _ in range(3)]
+    for c in clients:
+        c.sendall(b"ping")
+        c.recv(4)
+    peers = {"127.0.0.1:%d" % c.getsockname()[1] for c in clients}
+    exe = chromium()
+    common = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+              "--user-data-dir=" + os.path.join(TMP, "chromium"), "--virtual-time-budget=4000"]
+    dom = subprocess.run(common + ["--dump-dom", url + "/"], capture_output=True, text=True,
+                         timeout=120).stdout
+    missing = [p for p in peers if p not in dom]
+    if missing:
+        raise AssertionError(f"the rendered page lacks connections {missing}")
+    if "TLSv1.3" not in dom:
+        raise AssertionError("the rendered page does not show the TLS version")
+    shot = os.path.join(TMP, "page.png")
+    subprocess.run(common + ["--window-size=1280,900", "--screenshot=" + shot, url + "/"],
+                   capture_output=True, timeout=120)
+    if not os.path.exists(shot):
+        raise AssertionError("no screenshot")
+    w, h, colours = png_stats(shot)
+    if (w, h) != (1280, 900) or colours < 8:
+        raise AssertionError(f"screenshot {w}x{h} with {colours} colours: blank?")
+    if os.environ.get("TLSQ_STATUS_SCREENSHOT"):
+        shutil.copy(shot, os.environ["TLSQ_STATUS_SCREENSHOT"])
+    for c in clients:
+        c.close()
+
+
+@case("abuse: 500 slow-loris and 3,000 idle connections; /healthz < 100 ms, demo keeps going")
+def _(procs):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 16384), hard))
+    demo = Proc([os.path.join(TOOLS, "tlsq-demo"), "--duration", "600", "--clients", "2",
+                 "--status", "0"])
+    procs.append(demo)
+    url = wait_for(demo.url, "the demo's status URL")
+
+    def msgs():
+        return json.loads(http(url, "/status")[2])["engine"]["messages"]["received"]
+
+    def rate(seconds=1.0):
+        a, t0 = msgs(), time.monotonic()
+        end = t0 + seconds
+        while time.monotonic() < end:
+            time.sleep(0.05)
+        return (msgs() - a) / (time.monotonic() - t0)
+    wait_for(lambda: msgs() > 1000, "the demo to move messages")
+    before = rate()
+    host, port = url[len("http://"):].split(":")
+    port = int(port)
+    stop = threading.Event()
+    socks = []
+
+    def slowloris():  # 500 connections, each sending one header byte at a time
+        mine = []
+        for _ in range(500):
+            try:
+                s = socket.socket()
+                s.setblocking(False)
+                s.connect_ex((host, port))
+                mine.append(s)
+            except OSError:
+                break
+        socks.extend(mine)
+        req = b"GET /status HTTP/1.1\r\nX-Slow: " + b"a" * 10000
+        i = 0
+        while not stop.is_set():
+            for s in mine:
+                try:
+                    s.send(req[i % len(req):i % len(req) + 1])
+                except OSError:
+                    pass
+            i += 1
+            stop.wait(0.2)
+    th = threading.Thread(target=slowloris, daemon=True)
+    th.start()
+    for _ in range(3000):  # idle: connect and never send
+        s = socket.socket()
+        s.setblocking(False)
+        s.connect_ex((host, port))
+        socks.append(s)
+    lat = []
+    for _ in range(20):
+        t0 = time.monotonic()
+        code, _, body = http(url, "/healthz", timeout=5)
+        lat.append((time.monotonic() - t0) * 1000)
+        if code != 200 or body.strip() != b"ok":
+            raise AssertionError(f"/healthz under abuse: {code} {body[:40]!r}")
+    during = rate()
+
+    def metric(name):
+        for line in http(url, "/metrics")[2].decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        raise AssertionError(f"no {name} in /metrics")
+    # The abuse reached the server: it accepted thousands and evicted the excess.
+    accepted = wait_for(lambda: metric("tlsq_status_http_connections_accepted_total") > 2000
+                        and metric("tlsq_status_http_connections_accepted_total"),
+                        "the status server to accept the abusive connections")
+    evicted = metric("tlsq_status_http_connections_evicted_total")
+    if evicted < 1000:
+        raise AssertionError(f"only {evicted:.0f} connections evicted of {accepted:.0f}")
+    stop.set()
+    th.join(10)
+    for s in socks:
+        s.close()
+    lat.sort()
+    print(f"      /healthz under abuse: median {lat[len(lat) // 2]:.1f} ms, max {lat[-1]:.1f} ms;"
+          f" demo {before:.0f} -> {during:.0f} msgs/s", flush=True)
+    if lat[len(lat) // 2] > 100:
+        raise AssertionError(f"/healthz median {lat[len(lat) // 2]:.1f} ms under abuse")
+    if during < 0.25 * before:
+        raise AssertionError(f"the demo slowed from {before:.0f} to {during:.0f} msgs/s")
+    snap = json.loads(http(url, "/status")[2])
+    if snap["engine"]["errors"]["closed"] + snap["engine"]["handshakes"]["failed"] != 0:
+        raise AssertionError("demo connections failed under abuse")
+
+
+shutil.rmtree(TMP, ignore_errors=True)
+passed = sum(1 for _, ok in results if ok)
+print(f"\nstatus: {passed}/{len(results)} passed")
+sys.exit(0 if passed == len(results) else 1)
