@@ -19,6 +19,9 @@ import tempfile
 import threading
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from harness import Proc, case, finish, free_port, listening, wait_for  # noqa: E402
+
 TOOLS, PKI = sys.argv[1], sys.argv[2]
 CAT = os.path.join(TOOLS, "tlsq-cat")
 TMP = tempfile.mkdtemp(prefix="tlsq-peers-")
@@ -26,104 +29,6 @@ subprocess.run(["sh", os.path.join(PKI, "make-pki.sh"), TMP], check=True,
                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 CA, SRV, SRVKEY = (os.path.join(TMP, f) for f in ("ca.pem", "server.pem", "server.key"))
 CLI, CLIKEY = os.path.join(TMP, "client.pem"), os.path.join(TMP, "client.key")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def wait_for(cond, what, timeout=20.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return
-        time.sleep(0.02)  # polling interval, not synchronisation
-    raise AssertionError("timed out waiting for " + what)
-
-
-def listening(port):
-    def check():
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return True
-        except OSError:
-            return False
-    return check
-
-
-def listening_quiet(port):
-    """True once something listens, without connecting (ss), for servers
-    that serve one connection only."""
-    def check():
-        out = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True,
-                             text=True).stdout
-        return str(port) in out
-    return check
-
-
-class Proc:
-    """A child with stdout/stderr collected by threads, stdin a pipe."""
-
-    def __init__(self, argv):
-        self.p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE)
-        self.out, self.err = bytearray(), bytearray()
-        self.lock = threading.Lock()
-        for stream, buf in ((self.p.stdout, self.out), (self.p.stderr, self.err)):
-            threading.Thread(target=self._pump, args=(stream, buf), daemon=True).start()
-
-    def _pump(self, stream, buf):
-        for chunk in iter(lambda: stream.read1(65536), b""):
-            with self.lock:
-                buf.extend(chunk)
-
-    def text(self):
-        with self.lock:
-            return (bytes(self.out) + bytes(self.err)).decode("latin-1")
-
-    def send(self, data):
-        self.p.stdin.write(data)
-        self.p.stdin.flush()
-
-    def close_stdin(self):
-        try:
-            self.p.stdin.close()
-        except OSError:
-            pass
-
-    def wait(self, timeout=20.0):
-        return self.p.wait(timeout=timeout)
-
-    def kill(self):
-        if self.p.poll() is None:
-            self.p.kill()
-            self.p.wait()
-
-
-results = []
-
-
-def case(name):
-    def deco(fn):
-        procs = []
-        try:
-            fn(procs)
-            results.append((name, True, ""))
-            print(f"PASS  {name}", flush=True)
-        except Exception as e:  # noqa: BLE001 - report every failure the same way
-            results.append((name, False, str(e)))
-            print(f"FAIL  {name}: {e}", flush=True)
-            for p in procs:
-                print("      --- output of", p.p.args[0], ":\n" + p.text()[-2000:], flush=True)
-        finally:
-            for p in procs:
-                p.kill()
-        return fn
-    return deco
 
 
 def s_client(port, *extra):
@@ -137,7 +42,7 @@ def _(procs):
     port = free_port()
     srv = Proc([CAT, "--listen", f"127.0.0.1:{port}", "--cert", SRV, "--key", SRVKEY])
     procs.append(srv)  # its stdin stays open and silent: the app never writes
-    wait_for(listening_quiet(port), "tlsq-cat to listen")
+    wait_for(listening(port), "tlsq-cat to listen")
     cli = s_client(port, "-tls1_3", "-msg")
     procs.append(cli)
     wait_for(lambda: "Verify return code: 0" in cli.text(), "the handshake")
@@ -155,7 +60,7 @@ def _(procs):
     port = free_port()
     srv = Proc([CAT, "--listen", f"127.0.0.1:{port}", "--cert", SRV, "--key", SRVKEY])
     procs.append(srv)
-    wait_for(listening_quiet(port), "tlsq-cat to listen")
+    wait_for(listening(port), "tlsq-cat to listen")
     cli = s_client(port, "-tls1_3", "-msg")
     procs.append(cli)
     wait_for(lambda: "Verify return code: 0" in cli.text(), "the handshake")
@@ -175,7 +80,7 @@ def _(procs):
     srv = Proc(["openssl", "s_server", "-accept", f"127.0.0.1:{port}", "-cert", SRV,
                 "-key", SRVKEY, "-tls1_3", "-naccept", "1", "-msg"])
     procs.append(srv)
-    wait_for(listening_quiet(port), "s_server to listen")
+    wait_for(listening(port), "s_server to listen")
     cli = Proc([CAT, f"127.0.0.1:{port}", "--ca", CA, "--servername", "localhost"])
     procs.append(cli)
     cli.send(b"one\n")
@@ -200,7 +105,7 @@ def _(procs):
     srv = Proc(["openssl", "s_server", "-accept", f"127.0.0.1:{port}", "-cert", SRV,
                 "-key", SRVKEY, "-alpn", "h2,http/1.1", "-naccept", "1"])
     procs.append(srv)
-    wait_for(listening_quiet(port), "s_server to listen")
+    wait_for(listening(port), "s_server to listen")
     cli = Proc([CAT, "-v", f"127.0.0.1:{port}", "--ca", CA, "--servername", "localhost",
                 "--alpn", "h2"])
     procs.append(cli)
@@ -216,7 +121,7 @@ def _(procs):
                 "-key", SRVKEY, "-naccept", "1", "-servername", "localhost",
                 "-cert2", SRV, "-key2", SRVKEY])
     procs.append(srv)
-    wait_for(listening_quiet(port), "s_server to listen")
+    wait_for(listening(port), "s_server to listen")
     cli = Proc([CAT, f"127.0.0.1:{port}", "--ca", CA, "--servername", "localhost"])
     procs.append(cli)
     cli.send(b"sni\n")
@@ -232,7 +137,7 @@ def _(procs):
     srv = Proc([CAT, "--listen", f"127.0.0.1:{port}", "--cert", SRV, "--key", SRVKEY,
                 "--ca", CA, "--require-client-cert"])
     procs.append(srv)
-    wait_for(listening_quiet(port), "tlsq-cat to listen")
+    wait_for(listening(port), "tlsq-cat to listen")
     cli = s_client(port, "-cert", CLI, "-key", CLIKEY)
     procs.append(cli)
     cli.send(b"with-cert\n")
@@ -245,7 +150,7 @@ def _(procs):
     srv = Proc([CAT, "--listen", f"127.0.0.1:{port}", "--cert", SRV, "--key", SRVKEY,
                 "--ca", CA, "--require-client-cert"])
     procs.append(srv)
-    wait_for(listening_quiet(port), "tlsq-cat to listen")
+    wait_for(listening(port), "tlsq-cat to listen")
     cli = s_client(port)
     procs.append(cli)
     cli.send(b"no-cert\n")
@@ -294,7 +199,7 @@ def _(procs):
     srv = Proc([CAT, "--listen", f"127.0.0.1:{port}", "--cert", SRV, "--key", SRVKEY,
                 "--handshake-timeout", "500"])
     procs.append(srv)
-    wait_for(listening_quiet(port), "tlsq-cat to listen")
+    wait_for(listening(port), "tlsq-cat to listen")
     s = socket.create_connection(("127.0.0.1", port))
     t0 = time.monotonic()
     s.settimeout(10)
@@ -365,6 +270,4 @@ for ending, want_rc, want_text in (("close_notify", 0, None), ("fin", 3, "trunca
 
 
 shutil.rmtree(TMP, ignore_errors=True)
-passed = sum(1 for _, ok, _ in results if ok)
-print(f"\npeers: {passed}/{len(results)} passed")
-sys.exit(0 if passed == len(results) else 1)
+finish("peers")

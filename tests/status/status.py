@@ -30,46 +30,16 @@ import threading
 import time
 import zlib
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from harness import Proc, case, finish, wait_for  # noqa: E402
+
 TOOLS = sys.argv[1]
 TMP = tempfile.mkdtemp(prefix="tlsq-status-")
-results = []
 
 
-def wait_for(cond, what, timeout=30.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.05)  # polling interval, not synchronisation
-    raise AssertionError("timed out waiting for " + what)
-
-
-class Proc:
-    def __init__(self, argv, env=None):
-        self.p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT, env=env)
-        self.buf = bytearray()
-        self.lock = threading.Lock()
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self):
-        for chunk in iter(lambda: self.p.stdout.read1(65536), b""):
-            with self.lock:
-                self.buf.extend(chunk)
-
-    def text(self):
-        with self.lock:
-            return bytes(self.buf).decode("utf-8", "replace")
-
-    def url(self):
-        m = re.search(r"status: (http://[0-9.]+:\d+)/", self.text())
-        return m.group(1) if m else None
-
-    def kill(self):
-        if self.p.poll() is None:
-            self.p.kill()
-            self.p.wait()
+def status_url(proc):
+    m = re.search(r"status: (http://[0-9.]+:\d+)/", proc.text())
+    return m.group(1) if m else None
 
 
 def http(url, path, method="GET", headers=None, timeout=5.0):
@@ -100,33 +70,14 @@ def http(url, path, method="GET", headers=None, timeout=5.0):
     return code, hdrs, body
 
 
-def case(name):
-    def deco(fn):
-        procs = []
-        try:
-            fn(procs)
-            results.append((name, True))
-            print(f"PASS  {name}", flush=True)
-        except Exception as e:  # noqa: BLE001
-            results.append((name, False))
-            print(f"FAIL  {name}: {e}", flush=True)
-            for p in procs:
-                print("      --- output of", p.p.args[0], ":\n" + p.text()[-2000:], flush=True)
-        finally:
-            for p in procs:
-                p.kill()
-        return fn
-    return deco
-
-
 def start_echo(procs, *extra, env=None):
     echo = Proc([os.path.join(TOOLS, "tlsq-echo"), "--listen", "127.0.0.1:0", "--self-signed",
-                 "--status", "0", *extra], env=env)
+                 "--status", "0", *extra], env=env, merge=True)
     procs.append(echo)
-    wait_for(lambda: echo.url() and re.search(r"listening on port (\d+)", echo.text()),
+    wait_for(lambda: status_url(echo) and re.search(r"listening on port (\d+)", echo.text()),
              "tlsq-echo to print its addresses")
     port = int(re.search(r"listening on port (\d+)", echo.text()).group(1))
-    return echo, echo.url(), port
+    return echo, status_url(echo), port
 
 
 def tls_client(port):
@@ -364,9 +315,9 @@ def _(procs):
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 16384), hard))
     demo = Proc([os.path.join(TOOLS, "tlsq-demo"), "--duration", "600", "--clients", "2",
-                 "--status", "0"])
+                 "--status", "0"], merge=True)
     procs.append(demo)
-    url = wait_for(demo.url, "the demo's status URL")
+    url = wait_for(lambda: status_url(demo), "the demo's status URL")
 
     def msgs():
         return json.loads(http(url, "/status")[2])["engine"]["messages"]["received"]
@@ -450,6 +401,4 @@ def _(procs):
 
 
 shutil.rmtree(TMP, ignore_errors=True)
-passed = sum(1 for _, ok in results if ok)
-print(f"\nstatus: {passed}/{len(results)} passed")
-sys.exit(0 if passed == len(results) else 1)
+finish("status")
