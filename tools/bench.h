@@ -1,27 +1,46 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * bench.h - what tlsq-bench's workloads need from a transport (tools/bench.c).
+ * bench.h - what tlsq-bench's parts share (docs/benchmarks.md).
  *
- * Each peer (tcp, tlsq, wolfssl, openssl) implements one of these in its own
- * file, so that OpenSSL's and wolfSSL's headers never meet. A process runs
- * one side of one connection: the server child calls listen then accept, the
- * client child connect. send writes everything or fails; recv returns > 0,
- * 0 at the end of the stream, < 0 on error. Thread rules are the peer's own:
- * for W4 (full duplex) the naive TLS peers share their connection between a
- * reader and a writer thread under one mutex, as people write it.
+ *   bench.c          orchestration: processes, deadlines, medians, table, JSON
+ *   bench_work.c     the workloads W1-W6 and the byte hash
+ *   bench_peers.c    the tcp and tlsq peers
+ *   bench_wolfssl.c  the wolfssl peer (only wolfSSL headers)
+ *   bench_openssl.c  the openssl peer (only OpenSSL headers)
+ *   bench_nng.c      the nng peer (only NNG headers)
+ *
+ * A process runs one side of a workload: the server child calls init,
+ * listen then accept, the client child init then connect. send writes
+ * everything or fails; recv returns > 0, 0 at the end of the stream (the
+ * peer's shutdown), < 0 on error. Message-oriented peers (tlsq in W2/W3,
+ * nng always) carry each send as one message and each recv returns one whole
+ * message; the workloads only ever receive into buffers that fit one. Thread
+ * rules are the peer's own: for W4 (full duplex) the naive TLS peers share
+ * their connection between a reader and a writer thread under one mutex, as
+ * people write it.
  */
 #ifndef TLSQ_BENCH_H
 #define TLSQ_BENCH_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
+
+#define BENCH_NWORK 6 /* W1..W6 */
 
 struct bench_peer {
 	const char *name;
-	int (*init)(const char *cert, const char *key); /* 0 or -1 */
-	int (*listen)(void);                            /* the port, or -1 */
-	void *(*accept)(void);                          /* the connection, or NULL */
-	void *(*connect)(int port);                     /* the connection, or NULL */
+	/* Once per process, before anything else: the workload (1..6) lets a
+	 * peer pick its mode (tlsq: message mode for W2/W3; nng: one
+	 * listening socket for many connections in W5/W6). 0 or -1. */
+	int (*init)(const char *cert, const char *key, int workload);
+	int (*listen)(void);        /* the port, or -1 */
+	void *(*accept)(void);      /* the connection, or NULL */
+	void *(*connect)(int port); /* the connection, or NULL */
+	/* Optional (W5/W6): start a connection without waiting for its
+	 * handshake, then wait for it (0 or -1). NULL: connect one at a time. */
+	void *(*connect_start)(int port);
+	int (*connect_wait)(void *c);
 	int (*send)(void *c, const void *buf, size_t len);
 	ssize_t (*recv)(void *c, void *buf, size_t cap);
 	void (*shutdown)(void *c); /* our side is done sending (FIN or close_notify) */
@@ -29,7 +48,39 @@ struct bench_peer {
 	const char *(*version)(void);
 };
 
-extern const struct bench_peer bench_tcp, bench_tlsq, bench_wolfssl, bench_openssl;
+extern const struct bench_peer bench_tcp, bench_tlsq, bench_wolfssl, bench_openssl, bench_nng;
+
+struct bench_opts {
+	uint64_t bulk, duplex, round_trips;
+	uint64_t conns[BENCH_NWORK + 1]; /* W5, W6: connections */
+	double duration;
+	int runs;
+};
+
+/* What a child reports to the parent through a pipe. */
+struct bench_rep {
+	int ok;
+	double secs;
+	uint64_t count, hash;
+	double p50, p99, p999; /* W3 client */
+	double kib;            /* W5/W6 server: resident KiB per connection */
+};
+
+/* Runs one side of W1..W4 on the connection `c`. */
+void bench_work(const struct bench_peer *p, int w, int server, void *c, const struct bench_opts *o,
+                struct bench_rep *r);
+
+/*
+ * W5/W6. The server accepts `n` connections, measures its resident memory,
+ * then writes one byte to `gate`; the client establishes `n` connections and
+ * holds them until it can read that byte from `gate`. Neither closes: the
+ * processes exit.
+ */
+void bench_conns_server(const struct bench_peer *p, uint64_t n, int gate, struct bench_rep *r);
+void bench_conns_client(const struct bench_peer *p, int port, uint64_t n, int gate,
+                        struct bench_rep *r);
+
+uint64_t bench_now_ns(void);
 
 /* Plain TCP helpers shared by the peers that run over blocking sockets. */
 int bench_tcp_listen_fd(int *port);

@@ -22,7 +22,7 @@ struct oconn {
 static SSL_CTX *sctx, *cctx;
 static int lfd = -1;
 
-static int o_init(const char *cert, const char *key)
+static int o_init(const char *cert, const char *key, int workload)
 {
 	sctx = SSL_CTX_new(TLS_server_method());
 	cctx = SSL_CTX_new(TLS_client_method());
@@ -124,5 +124,15 @@ static const char *o_version(void)
 	return OpenSSL_version(OPENSSL_VERSION);
 }
 
-const struct bench_peer bench_openssl = {"openssl", o_init, o_listen, o_accept, o_connect,
-                                         o_send, o_recv, o_shutdown, o_close, o_version};
+const struct bench_peer bench_openssl = {
+    .name = "openssl",
+    .init = o_init,
+    .listen = o_listen,
+    .accept = o_accept,
+    .connect = o_connect,
+    .send = o_send,
+    .recv = o_recv,
+    .shutdown = o_shutdown,
+    .close = o_close,
+    .version = o_version,
+};

@@ -25,7 +25,7 @@ struct wconn {
 static WOLFSSL_CTX *sctx, *cctx;
 static int lfd = -1;
 
-static int w_init(const char *cert, const char *key)
+static int w_init(const char *cert, const char *key, int workload)
 {
 	wolfSSL_Init();
 	sctx = wolfSSL_CTX_new(wolfTLSv1_3_server_method());
@@ -127,5 +127,15 @@ static const char *w_version(void)
 	return "wolfSSL " LIBWOLFSSL_VERSION_STRING " (same build as tlsq)";
 }
 
-const struct bench_peer bench_wolfssl = {"wolfssl", w_init, w_listen, w_accept, w_connect,
-                                         w_send, w_recv, w_shutdown, w_close, w_version};
+const struct bench_peer bench_wolfssl = {
+    .name = "wolfssl",
+    .init = w_init,
+    .listen = w_listen,
+    .accept = w_accept,
+    .connect = w_connect,
+    .send = w_send,
+    .recv = w_recv,
+    .shutdown = w_shutdown,
+    .close = w_close,
+    .version = w_version,
+};
