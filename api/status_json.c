@@ -235,9 +235,20 @@ static void idwalk_one(struct tlsq_conn *c, void *arg)
 	w->total++;
 }
 
-/* Walk 2: the snapshots of the page's connections (ids in [lo, hi]). */
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Walk 2: the snapshots of the page's connections, those whose ids walk 1
+ * put on the page (ids, sorted, cap of them). Membership, not an id range:
+ * an id is taken when a connection is created, on any thread, but the
+ * connection is listed later by its IO thread, so one with an id inside the
+ * page's range may appear between the walks; it must not take the place of
+ * one of the page's connections. */
 struct pagewalk {
-	uint64_t lo, hi;
+	const uint64_t *ids;
 	struct tlsq_conn_info *info;
 	size_t n, cap;
 };
@@ -245,14 +256,9 @@ struct pagewalk {
 static void pagewalk_one(struct tlsq_conn *c, void *arg)
 {
 	struct pagewalk *w = arg;
-	if (c->id >= w->lo && c->id <= w->hi && w->n < w->cap)
+	uint64_t id = c->id;
+	if (w->n < w->cap && bsearch(&id, w->ids, w->cap, sizeof *w->ids, cmp_u64))
 		tlsq__conn_fill_info(c, &w->info[w->n++]);
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
 }
 
 static int cmp_info(const void *a, const void *b)
@@ -283,9 +289,8 @@ static int collect_ids(const tlsq__status_view *v, struct idwalk *w)
 	return 0;
 }
 
-/* The page [offset, offset + limit) in id order. Ids only grow, so a
- * connection created after walk 1 falls after the page's last id: it never
- * pushes one of the page's connections out of walk 2's buffer. */
+/* The page [offset, offset + limit) of walk 1's ids, in id order; walk 2
+ * fills in those of them still listed. */
 static int json_conns(const tlsq__status_view *v, uint64_t offset, uint64_t limit,
                       struct evbuffer *out)
 {
@@ -294,14 +299,14 @@ static int json_conns(const tlsq__status_view *v, uint64_t offset, uint64_t limi
 	int rc = collect_ids(v, &ids);
 	if (rc == 0 && offset < ids.n && limit > 0) {
 		size_t end = offset + limit < ids.n ? (size_t)(offset + limit) : ids.n;
-		pw.lo = ids.ids[offset];
-		pw.hi = ids.ids[end - 1];
+		pw.ids = ids.ids + offset;
 		pw.cap = end - (size_t)offset;
-		if (!(pw.info = malloc(pw.cap * sizeof *pw.info)))
+		if (!(pw.info = malloc(pw.cap * sizeof *pw.info))) {
 			rc = TLSQ_ENOMEM;
-		else
+		} else {
 			tlsq__conn_foreach(v->engine, v->epoch, pagewalk_one, &pw);
-		qsort(pw.info, pw.n, sizeof *pw.info, cmp_info);
+			qsort(pw.info, pw.n, sizeof *pw.info, cmp_info);
+		}
 	}
 	evbuffer_add_printf(out,
 	                    "{\"total\":%zu,\"offset\":%" PRIu64 ",\"limit\":%" PRIu64

@@ -2,8 +2,11 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """The HTTP status endpoint, checked from outside with real clients.
 
-usage: status.py TOOLS_DIR
+usage: status.py TOOLS_DIR [numbers|endpoints|token|promtool|page|demo|abuse ...]
 
+- demo: while tlsq-demo runs, /status shows 2 x clients open connections
+  whose counters agree with each other and with /metrics, and never exceed
+  the demo's own final summary (which must say OK, exit 0);
 - exact numbers: tlsq-echo serves a Python TLS client that sends and gets back
   exactly N bytes; /status and /metrics must say N, per connection and in all;
 - curl on every endpoint: codes, content types, 404/405/413/401, path
@@ -11,15 +14,18 @@ usage: status.py TOOLS_DIR
 - `promtool check metrics` on /metrics;
 - headless Chromium renders the page, which shows the live connections
   (DOM dump) and produces a non-blank screenshot;
-- abuse: 500 slow-loris connections and 3,000 idle ones while tlsq-demo runs:
-  /healthz still answers within 100 ms and the demo keeps moving messages.
+- abuse: 500 slow-loris connections, 3,000 idle ones, POSTs and oversize
+  headers while tlsq-demo runs: /healthz still answers within 100 ms, the
+  demo keeps moving messages and ends with every message intact (exit 0).
 Waits are conditions polled with deadlines; no sleep synchronises anything.
 """
 import json
 import os
 import re
 import resource
+import select
 import shutil
+import signal
 import socket
 import ssl
 import struct
@@ -34,6 +40,18 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from harness import Proc, case, finish, wait_for  # noqa: E402
 
 TOOLS = sys.argv[1]
+SELECTED = set(sys.argv[2:])  # case keys to run; all when none are given
+
+
+KEYS = set()
+
+
+def only(key, name):
+    """@case(name) if the case key was selected on the command line."""
+    KEYS.add(key)
+    if SELECTED and key not in SELECTED:
+        return lambda fn: fn
+    return case(name)
 TMP = tempfile.mkdtemp(prefix="tlsq-status-")
 
 
@@ -88,27 +106,47 @@ def tls_client(port):
     return ctx.wrap_socket(raw, server_hostname="localhost")
 
 
+def echo_roundtrip(c, payload, timeout=60.0):
+    """Sends payload and reads as many bytes back, from this one thread: an
+    ssl socket must not be read and written by two threads at once (OpenSSL
+    objects are not thread-safe; doing so gave spurious EOFs and lost
+    writes). Returns what came back (short if the peer closed)."""
+    c.setblocking(False)
+    sent, got = 0, bytearray()
+    end = time.monotonic() + timeout
+    while len(got) < len(payload):
+        left = end - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"echo: sent {sent}, got {len(got)} of {len(payload)} "
+                                 "bytes when the deadline passed")
+        select.select([c], [c] if sent < len(payload) else [], [], min(left, 1.0))
+        if sent < len(payload):
+            try:
+                sent += c.send(payload[sent:sent + 16384])
+            except (ssl.SSLWantWriteError, ssl.SSLWantReadError):
+                pass
+        try:
+            while True:
+                chunk = c.recv(65536)
+                if not chunk:
+                    return bytes(got)
+                got.extend(chunk)
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            pass
+    c.setblocking(True)
+    return bytes(got)
+
+
 N = 1_000_003  # bytes each way: odd on purpose
 
 
-@case("numbers: /status and /metrics count exactly the bytes a client sent and got back")
+@only("numbers", "numbers: /status and /metrics count exactly the bytes a client sent and got back")
 def _(procs):
     echo, url, port = start_echo(procs)
     c = tls_client(port)
     payload = os.urandom(N)
-    got = bytearray()
-
-    def reader():
-        while len(got) < N:
-            chunk = c.recv(65536)
-            if not chunk:
-                break
-            got.extend(chunk)
-    th = threading.Thread(target=reader)
-    th.start()
-    c.sendall(payload)
-    th.join(60)
-    if bytes(got) != payload:
+    got = echo_roundtrip(c, payload)
+    if got != payload:
         raise AssertionError(f"echo returned {len(got)} bytes, not the {N} sent")
 
     def snapshot():
@@ -147,7 +185,7 @@ def _(procs):
              "the connection to be gone from /status")
 
 
-@case("endpoints: codes, types, 404, 405, 413, traversal, pagination, 127.0.0.1 only")
+@only("endpoints", "endpoints: codes, types, 404, 405, 413, traversal, pagination, 127.0.0.1 only")
 def _(procs):
     echo, url, port = start_echo(procs)
     clients = [tls_client(port) for _ in range(5)]
@@ -178,11 +216,20 @@ def _(procs):
     code, _, _ = http(url, "/status", headers={"X-Big": "a" * 20000})
     if code not in (400, 413, 431, 0):
         raise AssertionError(f"oversize headers: {code}")
-    # curl too, as a person would
-    out = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", url + "/healthz"],
-                         capture_output=True, text=True, timeout=20).stdout
-    if out != "200":
-        raise AssertionError(f"curl /healthz: {out}")
+    # curl too, as a person would (--path-as-is: curl itself would drop the ../)
+    for args, want in ((["/healthz"], "200"), (["/status"], "200"), (["/metrics"], "200"),
+                       (["/"], "200"), (["/nope"], "404"), (["-X", "POST", "/status"], "405"),
+                       (["--data", "x=1", "/metrics"], "405"),
+                       (["--path-as-is", "/../../etc/passwd"], "404"),
+                       (["-H", "X-Big: " + "c" * 10000, "/healthz"], "4")):
+        r = subprocess.run(["curl", "-sS", "--max-time", "20", "-o", "-", "-w", "\n%{http_code}",
+                            *args[:-1], url + args[-1]], capture_output=True, text=True,
+                           timeout=30)
+        body, _, code = r.stdout.rpartition("\n")
+        if not code.startswith(want) or len(code) != 3:
+            raise AssertionError(f"curl {' '.join(args)}: {code!r}, wanted {want}")
+        if "root:" in body:
+            raise AssertionError(f"curl {' '.join(args)} served a file from disk")
     doc = json.loads(http(url, "/status?offset=2&limit=2")[2])
     page = doc["connections"]
     if page["total"] != 5 or page["offset"] != 2 or page["limit"] != 2 or \
@@ -201,7 +248,7 @@ def _(procs):
         c.close()
 
 
-@case("bearer token: /status and /metrics need it, /healthz does not")
+@only("token", "bearer token: /status and /metrics need it, /healthz does not")
 def _(procs):
     env = dict(os.environ, TLSQ_STATUS_TOKEN="s3cret-token")
     echo, url, port = start_echo(procs, env=env)
@@ -215,7 +262,7 @@ def _(procs):
             raise AssertionError(f"/status with token {token!r}: {code}, wanted {want}")
 
 
-@case("promtool check metrics passes on /metrics (with live connections)")
+@only("promtool", "promtool check metrics passes on /metrics (with live connections)")
 def _(procs):
     echo, url, port = start_echo(procs)
     c = tls_client(port)
@@ -278,7 +325,7 @@ def png_stats(path):
     return w, h, len(colours)
 
 
-@case("the page renders in headless Chromium and shows the live connections")
+@only("page", "the page renders in headless Chromium and shows the live connections")
 def _(procs):
     echo, url, port = start_echo(procs)
     clients = [tls_client(port) for _ in range(3)]
@@ -310,7 +357,103 @@ def _(procs):
         c.close()
 
 
-@case("abuse: 500 slow-loris and 3,000 idle connections; /healthz < 100 ms, demo keeps going")
+def summary_number(text, label):
+    m = re.search(r"^  %s +(\d+)" % re.escape(label), text, re.M)
+    if not m:
+        raise AssertionError(f"the demo's summary lacks '{label}'")
+    return int(m.group(1))
+
+
+@only("demo", "demo: live connections, consistent counters while it runs, and the final summary")
+def _(procs):
+    clients = 3
+    demo = Proc([os.path.join(TOOLS, "tlsq-demo"), "--duration", "600", "--clients",
+                 str(clients), "--status", "0"], merge=True)
+    procs.append(demo)
+    url = wait_for(lambda: status_url(demo), "the demo's status URL")
+    first = demo.text().splitlines()[0]
+    if not re.fullmatch(r"tlsq-demo: status: http://127\.0\.0\.1:\d+/", first):
+        raise AssertionError(f"first line is not the status URL on 127.0.0.1: {first!r}")
+
+    def status():
+        code, _, body = http(url, "/status")
+        if code != 200:
+            raise AssertionError(f"/status: {code}")
+        return json.loads(body)
+
+    def running():
+        d = status()
+        items = d["connections"]["items"]
+        return d if (d["engine"]["connections"]["live"] == 2 * clients and
+                     len(items) == 2 * clients and
+                     all(i["state"] == "open" and i["msgs_received"] > 100 for i in items)) \
+            else None
+    wait_for(running, f"{2 * clients} open connections moving messages", timeout=60)
+    size = 256 + 4  # --message-size default plus the 4-byte message header
+    prev = None
+    for _ in range(10):
+        d = status()
+        eng, items = d["engine"], d["connections"]["items"]
+        if eng["connections"]["live"] != 2 * clients or d["connections"]["total"] != 2 * clients:
+            raise AssertionError(f"live connections {eng['connections']}, wanted {2 * clients}")
+        if sorted(i["role"] for i in items) != ["client"] * clients + ["server"] * clients:
+            raise AssertionError("roles: " + str([i["role"] for i in items]))
+        for i in items:
+            if i["mode"] != "message" or i["version"] != "TLSv1.3" or i["error"] != 0:
+                raise AssertionError(f"connection {i['id']}: {i['mode']} {i['version']} "
+                                     f"error {i['error']}")
+            # one message in flight per client: its two counters differ by at most that
+            # (plus one read between the two counters being loaded)
+            if abs(i["msgs_sent"] - i["msgs_received"]) > 2:
+                raise AssertionError(f"connection {i['id']} sent {i['msgs_sent']}, received "
+                                     f"{i['msgs_received']} messages")
+            for way in ("sent", "received"):
+                if abs(i["bytes_" + way] - size * i["msgs_" + way]) > 2 * size:
+                    raise AssertionError(f"connection {i['id']}: {i['bytes_' + way]} bytes "
+                                         f"{way} for {i['msgs_' + way]} messages of {size}")
+                if i["tls_bytes_" + way] <= i["bytes_" + way]:
+                    raise AssertionError(f"connection {i['id']}: ciphertext {way} "
+                                         "not above the plaintext")
+        m, b = eng["messages"], eng["bytes"]
+        if m["received"] > m["sent"] or m["sent"] - m["received"] > 4 * clients:
+            raise AssertionError(f"engine messages {m}")
+        if abs(b["sent"] - size * m["sent"]) > 4 * clients * size:
+            raise AssertionError(f"engine bytes {b} for messages {m}")
+        if eng["connections"]["opened"] != 2 * clients or eng["connections"]["closed"] != 0:
+            raise AssertionError(f"engine connections {eng['connections']}")
+        if eng["handshakes"]["ok"] != 2 * clients or eng["handshakes"]["failed"] != 0:
+            raise AssertionError(f"handshakes {eng['handshakes']}")
+        if prev and (m["sent"] < prev["sent"] or m["received"] < prev["received"]):
+            raise AssertionError(f"counters went backwards: {prev} then {m}")
+        prev = m
+    # /metrics says the same as (or more than) the /status read just before it
+    met = http(url, "/metrics")[2].decode()
+    got = re.search(r'^tlsq_messages_total\{direction="received"\} (\d+)$', met, re.M)
+    if not got or int(got.group(1)) < prev["received"]:
+        raise AssertionError(f"/metrics messages received {got and got.group(1)} < "
+                             f"{prev['received']} from /status before it")
+    if f"tlsq_connections_live {2 * clients}" not in met.splitlines():
+        raise AssertionError("/metrics: tlsq_connections_live is not " + str(2 * clients))
+    last = status()
+    demo.p.send_signal(signal.SIGINT)  # ends the run with the summary
+    rc = demo.wait(120)
+    text = demo.text()
+    if rc != 0 or "result               OK" not in text:
+        raise AssertionError(f"demo exit {rc}")
+    sent, received = summary_number(text, "messages sent"), summary_number(text, "messages received")
+    echoed = summary_number(text, "messages echoed")
+    if not sent == received == echoed:
+        raise AssertionError(f"summary sent {sent}, received {received}, echoed {echoed}")
+    # every message went client -> server and back: the engine counts each twice
+    le = last["engine"]["messages"]
+    if not (0 < le["sent"] <= 2 * sent and 0 < le["received"] <= 2 * received):
+        raise AssertionError(f"last /status {le} exceeds the summary's 2 x {sent}")
+    mine = sum(i["msgs_sent"] for i in last["connections"]["items"] if i["role"] == "client")
+    if not 0 < mine <= sent:
+        raise AssertionError(f"clients had sent {mine} by the last /status, summary says {sent}")
+
+
+@only("abuse", "abuse: 500 slow-loris and 3,000 idle connections; /healthz < 100 ms, demo keeps going")
 def _(procs):
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 16384), hard))
@@ -363,6 +506,21 @@ def _(procs):
         s.setblocking(False)
         s.connect_ex((host, port))
         socks.append(s)
+
+    def hostile():  # meanwhile: POSTs with bodies and oversize headers, as fast as answered
+        while not stop.is_set():
+            for method, hdrs in (("POST", {"Content-Length": "5000"}),
+                                 ("GET", {"X-Big": "b" * 20000})):
+                try:
+                    code, _, _ = http(url, "/status", method, hdrs, timeout=5)
+                except OSError:
+                    continue
+                hostile_answers.append((method, code))
+            stop.wait(0.01)  # pacing (about 100 pairs/s), so the CPU is left to the demo
+    hostile_answers = []
+    th2 = threading.Thread(target=hostile, daemon=True)
+    th2.start()
+    wait_for(lambda: len(hostile_answers) >= 10, "answers to hostile requests")
     lat = []
     for _ in range(20):
         t0 = time.monotonic()
@@ -386,6 +544,15 @@ def _(procs):
         raise AssertionError(f"only {evicted:.0f} connections evicted of {accepted:.0f}")
     stop.set()
     th.join(10)
+    th2.join(10)
+    allowed = {"POST": (0, 405, 413), "GET": (0, 400, 413, 431)}
+    bad = [a for a in hostile_answers if a[1] not in allowed[a[0]]]
+    if bad:
+        raise AssertionError(f"hostile requests under abuse answered {bad[:5]}")
+    for method in allowed:
+        if not any(m == method and c for m, c in hostile_answers):
+            raise AssertionError(f"no hostile {method} got an error response under abuse")
+    print("      hostile answers:", {a: hostile_answers.count(a) for a in set(hostile_answers)})
     for s in socks:
         s.close()
     lat.sort()
@@ -398,7 +565,14 @@ def _(procs):
     snap = json.loads(http(url, "/status")[2])
     if snap["engine"]["errors"]["closed"] + snap["engine"]["handshakes"]["failed"] != 0:
         raise AssertionError("demo connections failed under abuse")
+    demo.p.send_signal(signal.SIGINT)  # the demo ends with its summary
+    rc = demo.wait(120)
+    if rc != 0 or "result               OK" not in demo.text():
+        raise AssertionError(f"the demo failed after the abuse: exit {rc}")
 
 
 shutil.rmtree(TMP, ignore_errors=True)
+if SELECTED - KEYS:  # a misspelt case must not pass by running nothing
+    print("unknown cases:", " ".join(sorted(SELECTED - KEYS)), flush=True)
+    sys.exit(1)
 finish("status")
