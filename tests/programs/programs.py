@@ -2,23 +2,34 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """The programs against peers nobody here wrote (docs/programs.md).
 
-usage: programs.py TOOLS_DIR PKI_SCRIPT_DIR
+usage: programs.py TOOLS_DIR PKI_SCRIPT_DIR GROUP
 
-- tlsq-cat against openssl s_server and gnutls-serv;
-- openssl s_client, socat and gnutls-cli against tlsq-echo (1 MiB of binary
-  checked by SHA-256 with socat; text with the line-based clients);
-- tlsq-echo --cipher-buffer 1 still echoes 1 MiB intact;
-- tlsq-proxy: a client that stops reading and sends an abort, a server that
-  blasts data: the abort arrives within seconds (P1), the close propagates,
-  with a plain and with a TLS upstream;
-- tlsq-proxy in front of and behind stunnel;
-- tlsq-demo runs to completion with numbers that add up; --version;
-- every program: --help, engine options, one-line errors, exit codes.
+One ctest per GROUP (tests/programs/CMakeLists.txt), so they run in parallel:
+
+  cat      tlsq-cat <-> openssl s_server (1 MiB of binary each way, SHA-256)
+           and gnutls-serv --echo (text); exit 0 on a clean close, 3 on a
+           truncation (python ssl server closing the raw socket; s_server
+           killed), 1 on refused / untrusted / expired / wrong host
+  echo     socat, openssl s_client and gnutls-cli against tlsq-echo (1 MiB of
+           binary by SHA-256), tlsq-cat against it, several clients at once,
+           --cipher-buffer 1
+  proxy    tlsq-proxy P1: a client that stops reading until the path is full
+           still gets its abort to a blasting server within seconds; then
+           every byte the server sent arrives and the close is clean both
+           ways (plain and TLS upstream)
+  stunnel  tlsq-proxy in front of and behind stunnel, 1 MiB by SHA-256
+  demo     tlsq-demo -d 2 -c 4 and its summary; --version
+  cli      every program: --help, --version, bad options and values
+
+Every wait is a polled condition with a deadline (never a sleep), ports are
+picked free, deadlines are generous for the ASan build.
 """
 import hashlib
 import os
 import re
+import select
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -30,243 +41,475 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 from harness import Proc, case, finish, free_port, listening, wait_for  # noqa: E402
 
-TOOLS, PKI = sys.argv[1], sys.argv[2]
-TMP = tempfile.mkdtemp(prefix="tlsq-programs-")
+GROUPS = ("cat", "echo", "proxy", "stunnel", "demo", "cli")
+if len(sys.argv) != 4 or sys.argv[3] not in GROUPS:
+    sys.exit(f"usage: programs.py TOOLS_DIR PKI_SCRIPT_DIR {'|'.join(GROUPS)}")
+TOOLS, PKI, GROUP = sys.argv[1:4]
+TMP = tempfile.mkdtemp(prefix=f"tlsq-programs-{GROUP}-")
 subprocess.run(["sh", os.path.join(PKI, "make-pki.sh"), TMP], check=True,
                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-CA, SRV, SRVKEY = (os.path.join(TMP, f) for f in ("ca.pem", "server.pem", "server.key"))
+
+
+def pki(name):
+    return os.path.join(TMP, name + ".pem"), os.path.join(TMP, name + ".key")
+
+
+CA = pki("ca")[0]
+SRV, SRVKEY = pki("server")
 CAT, ECHO, PROXY, DEMO = (os.path.join(TOOLS, "tlsq-" + p) for p in ("cat", "echo", "proxy",
                                                                      "demo"))
 MIB = 1 << 20
-BLOB = os.path.join(TMP, "blob.bin")
-with open(BLOB, "wb") as f:
-    f.write(os.urandom(MIB))
-BLOB_SHA = hashlib.sha256(open(BLOB, "rb").read()).hexdigest()
+
+
+def blob_file(name, data):
+    path = os.path.join(TMP, name)
+    with open(path, "wb") as f:
+        f.write(data)
+    return path
+
+
+BLOB = os.urandom(MIB)
+BLOB2 = os.urandom(MIB)
+BLOB_PATH = blob_file("blob.bin", BLOB)
+# Text for the line-based peers (gnutls-serv --echo): 1.1 MiB of lines.
 TEXT = b"".join(b"line %06d of the tlsq text payload, checked line by line\n" % i
-                for i in range(2000))
+                for i in range(20000))
+TEXT_PATH = blob_file("text.txt", TEXT)
 
 
 def sha(b):
     return hashlib.sha256(b).hexdigest()
 
 
+def same(what, got, want):
+    if len(got) != len(want) or sha(got) != sha(want):
+        raise AssertionError(f"{what}: {len(got)} bytes, want {len(want)}, "
+                             f"sha256 {sha(got)[:16]} want {sha(want)[:16]}")
+
+
+def one_line(what, err):
+    lines = err.strip().splitlines()
+    if len(lines) != 1:
+        raise AssertionError(f"{what}: stderr is {len(lines)} lines, want one: {err!r}")
+    return lines[0]
+
+
+def stderr_of(p):
+    """A child's stderr, once it has exited (its pumps joined)."""
+    p.stdout()
+    return bytes(p.err).decode("utf-8", "replace")
+
+
+def group(name, title):
+    """case() if the group was asked for, else the case is not run."""
+    if name == GROUP:
+        return case(title)
+    return lambda fn: fn
+
+
+def feed(proc, data):
+    """Writes data to a child's stdin from a thread (a pipe may fill up while
+    the child waits for its peer); returns the thread."""
+    def run():
+        try:
+            proc.send(data)
+        except (BrokenPipeError, OSError):
+            pass
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
+
+
 def start_echo(procs, *extra):
     port = free_port()
     echo = Proc([ECHO, "--listen", f"127.0.0.1:{port}", "--cert", SRV, "--key", SRVKEY, *extra])
     procs.append(echo)
-    wait_for(listening(port), "tlsq-echo to listen")
-    return port
+    wait_for(listening(port), "tlsq-echo to listen", timeout=60)
+    return port, echo
 
 
-def socat_roundtrip(procs, port, timeout=120):
-    """1 MiB through socat's OpenSSL client to an echo; returns what came back.
-    socat sends close_notify at stdin EOF and waits (-t) for the rest."""
-    with open(BLOB, "rb") as stdin:
-        p = Proc(["socat", "-t", "60", "-T", "60", "-",
-                  f"OPENSSL:127.0.0.1:{port},cafile={CA},commonname=localhost"], stdin=stdin)
+def run_from_file(procs, argv, path, timeout):
+    """Runs a client with stdin from a file; returns (exit status, stdout, stderr)."""
+    with open(path, "rb") as stdin:
+        p = Proc(argv, stdin=stdin)
         procs.append(p)
         rc = p.wait(timeout)
-    if rc != 0:
-        raise AssertionError(f"socat exited {rc}: {p.text()[-300:]}")
-    return p.stdout()
+    return rc, p.stdout(), stderr_of(p)
 
 
-# --- tlsq-cat against OpenSSL and GnuTLS servers ---
-@case("tlsq-cat -> openssl s_server: 1 MiB binary arrives intact, clean close, exit 0")
+def socat_argv(port):
+    # -t: after stdin EOF (socat then sends close_notify) wait this long for the rest
+    return ["socat", "-t", "120", "-T", "120", "-",
+            f"OPENSSL:127.0.0.1:{port},cafile={CA},verify=1,commonname=localhost"]
+
+
+def gnutls_cli_argv(port):
+    return ["gnutls-cli", "--logfile=/dev/null", "--x509cafile", CA, "-p", str(port), "localhost"]
+
+
+def cat_argv(port, *extra):
+    return [CAT, f"127.0.0.1:{port}", "--ca", CA, "--servername", "localhost", *extra]
+
+
+# ---------------------------------------------------------------- tlsq-cat
+@group("cat", "tlsq-cat <-> openssl s_server: 1 MiB of binary each way, both exit 0")
 def _(procs):
     port = free_port()
     srv = Proc(["openssl", "s_server", "-accept", f"127.0.0.1:{port}", "-cert", SRV, "-key",
                 SRVKEY, "-naccept", "1", "-quiet"])
     procs.append(srv)
     wait_for(listening(port), "s_server to listen")
-    with open(BLOB, "rb") as stdin:
-        cat = Proc([CAT, f"127.0.0.1:{port}", "--ca", CA, "--servername", "localhost"],
-                   stdin=stdin)
-        procs.append(cat)
-        wait_for(lambda: len(srv.out) >= MIB, "1 MiB at s_server", timeout=120)
-        srv.close_stdin()  # s_server then closes with close_notify
-        rc = cat.wait(60)
-    if sha(bytes(srv.out[:MIB])) != BLOB_SHA or len(srv.out) != MIB:
-        raise AssertionError(f"s_server got {len(srv.out)} bytes, checksum mismatch")
-    if rc != 0:
-        raise AssertionError(f"tlsq-cat exited {rc}: {cat.text()}")
+    cat = Proc(cat_argv(port))
+    procs.append(cat)
+    feed(srv, BLOB2)  # s_server: its stdin to the client
+    feed(cat, BLOB)
+    wait_for(lambda: len(srv.out) >= MIB and len(cat.out) >= MIB, "1 MiB each way", timeout=120)
+    # tlsq-cat's stdin EOF: close_notify after the data; s_server answers
+    # with its close_notify and exits; tlsq-cat then exits 0.
+    cat.close_stdin()
+    rc = cat.wait(60)
+    src = srv.wait(60)
+    same("s_server received", bytes(srv.out), BLOB)
+    same("tlsq-cat received", cat.stdout(), BLOB2)
+    if rc != 0 or src != 0:
+        raise AssertionError(f"tlsq-cat exited {rc}, s_server {src}: {cat.text()[-300:]}")
 
 
-@case("tlsq-cat -> gnutls-serv --echo: text echoed line for line, exit 0")
+@group("cat", "tlsq-cat -> gnutls-serv --echo: 1.1 MiB of text echoed, exit 0")
 def _(procs):
     port = free_port()
     srv = Proc(["gnutls-serv", "--echo", "-p", str(port), "--x509certfile", SRV,
                 "--x509keyfile", SRVKEY])
     procs.append(srv)
     wait_for(listening(port), "gnutls-serv to listen")
-    cat = Proc([CAT, f"localhost:{port}", "--ca", CA])
-    procs.append(cat)
-    cat.send(TEXT)
-    wait_for(lambda: len(cat.out) >= len(TEXT), "the echo of every line", timeout=60)
-    if bytes(cat.out[:len(TEXT)]) != TEXT:
-        raise AssertionError("the echoed text differs")
-    cat.close_stdin()  # close_notify; gnutls-serv answers it
-    rc = cat.wait(30)
-    if rc not in (0, 3):
-        raise AssertionError(f"tlsq-cat exited {rc}: {cat.text()[-300:]}")
+    rc, out, err = run_from_file(procs, [CAT, f"localhost:{port}", "--ca", CA], TEXT_PATH, 120)
+    same("the echo", out, TEXT)
+    if rc != 0:
+        raise AssertionError(f"tlsq-cat exited {rc}: {err[-300:]}")
 
 
-@case("tlsq-cat exit codes: 1 on refused and on an untrusted certificate, with a reason")
-def _(procs):
-    port = free_port()
-    cat = Proc([CAT, f"127.0.0.1:{port}", "--ca", CA])
-    procs.append(cat)
-    rc = cat.wait(30)
-    if rc != 1 or "refused" not in cat.text():
-        raise AssertionError(f"refused: exit {rc}, {cat.text()!r}")
-    untrusted = os.path.join(TMP, "untrusted")
-    srv = Proc(["openssl", "s_server", "-accept", f"127.0.0.1:{port}", "-cert",
-                untrusted + ".pem", "-key", untrusted + ".key", "-naccept", "1", "-quiet"])
-    procs.append(srv)
-    wait_for(listening(port), "s_server to listen")
-    cat = Proc([CAT, f"127.0.0.1:{port}", "--ca", CA, "--servername", "localhost"])
-    procs.append(cat)
-    rc = cat.wait(30)
-    err = cat.text()
-    if rc != 1 or "certificate" not in err or len(err.strip().splitlines()) != 1:
-        raise AssertionError(f"untrusted: exit {rc}, stderr {err!r}")
-
-
-# --- clients nobody here wrote against tlsq-echo ---
-@case("socat (OpenSSL) -> tlsq-echo: 1 MiB binary echoed intact")
-def _(procs):
-    port = start_echo(procs)
-    back = socat_roundtrip(procs, port)
-    if sha(back) != BLOB_SHA:
-        raise AssertionError(f"echo returned {len(back)} bytes, checksum mismatch")
-
-
-@case("tlsq-echo --cipher-buffer 1: socat's 1 MiB still echoed intact")
-def _(procs):
-    port = start_echo(procs, "--cipher-buffer", "1")
-    back = socat_roundtrip(procs, port, timeout=240)
-    if sha(back) != BLOB_SHA:
-        raise AssertionError(f"echo returned {len(back)} bytes, checksum mismatch")
-
-
-@case("openssl s_client -> tlsq-echo: text echoed")
-def _(procs):
-    port = start_echo(procs)
-    cli = Proc(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-CAfile", CA,
-                "-verify_hostname", "localhost", "-verify_return_error", "-quiet"])
-    procs.append(cli)
-    payload = TEXT[:64 * 1024]
-    cli.send(payload)
-    wait_for(lambda: len(cli.out) >= len(payload), "the echo", timeout=60)
-    if bytes(cli.out[:len(payload)]) != payload:
-        raise AssertionError("s_client got a different echo")
-
-
-@case("gnutls-cli -> tlsq-echo: text echoed")
-def _(procs):
-    port = start_echo(procs)
-    cli = Proc(["gnutls-cli", "--x509cafile", CA, "-p", str(port), "localhost"])
-    procs.append(cli)
-    payload = TEXT[:64 * 1024]
-    wait_for(lambda: "Handshake was completed" in cli.text(), "the handshake")
-    cli.send(payload)
-    wait_for(lambda: payload in bytes(cli.out), "the echo", timeout=60)
-
-
-@case("tlsq-cat -> tlsq-echo: 1 MiB round trip, half-close, exit 0")
-def _(procs):
-    port = start_echo(procs)
-    with open(BLOB, "rb") as stdin:
-        cat = Proc([CAT, f"127.0.0.1:{port}", "--ca", CA, "--servername", "localhost"],
-                   stdin=stdin)
-        procs.append(cat)
-        rc = cat.wait(120)
-    back = cat.stdout()
-    if rc != 0 or sha(back) != BLOB_SHA:
-        raise AssertionError(f"exit {rc}, {len(back)} bytes back")
-
-
-# --- tlsq-proxy: P1, a client that stops reading still gets its abort through ---
-def blaster(port, use_tls, got_abort, closed, ready):
-    ls = socket.socket()
-    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    ls.bind(("127.0.0.1", port))
-    ls.listen(1)
-    ready.set()
-    conn, _ = ls.accept()
-    ls.close()
-    if use_tls:
+def truncating_server(ls, state):
+    """Sends one line over TLS, then closes the TCP connection without
+    close_notify."""
+    try:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(SRV, SRVKEY)
-        conn = ctx.wrap_socket(conn, server_side=True)
-    conn.settimeout(0.05)
-    chunk = b"z" * 16384
-    seen = b""
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:  # blast, but keep reading: the abort must get through
-            conn.send(chunk)
-        except (socket.timeout, ssl.SSLWantWriteError, BlockingIOError):
-            pass
-        except OSError:
-            break
+        conn, _ = ls.accept()
+        conn.settimeout(60)
+        s = ctx.wrap_socket(conn, server_side=True)
+        s.sendall(b"partial line\n")
+        raw = socket.socket(fileno=s.detach())
+        raw.shutdown(socket.SHUT_RDWR)
+        raw.close()
+        state["ok"] = True
+    except Exception as e:  # noqa: BLE001 - reported by the case
+        state["error"] = repr(e)
+    finally:
+        ls.close()
+
+
+@group("cat", "tlsq-cat exit 3: peer closes TCP without close_notify (stdin open, stdin at EOF)")
+def _(procs):
+    for stdin_open in (True, False):
+        ls = socket.socket()
+        ls.bind(("127.0.0.1", 0))
+        ls.listen(1)
+        port = ls.getsockname()[1]
+        state = {}
+        th = threading.Thread(target=truncating_server, args=(ls, state), daemon=True)
+        th.start()
+        cat = Proc(cat_argv(port), stdin=subprocess.PIPE if stdin_open else subprocess.DEVNULL)
+        procs.append(cat)
+        rc = cat.wait(60)
+        th.join(30)
+        if not state.get("ok"):
+            raise AssertionError(f"the python server failed: {state.get('error')}")
+        line = one_line("truncated", stderr_of(cat))
+        if rc != 3 or "truncated" not in line or cat.stdout() != b"partial line\n":
+            raise AssertionError(f"stdin open={stdin_open}: exit {rc}, stdout "
+                                 f"{cat.stdout()!r}, stderr {line!r}")
+
+
+@group("cat", "tlsq-cat exit 3: openssl s_server killed mid-connection")
+def _(procs):
+    port = free_port()
+    srv = Proc(["openssl", "s_server", "-accept", f"127.0.0.1:{port}", "-cert", SRV, "-key",
+                SRVKEY, "-naccept", "1", "-quiet"])
+    procs.append(srv)
+    wait_for(listening(port), "s_server to listen")
+    cat = Proc(cat_argv(port))
+    procs.append(cat)
+    srv.send(b"hello from s_server\n")
+    wait_for(lambda: bytes(cat.out) == b"hello from s_server\n", "the line at tlsq-cat")
+    srv.p.send_signal(signal.SIGKILL)
+    srv.wait(30)
+    rc = cat.wait(60)
+    line = one_line("killed peer", stderr_of(cat))
+    if rc != 3 or "truncated" not in line:
+        raise AssertionError(f"exit {rc}, stderr {line!r}")
+
+
+@group("cat", "tlsq-cat exit 1 with one line: refused, untrusted, expired, wrong host")
+def _(procs):
+    port = free_port()
+    cat = Proc(cat_argv(port), stdin=subprocess.DEVNULL)
+    procs.append(cat)
+    rc = cat.wait(60)
+    line = one_line("refused", stderr_of(cat))
+    if rc != 1 or "refused" not in line:
+        raise AssertionError(f"refused: exit {rc}, {line!r}")
+    for name in ("untrusted", "expired", "wronghost"):
+        port = free_port()
+        cert, key = pki(name)
+        srv = Proc(["openssl", "s_server", "-accept", f"127.0.0.1:{port}", "-cert", cert,
+                    "-key", key, "-naccept", "1", "-quiet"])
+        procs.append(srv)
+        wait_for(listening(port), "s_server to listen")
+        cat = Proc(cat_argv(port), stdin=subprocess.DEVNULL)
+        procs.append(cat)
+        rc = cat.wait(60)
+        line = one_line(name, stderr_of(cat))
+        if rc != 1 or not re.search(r"certificate|verif|ASN|date|name|domain", line, re.I):
+            raise AssertionError(f"{name}: exit {rc}, stderr {line!r}")
+        if cat.stdout():
+            raise AssertionError(f"{name}: data on stdout: {cat.stdout()[:100]!r}")
+
+
+# --------------------------------------------------------------- tlsq-echo
+@group("echo", "socat (OpenSSL) -> tlsq-echo: 1 MiB of binary echoed, exit 0")
+def _(procs):
+    port, _ = start_echo(procs)
+    rc, out, err = run_from_file(procs, socat_argv(port), BLOB_PATH, 180)
+    same("socat got back", out, BLOB)
+    if rc != 0:
+        raise AssertionError(f"socat exited {rc}: {err[-300:]}")
+
+
+@group("echo", "openssl s_client -> tlsq-echo: 1 MiB of binary echoed")
+def _(procs):
+    port, echo = start_echo(procs, "--verbose")
+    # -ign_eof: s_client keeps reading after its stdin ends (without it, it
+    # quits at stdin EOF and cuts the echo short).
+    with open(BLOB_PATH, "rb") as stdin:
+        cli = Proc(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-CAfile", CA,
+                    "-verify_hostname", "localhost", "-verify_return_error", "-quiet",
+                    "-ign_eof"], stdin=stdin)
+    procs.append(cli)
+    wait_for(lambda: len(cli.out) >= MIB, "1 MiB back at s_client", timeout=180)
+    same("s_client got back", bytes(cli.out), BLOB)
+    if cli.p.poll() is not None:
+        raise AssertionError(f"s_client exited {cli.p.returncode} before the end")
+    cli.kill()  # the server sees a truncation, logs it, and keeps serving
+    wait_for(lambda: "without close_notify" in echo.text(), "tlsq-echo to log the truncation")
+    if echo.p.poll() is not None:
+        raise AssertionError("tlsq-echo exited")
+
+
+@group("echo", "gnutls-cli -> tlsq-echo: 1 MiB of binary echoed, exit 0")
+def _(procs):
+    port, _ = start_echo(procs)
+    rc, out, err = run_from_file(procs, gnutls_cli_argv(port), BLOB_PATH, 180)
+    same("gnutls-cli got back", out, BLOB)
+    if rc != 0:
+        raise AssertionError(f"gnutls-cli exited {rc}: {err[-300:]}")
+
+
+@group("echo", "tlsq-cat -> tlsq-echo: 1 MiB round trip, half-close, exit 0")
+def _(procs):
+    port, _ = start_echo(procs)
+    rc, out, err = run_from_file(procs, cat_argv(port), BLOB_PATH, 180)
+    same("tlsq-cat got back", out, BLOB)
+    if rc != 0:
+        raise AssertionError(f"tlsq-cat exited {rc}: {err[-300:]}")
+
+
+@group("echo", "tlsq-echo: socat, gnutls-cli, tlsq-cat and s_client at once, 1 MiB each")
+def _(procs):
+    port, echo = start_echo(procs, "--io-threads", "2")
+    s_client = Proc(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-CAfile", CA,
+                     "-verify_return_error", "-quiet", "-ign_eof"])
+    procs.append(s_client)
+    feed(s_client, BLOB2)
+    clients = []
+    for argv in (socat_argv(port), gnutls_cli_argv(port), cat_argv(port)):
+        with open(BLOB_PATH, "rb") as stdin:
+            p = Proc(argv, stdin=stdin)
+        procs.append(p)
+        clients.append(p)
+    for p in clients:
+        rc = p.wait(240)
+        same(f"{p.p.args[0]} got back", p.stdout(), BLOB)
+        if rc != 0:
+            raise AssertionError(f"{p.p.args[0]} exited {rc}: {p.text()[-300:]}")
+    wait_for(lambda: len(s_client.out) >= MIB, "1 MiB back at s_client", timeout=120)
+    same("s_client got back", bytes(s_client.out), BLOB2)
+
+
+@group("echo", "tlsq-echo --cipher-buffer 1: 1 MiB still echoed intact (socat)")
+def _(procs):
+    port, _ = start_echo(procs, "--cipher-buffer", "1")
+    rc, out, err = run_from_file(procs, socat_argv(port), BLOB_PATH, 240)
+    same("socat got back", out, BLOB)
+    if rc != 0:
+        raise AssertionError(f"socat exited {rc}: {err[-300:]}")
+
+
+# -------------------------------------------------------------- tlsq-proxy
+class Blaster(threading.Thread):
+    """A server that sends random data as fast as the path takes it while
+    reading what comes back. It reports `stalled` once its sends have made
+    no progress for STALL seconds (the whole path is full), `got_abort` when
+    "ABORT\\n" arrives; then it finishes the record it was sending, closes
+    cleanly (close_notify or FIN) and waits for the peer's clean close."""
+    STALL = 0.5
+
+    def __init__(self, ls, use_tls):
+        super().__init__(daemon=True)
+        self.ls, self.use_tls = ls, use_tls
+        self.stalled, self.got_abort, self.done = (threading.Event(), threading.Event(),
+                                                   threading.Event())
+        self.sent = hashlib.sha256()
+        self.sent_len = 0
+        self.abort_at = None
+        self.error = None
+        self.clean_close = False
+
+    def run(self):
         try:
-            data = conn.recv(4096)
-            if not data:
-                closed.set()
-                break
-            seen += data
-            if b"ABORT\n" in seen and not got_abort.is_set():
-                got_abort.set()
-        except (socket.timeout, ssl.SSLWantReadError, BlockingIOError):
-            pass
-        except (OSError, ssl.SSLError):
-            closed.set()
-            break
-    conn.close()
+            self._run()
+        except Exception as e:  # noqa: BLE001 - reported by the case
+            self.error = repr(e)
+        finally:
+            self.done.set()
+
+    def _run(self):
+        conn, _ = self.ls.accept()
+        self.ls.close()
+        conn.settimeout(60)
+        if self.use_tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(SRV, SRVKEY)
+            conn = ctx.wrap_socket(conn, server_side=True, suppress_ragged_eofs=False)
+        pool = os.urandom(MIB)
+        off = 0
+        pending = b""
+        seen = b""
+        last_progress = time.monotonic()
+        deadline = last_progress + 240
+        conn.settimeout(0.02)
+        while not self.got_abort.is_set():
+            now = time.monotonic()
+            if now > deadline:
+                raise AssertionError("no abort in 240 s")
+            if not pending:
+                pending = pool[off:off + 16384]
+                off = (off + 16384) % MIB
+            readable, writable, _ = select.select([conn], [conn], [], 0.02)
+            if writable:
+                try:  # an SSL write that timed out is retried with the same bytes
+                    n = conn.send(pending)
+                    self.sent.update(pending[:n])
+                    self.sent_len += n
+                    pending = pending[n:]
+                    last_progress = time.monotonic()
+                except (socket.timeout, ssl.SSLWantWriteError, BlockingIOError):
+                    pass
+            if now - last_progress > self.STALL and self.sent_len > 4 * MIB:
+                self.stalled.set()
+            if readable or (self.use_tls and conn.pending()):
+                try:
+                    data = conn.recv(4096)
+                    if not data:
+                        raise AssertionError("the proxy closed before the abort")
+                    seen += data
+                    if b"ABORT\n" in seen:
+                        self.abort_at = time.monotonic()
+                        self.got_abort.set()
+                except (socket.timeout, ssl.SSLWantReadError, BlockingIOError):
+                    pass
+        if seen != b"ABORT\n":
+            raise AssertionError(f"the server received {seen[:100]!r}")
+        conn.settimeout(120)  # the client reads again: finish, then close
+        while pending:
+            n = conn.send(pending)
+            self.sent.update(pending[:n])
+            self.sent_len += n
+            pending = pending[n:]
+        if self.use_tls:
+            conn = conn.unwrap()  # close_notify out, waits for the peer's
+            self.clean_close = True
+            conn.close()
+        else:
+            conn.shutdown(socket.SHUT_WR)
+            self.clean_close = conn.recv(1) == b""  # the client's FIN, no reset
+            conn.close()
 
 
 for upstream_tls in (False, True):
-    @case("tlsq-proxy P1: reader stops, its abort still arrives; close propagates "
-          f"({'TLS' if upstream_tls else 'plain'} upstream)")
+    @group("proxy", "tlsq-proxy P1: reader stops, its abort still arrives, then a clean close "
+           f"({'TLS' if upstream_tls else 'plain'} upstream)")
     def _(procs, upstream_tls=upstream_tls):
-        up, lp = free_port(), free_port()
-        got_abort, closed, ready = threading.Event(), threading.Event(), threading.Event()
-        th = threading.Thread(target=blaster, args=(up, upstream_tls, got_abort, closed, ready),
-                              daemon=True)
-        th.start()
-        ready.wait(10)
+        ls = socket.socket()
+        ls.bind(("127.0.0.1", 0))
+        ls.listen(1)
+        up = ls.getsockname()[1]
+        srv = Blaster(ls, upstream_tls)
+        srv.start()
+        lp = free_port()
         argv = [PROXY, "--listen", f"127.0.0.1:{lp}", "--upstream", f"127.0.0.1:{up}",
-                "--listen-plain", "--tx-budget", "64k", "--rx-budget", "64k"]
+                "--listen-plain", "--tx-budget", "64k", "--rx-budget", "64k", "--verbose"]
         argv += ["--upstream-tls", "--ca", CA, "--servername", "localhost"] if upstream_tls \
             else ["--upstream-plain"]
         proxy = Proc(argv)
         procs.append(proxy)
         wait_for(listening(lp), "tlsq-proxy to listen")
-        c = socket.create_connection(("127.0.0.1", lp))
+        c = socket.create_connection(("127.0.0.1", lp), timeout=120)
         c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
-        got = 0
-        while got < 4 * MIB:  # read a lot, then stop reading for good
-            got += len(c.recv(65536))
+        got = hashlib.sha256()
+        got_len = 0
+        while got_len < 4 * MIB:  # read a lot...
+            data = c.recv(65536)
+            if not data:
+                raise AssertionError(f"EOF after {got_len} bytes: {srv.error}")
+            got.update(data)
+            got_len += len(data)
+        # ...then stop reading until the server cannot send any more
+        wait_for(lambda: srv.stalled.is_set() or srv.done.is_set(), "the path to fill up",
+                 timeout=120)
+        if not srv.stalled.is_set():
+            raise AssertionError(f"the server ended: {srv.error}")
         t0 = time.monotonic()
         c.sendall(b"ABORT\n")
-        if not got_abort.wait(10):
-            raise AssertionError("the abort did not reach the blasting server in 10 s")
-        took = time.monotonic() - t0
-        c.close()  # the close goes through the proxy to the server
-        if not closed.wait(15):
-            raise AssertionError("the server never saw the client's close")
-        print(f"      abort arrived after {took * 1000:.0f} ms", flush=True)
+        if not srv.got_abort.wait(10):
+            raise AssertionError("the abort did not reach the blocked server in 10 s "
+                                 f"({srv.error})")
+        took = srv.abort_at - t0
+        while True:  # read again: everything the server sent, then its close
+            data = c.recv(65536)
+            if not data:
+                break
+            got.update(data)
+            got_len += len(data)
+        c.close()
+        if not srv.done.wait(60) or srv.error:
+            raise AssertionError(f"the server: {srv.error or 'no clean close in 60 s'}")
+        if not srv.clean_close:
+            raise AssertionError("the server did not see a clean close")
+        if got_len != srv.sent_len or got.hexdigest() != srv.sent.hexdigest():
+            raise AssertionError(f"the client got {got_len} bytes, the server sent "
+                                 f"{srv.sent_len} (or the checksum differs)")
+        wait_for(lambda: "closed cleanly" in proxy.text(), "the proxy to log a clean close")
+        if "aborted" in proxy.text():
+            raise AssertionError(f"the proxy aborted: {proxy.text()[-300:]}")
+        print(f"      abort arrived after {took * 1000:.0f} ms (path full); "
+              f"{got_len} bytes delivered", flush=True)
 
 
-# --- tlsq-proxy and stunnel, both ways ---
-def echo_server(port, ready):
-    ls = socket.socket()
-    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    ls.bind(("127.0.0.1", port))
-    ls.listen(4)
-    ready.set()
+# ----------------------------------------------------- tlsq-proxy + stunnel
+def echo_server(ls):
+    """A plain TCP echo for one connection; half-closes after the peer's FIN."""
     conn, _ = ls.accept()
+    ls.close()
     while True:
         data = conn.recv(65536)
         if not data:
@@ -274,21 +517,29 @@ def echo_server(port, ready):
         conn.sendall(data)
     conn.shutdown(socket.SHUT_WR)
     conn.close()
-    ls.close()
+
+
+def start_echo_server():
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(1)
+    threading.Thread(target=echo_server, args=(ls,), daemon=True).start()
+    return ls.getsockname()[1]
 
 
 def stunnel(procs, name, conf):
     path = os.path.join(TMP, name + ".conf")
     with open(path, "w") as f:
-        f.write("foreground = yes\npid =\n" + conf)
+        f.write("foreground = yes\npid =\ndebug = notice\n" + conf)
     p = Proc(["stunnel4" if shutil.which("stunnel4") else "stunnel", path])
     procs.append(p)
     return p
 
 
 def plain_roundtrip(port):
-    s = socket.create_connection(("127.0.0.1", port), timeout=60)
-    data = open(BLOB, "rb").read()
+    """1 MiB through a plain connection, sent and read at once; returns what
+    came back before the EOF."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=120)
     back = bytearray()
 
     def reader():
@@ -299,95 +550,142 @@ def plain_roundtrip(port):
             back.extend(chunk)
     th = threading.Thread(target=reader)
     th.start()
-    s.sendall(data)
+    s.sendall(BLOB)
     s.shutdown(socket.SHUT_WR)
-    th.join(120)
+    th.join(180)
     s.close()
     return bytes(back)
 
 
-@case("client -> tlsq-proxy (TLS upstream) -> stunnel server -> echo: 1 MiB intact")
+@group("stunnel", "client -> tlsq-proxy (TLS upstream) -> stunnel server -> echo: 1 MiB")
 def _(procs):
-    ep, sp, pp = free_port(), free_port(), free_port()
-    ready = threading.Event()
-    threading.Thread(target=echo_server, args=(ep, ready), daemon=True).start()
-    ready.wait(10)
-    stunnel(procs, "front", f"[s]\naccept = 127.0.0.1:{sp}\nconnect = 127.0.0.1:{ep}\n"
-                            f"cert = {SRV}\nkey = {SRVKEY}\n")
+    ep, sp, pp = start_echo_server(), free_port(), free_port()
+    st = stunnel(procs, "front", f"[s]\naccept = 127.0.0.1:{sp}\nconnect = 127.0.0.1:{ep}\n"
+                                 f"cert = {SRV}\nkey = {SRVKEY}\n")
     wait_for(listening(sp), "stunnel to listen")
     proxy = Proc([PROXY, "--listen", f"127.0.0.1:{pp}", "--listen-plain", "--upstream",
-                  f"127.0.0.1:{sp}", "--upstream-tls", "--ca", CA, "--servername", "localhost"])
+                  f"127.0.0.1:{sp}", "--upstream-tls", "--ca", CA, "--servername", "localhost",
+                  "-v"])
     procs.append(proxy)
     wait_for(listening(pp), "tlsq-proxy to listen")
-    back = plain_roundtrip(pp)
-    if sha(back) != BLOB_SHA:
-        raise AssertionError(f"{len(back)} bytes came back, checksum mismatch")
+    same("came back", plain_roundtrip(pp), BLOB)
+    wait_for(lambda: "closed cleanly" in proxy.text(), "the proxy to log a clean close")
+    wait_for(lambda: f"{MIB} byte(s) sent to socket" in st.text(),
+             "stunnel to log 1 MiB to the echo")
 
 
-@case("client -> stunnel client -> tlsq-proxy (TLS listen) -> echo: 1 MiB intact")
+@group("stunnel", "client -> stunnel client -> tlsq-proxy (TLS listen) -> echo: 1 MiB")
 def _(procs):
-    ep, sp, pp = free_port(), free_port(), free_port()
-    ready = threading.Event()
-    threading.Thread(target=echo_server, args=(ep, ready), daemon=True).start()
-    ready.wait(10)
+    ep, sp, pp = start_echo_server(), free_port(), free_port()
     proxy = Proc([PROXY, "--listen", f"127.0.0.1:{pp}", "--listen-tls", "--cert", SRV,
-                  "--key", SRVKEY, "--upstream", f"127.0.0.1:{ep}", "--upstream-plain"])
+                  "--key", SRVKEY, "--upstream", f"127.0.0.1:{ep}", "--upstream-plain", "-v"])
     procs.append(proxy)
     wait_for(listening(pp), "tlsq-proxy to listen")
-    stunnel(procs, "back", f"[c]\nclient = yes\naccept = 127.0.0.1:{sp}\n"
-                           f"connect = 127.0.0.1:{pp}\nCAfile = {CA}\nverifyChain = yes\n"
-                           "checkHost = localhost\n")
+    st = stunnel(procs, "back", f"[c]\nclient = yes\naccept = 127.0.0.1:{sp}\n"
+                                f"connect = 127.0.0.1:{pp}\nCAfile = {CA}\nverifyChain = yes\n"
+                                "checkHost = localhost\n")
     wait_for(listening(sp), "stunnel to listen")
-    back = plain_roundtrip(sp)
-    if sha(back) != BLOB_SHA:
-        raise AssertionError(f"{len(back)} bytes came back, checksum mismatch")
+    same("came back", plain_roundtrip(sp), BLOB)
+    wait_for(lambda: "closed cleanly" in proxy.text(), "the proxy to log a clean close")
+    wait_for(lambda: f"{MIB} byte(s) sent to TLS" in st.text(), "stunnel to log 1 MiB")
 
 
-# --- tlsq-demo ---
-@case("tlsq-demo -d 2 -c 4: exit 0, sent == received == echoed, a summary that adds up")
+# --------------------------------------------------------------- tlsq-demo
+def field(out, name):
+    m = re.search(rf"^\s*{re.escape(name)}\s+([\d.]+)", out, re.M)
+    if not m:
+        raise AssertionError(f"no '{name}' in the summary:\n{out}")
+    return float(m.group(1))
+
+
+@group("demo", "tlsq-demo -d 2 -c 4: exit 0, sent == received == echoed, numbers add up")
 def _(procs):
-    demo = Proc([DEMO, "--duration", "2", "--clients", "4", "--message-size", "300"], merge=True)
+    demo = Proc([DEMO, "-d", "2", "-c", "4"])
     procs.append(demo)
-    rc = demo.wait(120)
-    out = demo.text()
-    nums = {k: int(m.group(1)) for k in ("sent", "received", "echoed")
-            if (m := re.search(rf"messages {k}\s+(\d+)", out))}
-    if rc != 0 or len(nums) != 3:
-        raise AssertionError(f"exit {rc}, summary {nums}")
-    if not nums["sent"] == nums["received"] == nums["echoed"] > 0:
-        raise AssertionError(f"numbers do not add up: {nums}")
-    for want in ("latency p50", "latency p99", "latency p99.9", "TLSv1.3", "OK"):
+    rc = demo.wait(180)
+    out = demo.stdout().decode("utf-8", "replace")
+    if rc != 0:
+        raise AssertionError(f"exit {rc}: {demo.text()[-500:]}")
+    sent, received, echoed = (int(field(out, "messages " + k))
+                              for k in ("sent", "received", "echoed"))
+    if not sent == received == echoed > 0:
+        raise AssertionError(f"sent {sent}, received {received}, echoed {echoed}")
+    secs, rate = field(out, "duration"), field(out, "round trips/s")
+    size = int(re.search(r"(\d+)-byte messages", out).group(1))
+    if field(out, "clients") != 4 or not 2.0 <= secs < 30:
+        raise AssertionError(f"clients/duration: {out}")
+    if abs(rate - received / secs) > 0.01 * rate + 1:
+        raise AssertionError(f"round trips/s {rate} != {received} / {secs}")
+    mbs = field(out, "throughput")
+    if abs(mbs - received * size / secs / 1e6) > 0.01 * mbs + 0.01:
+        raise AssertionError(f"throughput {mbs} MB/s != {received} x {size} B / {secs} s")
+    lat = [field(out, "latency " + p) for p in ("p50", "p99", "p99.9", "max")]
+    if lat != sorted(lat) or lat[0] <= 0:
+        raise AssertionError(f"latencies out of order: {lat}")
+    progress = [int(n) for n in re.findall(r"(\d+) round trips", out)]
+    if not progress or progress != sorted(progress) or progress[-1] > received:
+        raise AssertionError(f"progress lines {progress} vs {received} received")
+    for want in ("TLSv1.3", "result               OK"):
         if want not in out:
-            raise AssertionError(f"no '{want}' in the summary")
+            raise AssertionError(f"no '{want}' in the summary:\n{out}")
 
 
-@case("tlsq-demo --version: version, crypto library, AES-NI as the CPU says")
+@group("demo", "tlsq-demo --version: version, crypto library, AES-NI as /proc/cpuinfo says")
 def _(procs):
-    out = subprocess.run([DEMO, "--version"], capture_output=True, text=True, timeout=30)
-    aes = " aes " in " " + open("/proc/cpuinfo").read().replace("\n", " ") + " "
-    if out.returncode != 0 or not re.search(r"\b\d+\.\d+\.\d+\b", out.stdout) or \
-            "wolfSSL 5.5.4" not in out.stdout or f"AES-NI: {'yes' if aes else 'no'}" not in out.stdout:
-        raise AssertionError(f"--version said {out.stdout!r}")
+    out = subprocess.run([DEMO, "--version"], capture_output=True, text=True, timeout=60)
+    with open("/proc/cpuinfo") as f:
+        flags = [ln.split(":", 1)[1].split() for ln in f if ln.startswith("flags")]
+    aes = bool(flags) and "aes" in flags[0]
+    want = f"AES-NI: {'yes' if aes else 'no'}"
+    if out.returncode != 0 or not re.search(r"tlsq-demo \(tlsq\) \d+\.\d+\.\d+", out.stdout) \
+            or not re.search(r"wolfSSL \d+\.\d+\.\d+", out.stdout) or want not in out.stdout:
+        raise AssertionError(f"exit {out.returncode}, want '{want}': {out.stdout!r}")
 
 
-@case("every program: --help (exit 0, engine options), bad option (one line, exit 2)")
+# ------------------------------------------------------- every program's CLI
+ENGINE_OPTS = ("--io-threads", "--tx-budget", "--rx-budget", "--cipher-buffer",
+               "--handshake-timeout", "--idle-timeout", "--status")
+
+
+def run(argv):
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60,
+                          stdin=subprocess.DEVNULL)
+
+
+@group("cli", "every program: --help exits 0 and lists the engine options; --version")
 def _(procs):
-    opts = ("--io-threads", "--tx-budget", "--rx-budget", "--cipher-buffer",
-            "--handshake-timeout", "--idle-timeout", "--status")
     for prog in (CAT, ECHO, PROXY, DEMO):
-        h = subprocess.run([prog, "--help"], capture_output=True, text=True, timeout=30)
-        missing = [o for o in opts if o not in h.stdout]
-        if h.returncode != 0 or missing:
-            raise AssertionError(f"{prog} --help: exit {h.returncode}, missing {missing}")
-        b = subprocess.run([prog, "--no-such-option"], capture_output=True, text=True,
-                           timeout=30)
-        if b.returncode == 0 or len(b.stderr.strip().splitlines()) > 2 or not b.stderr:
-            raise AssertionError(f"{prog} bad option: exit {b.returncode}, {b.stderr!r}")
-        c = subprocess.run([prog, "--cipher-buffer", "lots"], capture_output=True, text=True,
-                           timeout=30)
-        if c.returncode == 0 or "cipher-buffer" not in c.stderr:
-            raise AssertionError(f"{prog} --cipher-buffer lots: {c.returncode} {c.stderr!r}")
+        h = run([prog, "--help"])
+        missing = [o for o in ENGINE_OPTS if o not in h.stdout]
+        if h.returncode != 0 or missing or h.stderr:
+            raise AssertionError(f"{prog} --help: exit {h.returncode}, missing {missing}, "
+                                 f"stderr {h.stderr!r}")
+        v = run([prog, "--version"])
+        name = os.path.basename(prog)
+        if v.returncode != 0 or not v.stdout.startswith(f"{name} (tlsq) "):
+            raise AssertionError(f"{prog} --version: exit {v.returncode}, {v.stdout!r}")
+
+
+@group("cli", "every program: bad options and values exit 1 with one line on stderr")
+def _(procs):
+    bad = (["--no-such-option"], ["--io-threads"], ["--cipher-buffer", "lots"],
+           ["--tx-budget", "-5"], ["--idle-timeout", "soon"])
+    for prog in (CAT, ECHO, PROXY, DEMO):
+        name = os.path.basename(prog)
+        for args in bad:
+            r = run([prog, *args])
+            line = one_line(f"{name} {' '.join(args)}", r.stderr)
+            if r.returncode != 1 or not line.startswith(name + ": ") or \
+                    args[0].lstrip("-") not in line or r.stdout:
+                raise AssertionError(f"{name} {args}: exit {r.returncode}, {line!r}")
+    for argv in ([CAT], [CAT, "a:1", "b:2"], [ECHO], [PROXY, "--listen", "0"],
+                 [PROXY, "--listen", "0", "--upstream", "x:1", "--listen-plain",
+                  "--self-signed"]):
+        r = run(argv)
+        line = one_line(" ".join(argv[1:]) or "no arguments", r.stderr)
+        if r.returncode != 1:
+            raise AssertionError(f"{argv}: exit {r.returncode}, {line!r}")
 
 
 shutil.rmtree(TMP, ignore_errors=True)
-finish("programs")
+finish("programs " + GROUP)
