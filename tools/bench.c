@@ -576,11 +576,12 @@ static void parse_args(int argc, char **argv, struct bench_opts *o, int *want_w,
 	}
 }
 
-/* Each side of W6 holds one descriptor per connection, and some peers more. */
+/* Each side of W5/W6 holds a descriptor per connection: raise the soft limit
+ * to the hard one (children inherit it). */
 static void raise_nofile(const struct bench_opts *o)
 {
 	struct rlimit rl;
-	uint64_t need = 2 * (o->conns[5] > o->conns[6] ? o->conns[5] : o->conns[6]) + 256;
+	uint64_t need = (o->conns[5] > o->conns[6] ? o->conns[5] : o->conns[6]) + 256;
 	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
 		return;
 	rl.rlim_cur = rl.rlim_max;
