@@ -7,9 +7,12 @@
  * reads stdin and sends. On stdin EOF the stdin thread half-closes
  * (tlsq_shutdown_send: close_notify goes after the data) and the main
  * thread keeps receiving until the peer closes. When the peer closes first
- * the program ends without waiting for stdin: the main thread closes the
- * connection (which fails a blocked tlsq_send with TLSQ_ECLOSED) and wakes
- * the stdin thread through a pipe it polls alongside stdin.
+ * the program ends without waiting for more stdin: the main thread wakes the
+ * stdin thread through a pipe it polls alongside stdin; that thread sends
+ * what stdin already has ready (a piped "echo hi" is not lost because the
+ * peer happened to close first) and stops. The main thread waits for it for
+ * at most DRAIN_MS, then closes the connection (which fails a tlsq_send still
+ * blocked with TLSQ_ECLOSED).
  *
  * Exit status: 0 after the peer's close_notify, 3 when the peer ended the
  * TCP stream without it (truncation), 1 on any other error.
@@ -20,12 +23,14 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common.h"
 
 #define EXIT_TRUNCATED 3
 #define IOBUF (64 * 1024)
+#define DRAIN_MS 5000 /* after the peer's close: sending what stdin has ready */
 
 enum { OPT_LISTEN = 'l', OPT_VERBOSE = 'v' };
 
@@ -54,6 +59,7 @@ struct cat {
 	tlsq_conn *c;
 	int wake[2];             /* main -> stdin thread: stop */
 	atomic_int stdin_failed; /* reading stdin failed: exit 1 */
+	atomic_int peer_closed;  /* with a wake: send what stdin has ready, then stop */
 };
 
 static void *stdin_main(void *arg)
@@ -66,19 +72,29 @@ static void *stdin_main(void *arg)
 		tlsq_abort(k->c);
 		return NULL;
 	}
+	int draining = 0; /* the peer closed: only what stdin has ready now */
 	for (;;) {
 		struct pollfd p[2] = {{.fd = STDIN_FILENO, .events = POLLIN},
 		                      {.fd = k->wake[0], .events = POLLIN}};
-		if (poll(p, 2, -1) < 0) {
+		int ready = poll(p, draining ? 1 : 2, draining ? 0 : -1);
+		if (ready < 0) {
 			if (errno == EINTR)
 				continue;
 			break;
 		}
-		if (p[1].revents)
-			break;
+		if (draining && ready == 0)
+			break; /* nothing more ready on stdin */
+		if (!draining && p[1].revents) {
+			if (!atomic_load(&k->peer_closed))
+				break;
+			draining = 1;
+			continue;
+		}
 		ssize_t n = read(STDIN_FILENO, buf, IOBUF);
 		if (n < 0 && (errno == EINTR || errno == EAGAIN))
 			continue;
+		if (n < 0 && draining)
+			break; /* the peer's clean close decided the status */
 		if (n < 0) {
 			tool_err("reading stdin: %s", strerror(errno));
 			atomic_store(&k->stdin_failed, 1);
@@ -92,7 +108,7 @@ static void *stdin_main(void *arg)
 		}
 		/* A failure here is the connection's; the main thread's receive
 		 * reports it (or the main thread closed the connection). */
-		if (tlsq_send(k->c, buf, (size_t)n, -1) < 0)
+		if (tlsq_send(k->c, buf, (size_t)n, draining ? DRAIN_MS : -1) < 0)
 			break;
 	}
 	free(buf);
@@ -192,20 +208,30 @@ int main(int argc, char **argv)
 	if (pthread_create(&th, NULL, stdin_main, &k) != 0)
 		tool_die("cannot start a thread");
 	int status = receive_all(&k);
+	int joined = 0;
 	if (status == 0) {
-		/* The peer finished: send what stdin gave us so far and our
-		 * close_notify. The peer may already be gone; that does not make
-		 * the end we saw less clean. */
+		/* The peer finished: let the stdin thread send what stdin has
+		 * ready (for at most DRAIN_MS), then send our close_notify. The
+		 * peer may already be gone; that does not make the end we saw less
+		 * clean. */
+		atomic_store(&k.peer_closed, 1);
+		if (write(k.wake[1], "d", 1) < 0)
+			tool_err("pipe: %s", strerror(errno));
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += DRAIN_MS / 1000;
+		joined = pthread_timedjoin_np(th, NULL, &until) == 0;
 		tlsq_close_phase ph;
 		int rc = tlsq_close(k.c, 5000, &ph);
 		if (verbose && rc != TLSQ_OK)
 			tool_err("close: %s (phase %d)", tlsq_strerror(rc), (int)ph);
 	} else {
 		tlsq_abort(k.c);
+		if (write(k.wake[1], "x", 1) < 0)
+			tool_err("pipe: %s", strerror(errno));
 	}
-	if (write(k.wake[1], "x", 1) < 0)
-		tool_err("pipe: %s", strerror(errno));
-	pthread_join(th, NULL);
+	if (!joined)
+		pthread_join(th, NULL);
 	close(k.wake[0]);
 	close(k.wake[1]);
 	tlsq_conn_free(k.c);
