@@ -332,14 +332,14 @@ static void machine(FILE *f, int json)
 	uname(&u);
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	if (json) {
-		fprintf(
-		    f, "  \"machine\": {\"cpu\": \"%s\", \"cores\": %ld, \"kernel\": \"%s %s\"},\n",
-		    model, cpus, u.sysname, u.release);
-		fprintf(f, "  \"versions\": {");
+		fprintf(f,
+		        "  \"machine\": {\"cpu\": \"%s\", \"cores\": %ld, \"kernel\": \"%s %s\",\n"
+		        "    \"versions\": {",
+		        model, cpus, u.sysname, u.release);
 		for (int i = 0; i < NPEERS; i++)
 			fprintf(f, "%s\"%s\": \"%s\"", i ? ", " : "", all_peers[i]->name,
 			        all_peers[i]->version());
-		fprintf(f, "},\n");
+		fprintf(f, "}},\n");
 	} else {
 		fprintf(f, "machine: %s, %ld CPUs, %s %s\n", model, cpus, u.sysname, u.release);
 		for (int i = 0; i < NPEERS; i++)
