@@ -184,6 +184,29 @@ def _(procs):
         raise AssertionError(f"tlsq-cat exited {rc}, s_server {src}: {cat.text()[-300:]}")
 
 
+@group("cat", "tlsq-cat <-> tlsq-cat: both send 256 KiB and close at once, 10 rounds intact")
+def _(procs):
+    # Both sides reach stdin EOF and send close_notify at about the same
+    # time, each while the other's data is still arriving: every byte
+    # before each close_notify must come out, and both exit 0.
+    a, b = BLOB[:256 << 10], BLOB2[:256 << 10]
+    a_path, b_path = blob_file("a256.bin", a), blob_file("b256.bin", b)
+    for rnd in range(10):
+        port = free_port()
+        with open(a_path, "rb") as sin:
+            srv = Proc([CAT, "--listen", f"127.0.0.1:{port}", "--cert", SRV, "--key", SRVKEY],
+                       stdin=sin)
+        procs.append(srv)
+        wait_for(listening(port), "tlsq-cat to listen", timeout=60)
+        rc, out, err = run_from_file(procs, cat_argv(port), b_path, 120)
+        src = srv.wait(60)
+        same(f"round {rnd}: client received", out, a)
+        same(f"round {rnd}: server received", srv.stdout(), b)
+        if rc != 0 or src != 0:
+            raise AssertionError(f"round {rnd}: client exited {rc}, server {src}: "
+                                 f"{err[-300:]} {stderr_of(srv)[-300:]}")
+
+
 @group("cat", "tlsq-cat -> gnutls-serv --echo: 1.1 MiB of text echoed, exit 0")
 def _(procs):
     port = free_port()
