@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * queue.c - byte-budgeted queues on ck_ring: the parts both directions
+ * queue.c - byte-budgeted queues: the parts both directions
  * share, and tx (many producers, one consumer). rx is in rxq.c. The
  * contract is in queue.h; the reasoning, with diagrams, in docs/queues.md.
  *
@@ -22,19 +22,20 @@
  * - end only grows: OPEN -> ENDED -> CLOSED or OPEN -> CLOSED. Each code is
  *   set once, by CAS from CODE_UNSET (the first caller wins), before `end`
  *   moves, so whoever sees the new `end` also sees the code.
- * - unpopped (tx) = entries published on the ring minus entries popped. A
+ * - unpopped (tx) = entries pushed on the stack minus entries popped. A
  *   producer adds 1 AFTER publishing, the consumer subtracts 1 after
  *   popping; it can dip to -1 briefly. The push whose add takes it from 0
  *   to 1 reports was_empty: docs/queues.md shows that this push always
- *   happens after the consumer last found the ring empty, so notifying only
+ *   happens after the consumer last found the queue empty, so notifying only
  *   then loses no wakeup.
  * - The rx carry list holds put-back entries; they hold no credit.
  *
  * Orderings: every RMW and load of reserved, end, the codes, unpopped,
  * producer_parked and the waiting counters is seq_cst (on x86 the loads
  * are plain moves and the RMWs are locked instructions either way). The
- * Dekker-style pairs that need seq_cst are named where they occur. Buffers
- * are handed over by ck_ring (release store of the producer index, acquire
+ * Dekker-style pairs that need seq_cst are named where they occur. tx
+ * buffers are handed over by the stack (release CAS, acquire exchange); rx
+ * buffers by ck_ring (release store of the producer index, acquire
  * load by the consumer); ThreadSanitizer cannot see ck's inline-asm fences,
  * so each hand-off is annotated: __tsan_release(b) BEFORE the enqueue that
  * publishes b (a release after it could come too late: the consumer may
@@ -46,7 +47,6 @@
 
 #include "err.h"
 #include "queue_int.h"
-#include "ring.h"
 
 int tlsq__queue_init(tlsq__queue *q, size_t budget, unsigned nslots)
 {
@@ -87,6 +87,10 @@ void tlsq__queue_fini(tlsq__queue *q)
 		free(s);
 	}
 	free_carry(atomic_load(&q->carry));
+	free_carry(atomic_load(&q->tx_stack));
+	free_carry(q->tx_batch);
+	atomic_store(&q->tx_stack, NULL);
+	q->tx_batch = NULL;
 	atomic_store(&q->slots, NULL);
 	atomic_store(&q->carry, NULL);
 }
@@ -180,29 +184,74 @@ void tlsq__q_give_back(tlsq__queue *q, uint64_t bytes, uint64_t entries)
 	atomic_fetch_sub(&q->reserved, bytes + (entries << ENTRY_SHIFT));
 }
 
-/* Publishes b on the ring; the caller holds a credit for it. */
+/*
+ * tx push: onto a lock-free (Treiber) stack, one CAS. The release CAS
+ * publishes b's contents and its link; the consumer's acquire exchange
+ * takes the whole stack at once. Unlike a multi-producer ring there is no
+ * window between taking a place and publishing it: a producer preempted
+ * anywhere here holds nothing the other producers wait for (docs/queues.md,
+ * "Why tx is not a ck_ring").
+ */
+static void tx_stack_push(tlsq__queue *q, tlsq__buf *b)
+{
+	tlsq__buf *head = atomic_load_explicit(&q->tx_stack, memory_order_relaxed);
+	do
+		b->qnext = head;
+	while (!atomic_compare_exchange_weak_explicit(&q->tx_stack, &head, b, memory_order_release,
+	                                              memory_order_relaxed));
+}
+
+/* tx pop (one consumer): the oldest taken entry; when none is left, takes
+ * everything pushed so far and reverses it into push order. */
+static tlsq__buf *tx_take(tlsq__queue *q)
+{
+	tlsq__buf *b = q->tx_batch;
+	if (b == NULL) {
+		if (atomic_load_explicit(&q->tx_stack, memory_order_relaxed) == NULL)
+			return NULL;
+		tlsq__buf *s = atomic_exchange_explicit(&q->tx_stack, NULL, memory_order_acquire);
+		uint64_t n = 0, bytes = 0;
+		while (s != NULL) {
+			tlsq__buf *next = s->qnext;
+			s->qnext = b;
+			b = s;
+			s = next;
+			n++;
+			bytes += b->qcharge;
+		}
+		if (b == NULL)
+			return NULL;
+		/* Counted here, by the one consumer, not by every producer: two
+		 * locked adds per send on shared lines cost a quarter of the
+		 * push. A reader sees a batch late at most; `reserved` (the
+		 * fill) counts every entry from its push. */
+		tlsq__count_sw(&q->stats.bytes_in, bytes);
+		tlsq__count_sw(&q->stats.entries_in, n);
+	}
+	q->tx_batch = b->qnext;
+	b->qnext = NULL;
+	return b;
+}
+
+/* Publishes b; the caller holds a credit for it. mp: tx (any number of
+ * producers, the stack above), else rx (one producer, the ck_ring). */
 int tlsq__q_publish(tlsq__queue *q, tlsq__buf *b, uint64_t bytes, int mp)
 {
+	b->qcharge = (uint32_t)bytes;
+	if (mp) {
+		tx_stack_push(q, b);
+		return TLSQ_OK;
+	}
 	ck_ring_buffer_t *s = queue_slots(q);
 	if (s == NULL)
 		return TLSQ_ENOMEM;
-	b->qcharge = (uint32_t)bytes;
 	TSAN_RELEASE(b);
-	/* The credit holds a slot, so this cannot fail (queue.h); the loops
-	 * only guard the invariant instead of losing an entry. */
-	if (mp)
-		while (!tlsq__ring_enqueue_mp(&q->ring, s, b))
-			sched_yield();
-	else
-		while (!ck_ring_enqueue_spmc(&q->ring, s, b))
-			sched_yield();
-	if (mp) {
-		tlsq__count(&q->stats.bytes_in, bytes);
-		tlsq__count(&q->stats.entries_in, 1);
-	} else { /* rx: one producer */
-		tlsq__count_sw(&q->stats.bytes_in, bytes);
-		tlsq__count_sw(&q->stats.entries_in, 1);
-	}
+	/* The credit holds a slot, so this cannot fail (queue.h); the loop
+	 * only guards the invariant instead of losing an entry. */
+	while (!ck_ring_enqueue_spmc(&q->ring, s, b))
+		sched_yield();
+	tlsq__count_sw(&q->stats.bytes_in, bytes); /* rx: one producer */
+	tlsq__count_sw(&q->stats.entries_in, 1);
 	return TLSQ_OK;
 }
 
@@ -267,23 +316,18 @@ out:
 
 tlsq__buf *tlsq__txq_pop_sc(tlsq__queue *q)
 {
-	ck_ring_buffer_t *s = atomic_load_explicit(&q->slots, memory_order_acquire);
-	void *p;
-	if (s == NULL || !ck_ring_dequeue_mpsc(&q->ring, s, &p))
+	tlsq__buf *b = tx_take(q);
+	if (b == NULL)
 		return NULL;
-	TSAN_ACQUIRE(p);
 	atomic_fetch_sub(&q->unpopped, 1);
-	tlsq__buf *b = p;
 	if (atomic_load(&q->end) == CLOSED) {
 		/* Closed: nobody will send these. Free them all. */
 		do {
 			tlsq__q_give_back(q, b->qcharge, 1);
 			tlsq__buf_free(b);
-			if (!ck_ring_dequeue_mpsc(&q->ring, s, &p))
+			if ((b = tx_take(q)) == NULL)
 				break;
-			TSAN_ACQUIRE(p);
 			atomic_fetch_sub(&q->unpopped, 1);
-			b = p;
 		} while (1);
 		tlsq__ec_inc(&q->space_ec);
 		return NULL;

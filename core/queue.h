@@ -5,8 +5,10 @@
  *   tx queue: many application threads -> one IO task   (MPSC)
  *   rx queue: one IO task -> many application threads    (SPMC)
  *
- * Both carry tlsq__buf pointers on a concurrencykit ck_ring, and both are
- * bounded in BYTES (the budget) and in entries (the ring's slots). One send
+ * Both carry tlsq__buf pointers: rx on a concurrencykit ck_ring, tx on a
+ * lock-free push stack the consumer takes whole (a multi-producer ring
+ * makes producers wait for each other: docs/queues.md). Both are bounded
+ * in BYTES (the budget) and in entries (nslots - 1). One send
  * call or one message is one entry, so the bytes of a call are never
  * interleaved with another call's.
  *
@@ -22,8 +24,8 @@
  * Credits: tx credits are given back by the IO task with tlsq__txq_release_sc
  * once the bytes are inside TLS; rx credits go back when a consumer pops.
  *
- * Ring memory is allocated on first push, so an idle connection's queues
- * cost only the struct.
+ * rx ring memory is allocated on first push (tx needs none), so an idle
+ * connection's queues cost only the struct.
  *
  * End of queue: tlsq__queue_end(q, code) lets consumers drain what is queued
  * and then get `code` (0 = clean end, negative = error). tlsq__queue_close(q,
@@ -69,6 +71,8 @@ typedef struct tlsq__queue {
 	tlsq__qstats stats;
 	_Atomic int close_code;             /* what everybody gets after a close */
 	_Atomic int64_t unpopped;           /* tx: entries published and not yet popped */
+	_Atomic(tlsq__buf *) tx_stack;      /* tx: pushed entries, newest first (qnext) */
+	tlsq__buf *tx_batch;                /* tx: the consumer's taken entries, oldest first */
 } tlsq__queue;
 
 /* budget >= 1 byte; nslots is rounded up to a power of two >= 4. */

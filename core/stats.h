@@ -31,7 +31,7 @@ static inline uint64_t tlsq__counter_get(const tlsq__counter *c)
 
 /* Per queue. */
 typedef struct tlsq__qstats {
-	tlsq__counter bytes_in;       /* bytes pushed */
+	tlsq__counter bytes_in;       /* bytes pushed (tx: counted as the consumer takes them) */
 	tlsq__counter bytes_out;      /* bytes popped */
 	tlsq__counter entries_in;
 	tlsq__counter entries_out;

@@ -92,9 +92,10 @@ static void test_init_rounds_slots_up_to_a_power_of_two_of_at_least_4(void **sta
 	tlsq__queue_init(&q, 0, 64); /* a 0-byte budget becomes 1 byte */
 	assert_int_equal(q.nslots, 64);
 	assert_int_equal(q.budget, 1);
-	assert_null(atomic_load(&q.slots)); /* ring memory only on first push */
+	assert_null(atomic_load(&q.slots)); /* rx: ring memory only on first push */
 	tx(&q, 1);
-	assert_non_null(atomic_load(&q.slots));
+	assert_null(atomic_load(&q.slots)); /* tx pushes onto a stack: no ring at all */
+	assert_int_equal(tlsq__queue_entries(&q), 1);
 }
 
 static void test_push_fills_budget_exactly_and_one_more_byte_is_refused(void **state)
