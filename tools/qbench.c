@@ -14,9 +14,9 @@
  * Both queues move the same tlsq__buf pointers from the same pool, with the
  * same byte budget (64 KiB) and the same blocking semantics (producers wait
  * for room, the consumer for data), so the difference is the queue itself:
- * tlsq's ck_ring + futex event counts with coalesced wakeups, against one
- * mutex and two condition variables (signal when it matters, as people
- * write it). Every message is checked (sequence per producer) on the way out.
+ * tlsq's tx queue (lock-free push stack, futex event counts, coalesced
+ * wakeups) against one mutex and two condition variables (signal when it
+ * matters, as people write it). Every message is checked (sequence per producer) on the way out.
  */
 
 #include <getopt.h>
@@ -105,7 +105,7 @@ static tlsq__buf *mq_pop(struct mq *q)
 /* ---- one interface over both ---- */
 
 enum kind { TLSQ_Q, MUTEX_Q };
-static const char *kind_name[] = {"tlsq (ck_ring + futex)", "mutex + condvar"};
+static const char *kind_name[] = {"tlsq (lock-free + futex)", "mutex + condvar"};
 
 struct bq {
 	enum kind kind;
@@ -282,7 +282,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 	        "Usage: tlsq-qbench [--messages N] [--handoffs N] [--runs N]\n\n"
-	        "Compares tlsq's core queue (ck_ring, futex event counts, coalesced wakeups)\n"
+	        "Compares tlsq's tx queue (lock-free stack, futex event counts, coalesced wakeups)\n"
 	        "with a mutex + condition variable queue carrying the same 64-byte messages\n"
 	        "under the same 64 KiB budget: messages/s with 1 and 4 producers and one\n"
 	        "consumer, and the hand-off latency to a consumer asleep on an empty queue.\n"
