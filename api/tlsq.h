@@ -421,7 +421,9 @@ typedef enum tlsq_close_phase {
  */
 TLSQ_API int tlsq_close(tlsq_conn *c, int timeout_ms, tlsq_close_phase *phase);
 
-/* Immediate close: queued data is discarded and the TCP connection is reset. */
+/* Immediate close: queued data is discarded and the TCP connection is reset
+ * (RST). Bytes already flushed into the kernel but not yet sent may be
+ * discarded by the reset too: call tlsq_close when the peer must get them. */
 TLSQ_API void tlsq_abort(tlsq_conn *c);
 
 /*

@@ -190,9 +190,12 @@ static void test_abort_is_seen_as_reset_not_clean_close(void **state)
 	ts_pair_open(&p, NULL, TLSQ_MODE_STREAM);
 	assert_int_equal(tlsq_send(p.client, "abc", 3, 1000), 3);
 	assert_int_equal(tlsq_flush(p.client, 5000), TLSQ_OK);
-	tlsq_abort(p.client);
+	/* Received before the abort: flush means "in the kernel", and a
+	 * reset discards what the kernel has not sent yet (loopback corks
+	 * small segments under load), which abort is allowed to do. */
 	char buf[8];
 	assert_int_equal(tlsq_recv(p.server, buf, sizeof buf, 5000), 3);
+	tlsq_abort(p.client);
 	ssize_t r = tlsq_recv(p.server, buf, sizeof buf, 5000);
 	assert_true(r == TLSQ_ECONNRESET || r == TLSQ_ETRUNCATED);
 	assert_true(strlen(tlsq_conn_error(p.server)) > 0);
