@@ -47,7 +47,12 @@ static int tx_push(struct tlsq_conn *c, tlsq__buf *b, int timeout_ms)
 	 * the IO task has handed them to TLS (tlsq_flush). */
 	if (rc == TLSQ_OK)
 		tlsq__conn_kick(c);
-	if (rc < 0 && rc != TLSQ_EAGAIN && rc != TLSQ_ETIMEDOUT) {
+	/* The connection's own error explains a refused push, unless the
+	 * application ended the sending side first (close, free, shutdown):
+	 * then a sender gets TLSQ_ECLOSED, not the error of the close that
+	 * went on in the background (e.g. its deadline). */
+	if (rc < 0 && rc != TLSQ_EAGAIN && rc != TLSQ_ETIMEDOUT &&
+	    !tlsq__queue_was_ended(&c->txq)) {
 		int err = atomic_load_explicit(&c->error, memory_order_acquire);
 		if (err)
 			rc = err;

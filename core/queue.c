@@ -125,7 +125,11 @@ static ck_ring_buffer_t *queue_slots(tlsq__queue *q)
 /* What a push (or a waiter) gets once the queue is not open. */
 int tlsq__q_push_code(tlsq__queue *q, int end)
 {
-	int code = atomic_load(end == CLOSED ? &q->close_code : &q->end_code);
+	/* The end's code first (queue.h): a close after an end does not
+	 * change what producers are told. */
+	int code = atomic_load(&q->end_code);
+	if (code == CODE_UNSET && end == CLOSED)
+		code = atomic_load(&q->close_code);
 	return code == 0 || code == CODE_UNSET ? TLSQ_ECLOSED : code;
 }
 
@@ -139,6 +143,10 @@ int tlsq__q_consumer_code(tlsq__queue *q, int end)
 void tlsq__queue_end(tlsq__queue *q, int code)
 {
 	int unset = CODE_UNSET, open = OPEN;
+	/* Already closed: the close's code stands (an end after a failure is
+	 * not a local end). */
+	if (atomic_load(&q->end) == CLOSED)
+		return;
 	/* First ender wins the code; the code is set before `end` moves. */
 	if (!atomic_compare_exchange_strong(&q->end_code, &unset, code))
 		return;
@@ -146,6 +154,11 @@ void tlsq__queue_end(tlsq__queue *q, int code)
 	atomic_compare_exchange_strong(&q->end, &open, ENDED);
 	tlsq__ec_inc(&q->data_ec);
 	tlsq__ec_inc(&q->space_ec);
+}
+
+int tlsq__queue_was_ended(const tlsq__queue *q)
+{
+	return atomic_load(&((tlsq__queue *)q)->end_code) != CODE_UNSET;
 }
 
 void tlsq__queue_close(tlsq__queue *q, int code)

@@ -86,8 +86,13 @@ uint32_t tlsq__queue_entries(const tlsq__queue *q);
 
 /* Consumers drain, then get `code`. Wakes everybody. Idempotent (first wins). */
 void tlsq__queue_end(tlsq__queue *q, int code);
-/* Immediate: everybody gets `code` now. Idempotent (first wins). */
+/* Immediate: everybody gets `code` now. Idempotent (first wins). A push
+ * into a queue that was ended first still gets the end's code: once the
+ * producing side was ended (a local close, free or shutdown of sending),
+ * that is what producers are told, whatever failure closes the queue next. */
 void tlsq__queue_close(tlsq__queue *q, int code);
+/* 1 once tlsq__queue_end was called (whatever happened after). */
+int tlsq__queue_was_ended(const tlsq__queue *q);
 
 /* ---- tx: many producers, one consumer (the IO task) ---- */
 
