@@ -312,7 +312,7 @@ int main(int argc, char **argv)
 	int n_idle = 1000, n_blocked = 100;
 	long idle_budget = IDLE_BUDGET_KIB, blocked_budget = BLOCKED_BUDGET_KIB,
 	     growth_budget = GROWTH_BUDGET_KIB;
-	for (int i = 1; i < argc; i++) {
+	for (int i = 1; i < argc; i += 2) { /* option, value */
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 		if (strcmp(a, "--peer") == 0 && v)
 			return peer_main(atoi(v));
@@ -330,7 +330,6 @@ int main(int argc, char **argv)
 			growth_budget = atol(v);
 		else
 			DIE("unknown option %s", a);
-		i++;
 	}
 	signal(SIGPIPE, SIG_IGN);
 	long nofile = rel_raise_nofile(8192);
