@@ -66,7 +66,7 @@ static void ec_wake32(const struct ck_ec_ops *ops, const uint32_t *addr)
 	syscall(SYS_futex, addr, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, INT_MAX, NULL, NULL, 0);
 }
 
-static const struct ck_ec_ops ec_ops = {
+static struct ck_ec_ops ec_ops = {
 	.gettime = ec_gettime,
 	.wait32 = ec_wait32,
 	.wake32 = ec_wake32,
@@ -75,6 +75,20 @@ static const struct ck_ec_ops ec_ops = {
 	 * few hundred nanoseconds instead of a futex round trip. */
 	.busy_loop_iter = 100,
 };
+
+/*
+ * On two CPUs or fewer the spin takes the CPU from the very thread that
+ * would end the wait (the IO thread): tlsq-bench W3 p50 went from 54 to
+ * 43 us with 10 iterations instead of 100 on a 2-vCPU machine
+ * (docs/benchmarks.md). Set once, before main() and before any thread
+ * exists, so nothing races with the waits that read it.
+ */
+__attribute__((constructor)) static void ec_ops_tune(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	if (n > 0 && n <= 2)
+		ec_ops.busy_loop_iter = 10;
+}
 
 static const struct ck_ec_mode ec_mode = {
 	.ops = &ec_ops,
