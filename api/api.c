@@ -213,6 +213,11 @@ static int conn_wait_open(struct tlsq_conn *c, int timeout_ms)
 	int has_dl = tlsq__timeout_deadline(timeout_ms, &dl);
 	for (;;) {
 		uint32_t seen = tlsq__ec_value(&c->state_ec);
+		/* Established, even if it has ended or failed since (a peer may
+		 * send and close before this thread runs): the data and the
+		 * error come through recv, as on any open connection. */
+		if (atomic_load_explicit(&c->opened, memory_order_acquire))
+			return TLSQ_OK;
 		int err = atomic_load_explicit(&c->error, memory_order_acquire);
 		if (err) {
 			tlsq__set_last_error("%s", c->error_reason);

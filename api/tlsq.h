@@ -307,6 +307,9 @@ TLSQ_API void tlsq_listener_free(tlsq_listener *l);
  * resolve), TLSQ_ECONNREFUSED, TLSQ_ETIMEDOUT, TLSQ_ECERT (with a reason such
  * as "certificate verify failed: hostname mismatch, wanted example.org"),
  * TLSQ_ETLS. On failure *out is NULL and tlsq_last_error() has the reason.
+ * Once the handshake has completed the result is TLSQ_OK, even if the peer
+ * has already sent data and closed (or reset) by the time this returns: the
+ * data, then the end or the error, come from tlsq_recv.
  */
 TLSQ_API int tlsq_connect(tlsq_engine *e, const char *addr, tlsq_tls *tls,
                           tlsq_conn **out, int timeout_ms);
@@ -319,7 +322,8 @@ TLSQ_API int tlsq_connect(tlsq_engine *e, const char *addr, tlsq_tls *tls,
  */
 TLSQ_API int tlsq_connect_start(tlsq_engine *e, const char *addr, tlsq_tls *tls,
                                 tlsq_conn **out);
-/* Waits until the handshake of `c` completed (TLSQ_OK) or failed (its error). */
+/* Waits until the handshake of `c` completed (TLSQ_OK, also if the
+ * connection has ended since) or failed (its error). */
 TLSQ_API int tlsq_connect_wait(tlsq_conn *c, int timeout_ms);
 
 /* ------------------------------------------------------------------------ */

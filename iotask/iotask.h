@@ -173,6 +173,7 @@ struct tlsq_conn {
 	tlsq__ec state_ec;
 	_Atomic int pollfd;              /* eventfd, -1 until asked for */
 	_Atomic int handle_freed;
+	_Atomic int opened;              /* the handshake completed (set once, before state OPEN) */
 
 	/* ---- published by the IO task (see design note 3) ---- */
 	_Atomic int state;               /* tlsq_state */

@@ -555,6 +555,7 @@ static void on_open(struct tlsq_conn *c)
 		tlsq__count(&c->engine->stats.resumed, 1);
 	free(c->host);
 	c->host = NULL;
+	atomic_store_explicit(&c->opened, 1, memory_order_release);
 	set_state(c, TLSQ_STATE_OPEN);
 	if (c->listener) {
 		struct tlsq_listener *l = c->listener;
