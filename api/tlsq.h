@@ -147,7 +147,11 @@ typedef struct tlsq_engine_config {
 	int handshake_timeout_ms;  /* TLS handshake deadline; default 10000; -1 = none */
 	int idle_timeout_ms;       /* close after this long with no bytes either way; 0 = never (default) */
 	int close_linger_ms;       /* how long a background close (free without close)
-	                              waits for the peer's close_notify; default 2000 */
+	                              waits for the peer's close_notify, and how long
+	                              a cleanly closed socket keeps reading (and
+	                              discarding) until the peer's FIN, so that late
+	                              input never turns the close into a RST; 0 =
+	                              close the socket at once; default 2000 */
 	int keepalive_s;           /* TCP keepalive idle seconds; 0 = off; default 60 */
 	int socket_buffer;         /* SO_SNDBUF/SO_RCVBUF in bytes; 0 = the kernel's
 	                              (default). Small values make backpressure

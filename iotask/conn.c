@@ -267,7 +267,10 @@ void tlsq__conn_finish(struct tlsq_conn *c)
 				struct linger lg = {1, 0}; /* abort: reset, not FIN */
 				setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
 			}
-			close(c->fd);
+			if (failed)
+				close(c->fd);
+			else /* a close() now could turn late input into a RST */
+				tlsq__linger(c->io, c->fd, c->engine->cfg.close_linger_ms);
 			c->fd = -1;
 		}
 		if (c->ev_timer)

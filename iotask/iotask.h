@@ -96,6 +96,7 @@ typedef struct tlsq__iothread {
 	_Atomic uint32_t nconns;
 	_Atomic int running;
 	struct event *ev_reclaim;        /* periodic epoch poll */
+	struct tlsq__linger *lingering;  /* closed cleanly, waiting for the peer's FIN (linger.c) */
 } tlsq__iothread;
 
 struct tlsq_engine {
@@ -247,6 +248,14 @@ tlsq__iothread *tlsq__io_pick(struct tlsq_engine *e);
 void tlsq__conn_kick(struct tlsq_conn *c);
 /* Sets request bits and kicks. Any thread. */
 void tlsq__conn_request(struct tlsq_conn *c, uint32_t bits);
+
+/* ---- linger.c (IO thread) ---- */
+/* Ends the socket of a cleanly closed connection: FIN after everything
+ * queued, then discards input until the peer's FIN, an error or `ms`, then
+ * closes fd (never a RST for late input). Takes fd. */
+void tlsq__linger(tlsq__iothread *io, int fd, int ms);
+/* Closes every socket still lingering (IO thread exit). */
+void tlsq__linger_fini(tlsq__iothread *io);
 
 /* ---- conn.c ---- */
 /* Allocates a connection for fd (already non-blocking) in `state`. */

@@ -73,6 +73,7 @@ static void *io_main(void *arg)
 	io_on_notify(-1, 0, io);
 	io_kill_all(io);
 	io_on_notify(-1, 0, io);
+	tlsq__linger_fini(io);
 	ck_epoch_barrier(&io->epoch_rec);
 	return NULL;
 }

@@ -27,6 +27,9 @@ const char tool_engine_help[] =
 	"      --handshake-timeout MS  TLS handshake deadline (default 10000; -1 = none)\n"
 	"      --idle-timeout MS       close connections idle this long (default 0 = never)\n"
 	"      --max-message BYTES     largest message in message mode (default 16m)\n"
+	"      --key-update-bytes BYTES\n"
+	"                              TLS 1.3: send a KeyUpdate after every BYTES sent\n"
+	"                              (default 0 = never)\n"
 	"      --status ADDR           serve the HTTP status endpoint on ADDR (PORT alone\n"
 	"                              binds 127.0.0.1; port 0 picks a free port)\n"
 	"      --status-token TOKEN    require 'Authorization: Bearer TOKEN' on the status\n"
@@ -188,6 +191,7 @@ void tool_common_option(struct tool_common *co, int opt, const char *arg, char *
 	case OPT_HANDSHAKE_TIMEOUT: e->handshake_timeout_ms = ms_arg("--handshake-timeout", arg, -1); break;
 	case OPT_IDLE_TIMEOUT: e->idle_timeout_ms = ms_arg("--idle-timeout", arg, 0); break;
 	case OPT_MAX_MESSAGE: e->max_message = tool_parse_size("--max-message", arg); break;
+	case OPT_KEY_UPDATE_BYTES: e->key_update_bytes = tool_parse_size("--key-update-bytes", arg); break;
 	case OPT_STATUS: e->status_addr = tool_addr(arg); break;
 	case OPT_STATUS_TOKEN: e->status_token = arg; break;
 	case OPT_CERT: t->cert = arg; break;

@@ -42,6 +42,7 @@ enum {
 	OPT_TLS12,
 	OPT_TLS13,
 	OPT_REQUIRE_CLIENT_CERT,
+	OPT_KEY_UPDATE_BYTES,
 	OPT_PROGRAM_BASE = 2000, /* programs number their own long-only options from here */
 };
 
@@ -54,7 +55,8 @@ enum {
 	{"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},                               \
 	{"status", required_argument, NULL, OPT_STATUS},                                           \
 	{"status-token", required_argument, NULL, OPT_STATUS_TOKEN},                               \
-	{"max-message", required_argument, NULL, OPT_MAX_MESSAGE}
+	{"max-message", required_argument, NULL, OPT_MAX_MESSAGE},                                 \
+	{"key-update-bytes", required_argument, NULL, OPT_KEY_UPDATE_BYTES}
 
 #define TOOL_TLS_OPTIONS                                                                           \
 	{"cert", required_argument, NULL, OPT_CERT}, {"key", required_argument, NULL, OPT_KEY},    \

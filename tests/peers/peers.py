@@ -272,5 +272,68 @@ for ending, want_rc, want_text in (("close_notify", 0, None), ("fin", 3, "trunca
         th.join(10)
 
 
+# --- a clean close is not turned into a reset by bytes after close_notify ---
+@case("G6: bytes after the peer's close_notify do not reset the echo still in flight")
+def _(procs):
+    # OpenSSL answers a KeyUpdate that reaches it after its own close_notify
+    # (stunnel, socat): bytes a server gets after the close_notify exchange.
+    # A close() with unread input, or input after close(), makes the kernel
+    # send a RST, and the RST drops what the client has not read yet.
+    import ssl
+    port = free_port()
+    echo = Proc([os.path.join(TOOLS, "tlsq-echo"), "--listen", f"127.0.0.1:{port}",
+                 "--cert", SRV, "--key", SRVKEY, "-v"])
+    procs.append(echo)
+    wait_for(listening(port), "tlsq-echo to listen")
+    ctx = ssl.create_default_context(cafile=CA)
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ctx.wrap_bio(inc, out, server_hostname="localhost")
+    s = socket.create_connection(("127.0.0.1", port), timeout=30)
+
+    def flush():
+        data = out.read()
+        if data:
+            s.sendall(data)
+    while True:
+        try:
+            tls.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            flush()
+            inc.write(s.recv(65536))
+    flush()
+    data = os.urandom(1 << 20)
+    tls.write(data)
+    try:
+        tls.unwrap()  # our close_notify; the server's comes later
+    except ssl.SSLWantReadError:
+        pass
+    flush()
+    # Unread, the whole echo fits in the loopback socket buffers: the server
+    # writes it, its close_notify, and ends the connection.
+    wait_for(lambda: f"closed: {len(data)} bytes echoed" in echo.text(),
+             "tlsq-echo to end the connection cleanly")
+    s.sendall(b"\x17\x03\x03\x00\x16" + os.urandom(22))  # one record more
+    got = bytearray()
+    while True:
+        try:
+            chunk = tls.read(65536)
+            if not chunk:
+                break
+            got += chunk
+            continue
+        except ssl.SSLWantReadError:
+            pass
+        except ssl.SSLZeroReturnError:
+            break
+        raw = s.recv(65536)  # a reset raises here
+        if not raw:
+            raise AssertionError(f"EOF without close_notify after {len(got)} bytes")
+        inc.write(raw)
+    s.close()
+    if bytes(got) != data:
+        raise AssertionError(f"echoed {len(got)} of {len(data)} bytes")
+
+
 shutil.rmtree(TMP, ignore_errors=True)
 finish("peers")
