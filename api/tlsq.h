@@ -441,8 +441,11 @@ TLSQ_API void tlsq_abort(tlsq_conn *c);
 TLSQ_API void tlsq_conn_free(tlsq_conn *c);
 
 /*
- * TLS 1.3: asks the IO task to send KeyUpdate(update_requested), so both
- * sides move to new keys. Does not block. TLSQ_EINVAL on TLS 1.2.
+ * TLS 1.3: asks the IO task to send a KeyUpdate: our sending keys change at
+ * once. It asks the peer to update too (update_requested), except while an
+ * earlier request of ours is still unanswered: wolfSSL 5.5.4 then sends
+ * update_not_requested (the peer's answer to the first request moves its
+ * keys anyway). Does not block. TLSQ_EINVAL on TLS 1.2.
  */
 TLSQ_API int tlsq_key_update(tlsq_conn *c);
 
