@@ -11,6 +11,9 @@
 #   wronghost      CN/SAN example.org, signed by the test CA
 #   other-ca       a second CA nobody trusts
 #   untrusted      like server, but signed by other-ca
+#   scan           like server, plus a CRL distribution point, as a public
+#                  CA's certificates carry (testssl rates a certificate with
+#                  neither a CRL nor an OCSP URI HIGH); for tests/scanners
 # server-chain.pem is server.pem followed by ca.pem.
 set -eu
 out=${1:?usage: make-pki.sh OUTDIR}
@@ -32,6 +35,12 @@ basicConstraints = critical, CA:FALSE
 keyUsage = critical, digitalSignature
 extendedKeyUsage = serverAuth
 subjectAltName = DNS:localhost, IP:127.0.0.1
+[scan_ext]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth
+subjectAltName = DNS:localhost, IP:127.0.0.1
+crlDistributionPoints = URI:http://localhost/tlsq-test-ca.crl
 [client_ext]
 basicConstraints = critical, CA:FALSE
 keyUsage = critical, digitalSignature
@@ -82,11 +91,12 @@ leaf client tlsq-test-client client_ext ca
 leaf expired localhost server_ext ca -startdate 20200101000000Z -enddate 20210101000000Z
 leaf wronghost example.org wronghost_ext ca
 leaf untrusted localhost server_ext other-ca
+leaf scan localhost scan_ext ca
 cat server.pem ca.pem > server-chain.pem
 chmod 600 ./*.key
 
 # Check what the tests rely on.
-openssl verify -CAfile ca.pem server.pem client.pem wronghost.pem >/dev/null
+openssl verify -CAfile ca.pem server.pem client.pem wronghost.pem scan.pem >/dev/null
 openssl verify -CAfile ca.pem -verify_hostname localhost server.pem >/dev/null
 for bad in expired untrusted; do
 	if openssl verify -CAfile ca.pem $bad.pem >/dev/null 2>&1; then
