@@ -14,7 +14,7 @@
 
 #include "support/support.h"
 
-#if defined(__SANITIZE_ADDRESS__) || defined(TLSQ_TSAN)
+#if defined(__SANITIZE_ADDRESS__) || defined(TLSQ_TSAN) || defined(TLSQ_VALGRIND)
 #define PER_SENDER 5000
 #else
 #define PER_SENDER 20000

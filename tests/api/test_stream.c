@@ -11,7 +11,7 @@
 
 #include "support/support.h"
 
-#if defined(__SANITIZE_ADDRESS__) || defined(TLSQ_TSAN)
+#if defined(__SANITIZE_ADDRESS__) || defined(TLSQ_TSAN) || defined(TLSQ_VALGRIND)
 #define BIG (4u << 20)
 #else
 #define BIG (16u << 20)

@@ -41,7 +41,7 @@
 #define HANDSHAKE_MS 500
 #define MAX_MESSAGE (64 * 1024)
 #define TX_BUDGET (256 * 1024)
-#if defined(__SANITIZE_ADDRESS__) || defined(TLSQ_TSAN)
+#if defined(__SANITIZE_ADDRESS__) || defined(TLSQ_TSAN) || defined(TLSQ_VALGRIND)
 #define SLACK_MS 2500
 #else
 #define SLACK_MS 1000

@@ -17,7 +17,7 @@
 
 #include "support/support.h"
 
-#if defined(__SANITIZE_ADDRESS__) || defined(TLSQ_TSAN)
+#if defined(__SANITIZE_ADDRESS__) || defined(TLSQ_TSAN) || defined(TLSQ_VALGRIND)
 #define TINY_BYTES (512u << 10)
 #else
 #define TINY_BYTES (10u << 20)
