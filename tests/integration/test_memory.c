@@ -192,7 +192,14 @@ static void peer_start(int port)
 	char ps[16];
 	snprintf(ps, sizeof ps, "%d", port);
 	char *argv[] = {"test_memory", "--peer", ps, NULL};
-	if (posix_spawn(&peer.pid, "/proc/self/exe", &fa, NULL, argv, environ) != 0)
+	/* The path /proc/self/exe names, not the link itself: under valgrind
+	 * the link is valgrind's own binary, readlink gives this program. */
+	char self[4096];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+	if (n <= 0)
+		DIE("readlink /proc/self/exe");
+	self[n] = 0;
+	if (posix_spawn(&peer.pid, self, &fa, NULL, argv, environ) != 0)
 		DIE("spawn the peer");
 	posix_spawn_file_actions_destroy(&fa);
 	close(in[0]);
