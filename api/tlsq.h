@@ -85,7 +85,8 @@ extern "C" {
 typedef enum tlsq_err {
 	TLSQ_OK = 0,
 	TLSQ_EAGAIN = -1,       /* would block and timeout_ms was 0: not a failure */
-	TLSQ_ETIMEDOUT = -2,    /* timeout_ms ran out, or a connection deadline passed */
+	TLSQ_ETIMEDOUT = -2,    /* timeout_ms ran out, a connection deadline passed,
+	                           or TCP gave up on a silent peer (keepalive) */
 	TLSQ_ECLOSED = -3,      /* the object was closed (locally, or the peer finished) */
 	TLSQ_ETRUNCATED = -4,   /* peer ended the TCP stream without close_notify */
 	TLSQ_ECONNRESET = -5,   /* peer reset the connection */

@@ -277,6 +277,11 @@ void tlsq__conn_kill(struct tlsq_conn *c);
 /* Records the first fatal error (IO thread only), printf-style reason. */
 void tlsq__conn_fail(struct tlsq_conn *c, int err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/* pump.c (IO thread): fails c for the socket error `err` (an errno) that
+ * happened `during` ("while sending"): ECONNRESET/EPIPE -> TLSQ_ECONNRESET,
+ * ETIMEDOUT (keepalive or retransmissions gave up) -> TLSQ_ETIMEDOUT,
+ * anything else -> TLSQ_EIO. Returns the tlsq error. */
+int tlsq__sock_fail(struct tlsq_conn *c, int err, const char *during);
 /* Fills info from the published fields. Any thread. */
 void tlsq__conn_fill_info(struct tlsq_conn *c, struct tlsq_conn_info *info);
 /* Signals the pollfd (if any) that data or the end is ready. */

@@ -77,6 +77,25 @@ static void park(struct tlsq_conn *c, _Atomic int *flag, int on)
 /* Socket                                                                    */
 /* ------------------------------------------------------------------------ */
 
+/* see iotask.h */
+int tlsq__sock_fail(struct tlsq_conn *c, int err, const char *during)
+{
+	if (err == ECONNRESET || err == EPIPE) {
+		tlsq__conn_fail(c, TLSQ_ECONNRESET, "connection reset by peer %s (%s)", during,
+		                strerror(err));
+		return TLSQ_ECONNRESET;
+	}
+	if (err == ETIMEDOUT) {
+		tlsq__conn_fail(c, TLSQ_ETIMEDOUT,
+		                "peer stopped answering: TCP gave up %s (keepalive or "
+		                "retransmissions timed out)",
+		                during);
+		return TLSQ_ETIMEDOUT;
+	}
+	tlsq__conn_fail(c, TLSQ_EIO, "socket error %s: %s", during, strerror(err));
+	return TLSQ_EIO;
+}
+
 /* Reads at most cipher_buffer bytes of ciphertext in. Returns bytes read. */
 static int sock_read(struct tlsq_conn *c)
 {
@@ -145,10 +164,11 @@ static int sock_write(struct tlsq_conn *c)
 		}
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
 			break;
+		/* The socket is unusable whatever the error: rst stops reading
+		 * and makes the final close an abort. */
 		c->sock_error = n < 0 ? errno : EPIPE;
 		c->rst = 1;
-		tlsq__conn_fail(c, TLSQ_ECONNRESET, "connection reset by peer while sending (%s)",
-		                strerror(c->sock_error));
+		tlsq__sock_fail(c, c->sock_error, "while sending");
 		return moved;
 	}
 	park(c, &c->send_parked, out_len(c) > 0);

@@ -257,6 +257,10 @@ static int tls_fail(struct tlsq_conn *c, int ret, const char *during)
 			tlsq__conn_fail(c, TLSQ_ECONNRESET, "connection reset by peer %s", during);
 			return TLSQ_ECONNRESET;
 		}
+		/* Before c->eof: a failed read sets it too, and a dead peer found
+		 * by keepalive (ETIMEDOUT) or a local error is no truncation. */
+		if (c->sock_error != 0)
+			return tlsq__sock_fail(c, c->sock_error, during);
 		if (c->eof) {
 			tlsq__conn_fail(c, TLSQ_ETRUNCATED,
 			                "peer closed the TCP connection without close_notify %s",
