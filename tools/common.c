@@ -26,6 +26,8 @@ const char tool_engine_help[] =
 	"      --cipher-buffer BYTES   ciphertext buffer, any size from 1 (default 64k)\n"
 	"      --handshake-timeout MS  TLS handshake deadline (default 10000; -1 = none)\n"
 	"      --idle-timeout MS       close connections idle this long (default 0 = never)\n"
+	"      --keepalive S           TCP keepalive: probe after S idle seconds, then 3 probes\n"
+	"                              S/3 s apart (at least 1 s) (default 60; 0 = off)\n"
 	"      --max-message BYTES     largest message in message mode (default 16m)\n"
 	"      --key-update-bytes BYTES\n"
 	"                              TLS 1.3: send a KeyUpdate after every BYTES sent\n"
@@ -190,6 +192,7 @@ void tool_common_option(struct tool_common *co, int opt, const char *arg, char *
 	case OPT_CIPHER_BUFFER: e->cipher_buffer = tool_parse_size("--cipher-buffer", arg); break;
 	case OPT_HANDSHAKE_TIMEOUT: e->handshake_timeout_ms = ms_arg("--handshake-timeout", arg, -1); break;
 	case OPT_IDLE_TIMEOUT: e->idle_timeout_ms = ms_arg("--idle-timeout", arg, 0); break;
+	case OPT_KEEPALIVE: e->keepalive_s = (int)tool_parse_long("--keepalive", arg, 0, 86400); break;
 	case OPT_MAX_MESSAGE: e->max_message = tool_parse_size("--max-message", arg); break;
 	case OPT_KEY_UPDATE_BYTES: e->key_update_bytes = tool_parse_size("--key-update-bytes", arg); break;
 	case OPT_STATUS: e->status_addr = tool_addr(arg); break;

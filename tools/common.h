@@ -43,6 +43,7 @@ enum {
 	OPT_TLS13,
 	OPT_REQUIRE_CLIENT_CERT,
 	OPT_KEY_UPDATE_BYTES,
+	OPT_KEEPALIVE,
 	OPT_PROGRAM_BASE = 2000, /* programs number their own long-only options from here */
 };
 
@@ -53,6 +54,7 @@ enum {
 	{"cipher-buffer", required_argument, NULL, OPT_CIPHER_BUFFER},                             \
 	{"handshake-timeout", required_argument, NULL, OPT_HANDSHAKE_TIMEOUT},                     \
 	{"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},                               \
+	{"keepalive", required_argument, NULL, OPT_KEEPALIVE},                                     \
 	{"status", required_argument, NULL, OPT_STATUS},                                           \
 	{"status-token", required_argument, NULL, OPT_STATUS_TOKEN},                               \
 	{"max-message", required_argument, NULL, OPT_MAX_MESSAGE},                                 \
