@@ -261,9 +261,14 @@ void tlsq__conn_finish(struct tlsq_conn *c)
 				c->ev_write = NULL;
 			}
 			c->reading = c->writing = 0;
-			if (failed && evbuffer_get_length(c->out) > 0)
+			/* After a socket error (other than the peer's FIN) the
+			 * socket is not trusted with more: wolfSSL answers the
+			 * cut record with bad_record_mac, which would blame the
+			 * peer's records for our failed read; abort instead. */
+			int sock_failed = c->rst || c->sock_error != 0;
+			if (failed && !sock_failed && evbuffer_get_length(c->out) > 0)
 				evbuffer_write(c->out, c->fd); /* best effort: the alert */
-			if (failed && (c->rst || atomic_load(&c->error) == TLSQ_ECLOSED)) {
+			if (failed && (sock_failed || atomic_load(&c->error) == TLSQ_ECLOSED)) {
 				struct linger lg = {1, 0}; /* abort: reset, not FIN */
 				setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
 			}
