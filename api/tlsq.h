@@ -153,7 +153,12 @@ typedef struct tlsq_engine_config {
 	                              discarding) until the peer's FIN, so that late
 	                              input never turns the close into a RST; 0 =
 	                              close the socket at once; default 2000 */
-	int keepalive_s;           /* TCP keepalive idle seconds; 0 = off; default 60 */
+	int keepalive_s;           /* TCP keepalive: probe after this many idle
+	                              seconds, then 3 probes keepalive_s/3 (at
+	                              least 1) seconds apart; sent data
+	                              unacknowledged for as long also ends the
+	                              connection (TCP_USER_TIMEOUT). A dead peer
+	                              gives TLSQ_ETIMEDOUT. 0 = off; default 60 */
 	int socket_buffer;         /* SO_SNDBUF/SO_RCVBUF in bytes; 0 = the kernel's
 	                              (default). Small values make backpressure
 	                              reach the application sooner. */
