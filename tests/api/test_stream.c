@@ -3,6 +3,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <poll.h>
 #include <string.h>
@@ -203,6 +204,41 @@ static void test_abort_is_seen_as_reset_not_clean_close(void **state)
 	ts_pair_close(&p);
 }
 
+static int conn_failed(void *c)
+{
+	return tlsq_conn_error(c)[0] != 0;
+}
+
+/* G6: a peer that sends and resets right after the handshake. The
+ * connection was established, so tlsq_connect_wait says so even when it
+ * looks only after the failure, and recv delivers the data before the
+ * reset (tlsq-cat lost "partial line" to "cannot connect" when its thread
+ * was slower than the peer). */
+static void test_connect_wait_after_open_then_reset_still_delivers(void **state)
+{
+	(void)state;
+	ts_pair p;
+	ts_pair_open(&p, NULL, TLSQ_MODE_STREAM);
+	char addr[32];
+	snprintf(addr, sizeof addr, "127.0.0.1:%d", p.port);
+	tlsq_conn *c, *s;
+	assert_int_equal(tlsq_connect_start(p.engine, addr, p.client_tls, &c), TLSQ_OK);
+	assert_int_equal(tlsq_accept(p.listener, &s, 10000), TLSQ_OK);
+	assert_int_equal(tlsq_send(s, "hello", 5, 1000), 5);
+	assert_int_equal(tlsq_flush(s, 5000), TLSQ_OK);
+	tlsq_abort(s);
+	assert_true(ts_wait_for(conn_failed, c, 10000));
+	assert_int_equal(tlsq_connect_wait(c, 1000), TLSQ_OK);
+	char buf[8];
+	assert_int_equal(tlsq_recv(c, buf, sizeof buf, 5000), 5);
+	assert_memory_equal(buf, "hello", 5);
+	ssize_t r = tlsq_recv(c, buf, sizeof buf, 5000);
+	assert_true(r == TLSQ_ECONNRESET || r == TLSQ_ETRUNCATED);
+	tlsq_conn_free(s);
+	tlsq_conn_free(c);
+	ts_pair_close(&p);
+}
+
 /* The poll descriptor is readable exactly while data (or the end) waits. */
 static void test_pollfd_is_readable_while_data_waits(void **state)
 {
@@ -235,6 +271,7 @@ int main(void)
 	    cmocka_unit_test(test_send_gets_eagain_when_peer_does_not_read),
 	    cmocka_unit_test(test_flush_returns_when_everything_is_in_the_kernel),
 	    cmocka_unit_test(test_abort_is_seen_as_reset_not_clean_close),
+	    cmocka_unit_test(test_connect_wait_after_open_then_reset_still_delivers),
 	    cmocka_unit_test(test_pollfd_is_readable_while_data_waits),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
