@@ -279,7 +279,8 @@ void tlsq__conn_fail(struct tlsq_conn *c, int err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 /* pump.c (IO thread): fails c for the socket error `err` (an errno) that
  * happened `during` ("while sending"): ECONNRESET/EPIPE -> TLSQ_ECONNRESET,
- * ETIMEDOUT (keepalive or retransmissions gave up) -> TLSQ_ETIMEDOUT,
+ * ETIMEDOUT (keepalive or retransmissions gave up) and the unreachable
+ * errors TCP reports instead when it gives up -> TLSQ_ETIMEDOUT,
  * anything else -> TLSQ_EIO. Returns the tlsq error. */
 int tlsq__sock_fail(struct tlsq_conn *c, int err, const char *during);
 /* Fills info from the published fields. Any thread. */

@@ -85,11 +85,15 @@ int tlsq__sock_fail(struct tlsq_conn *c, int err, const char *during)
 		                strerror(err));
 		return TLSQ_ECONNRESET;
 	}
-	if (err == ETIMEDOUT) {
-		tlsq__conn_fail(c, TLSQ_ETIMEDOUT,
-		                "peer stopped answering: TCP gave up %s (keepalive or "
-		                "retransmissions timed out)",
-		                during);
+	/* On an established socket the kernel keeps "unreachable" errors to
+	 * itself until TCP gives up; then it reports the last of them instead
+	 * of ETIMEDOUT. Either way the peer stopped answering. */
+	if (err == ETIMEDOUT || err == EHOSTUNREACH || err == ENETUNREACH || err == EHOSTDOWN ||
+	    err == ENETDOWN) {
+		tlsq__conn_fail(c, TLSQ_ETIMEDOUT, "peer stopped answering: TCP gave up %s (%s)",
+		                during,
+		                err == ETIMEDOUT ? "keepalive or retransmissions timed out"
+		                                 : strerror(err));
 		return TLSQ_ETIMEDOUT;
 	}
 	tlsq__conn_fail(c, TLSQ_EIO, "socket error %s: %s", during, strerror(err));
