@@ -525,6 +525,10 @@ def net_cases(ns):
         if [t for t in times if not idle_c / 1000 - 0.1 <= t <= idle_c / 1000 + 2.5]:
             raise AssertionError(f"clients ended {times} s after the link went down, "
                                  f"want {idle_c / 1000} s (+2.5 s)")
+        if errors(st) != {"timedout": 2} or not all("idle timeout" in f
+                                                    for f in srv.failures()):
+            raise AssertionError(f"server errors {errors(st)}, want 2 idle timeouts: "
+                                 f"{srv.failures()}")
         if t_srv > idle_s / 1000 + 3:
             raise AssertionError(f"server closed its side after {t_srv:.1f} s, "
                                  f"want {idle_s / 1000} s (+3 s)")
@@ -559,6 +563,9 @@ def net_cases(ns):
             t_srv = time.monotonic() - t0
         finally:
             ns.link(True)
+        if errors(st) != {"timedout": 2}:
+            raise AssertionError(f"server errors {errors(st)}, want 2 timedout: "
+                                 f"{srv.failures()}")
         # a probe after 1 s idle, then 3 probes 1 s apart: about 4 s
         if [t for t in times if not 2.0 <= t <= 8.0] or t_srv > 9.0:
             raise AssertionError(f"clients ended {times} s, server {t_srv:.1f} s after the "
@@ -568,7 +575,7 @@ def net_cases(ns):
                 "link down under an idle and a busy connection; --keepalive 1 (3 probes 1 s "
                 f"apart, user timeout 4 s): clients exit 1 'peer stopped answering' after "
                 f"{', '.join(f'{t:.1f}' for t in times)} s, server live 0 after {t_srv:.1f} s, "
-                f"errors {errors(st)}")
+                f"errors {errors(st)}: {'; '.join(sorted(set(srv.failures())))}")
 
 
 def main_net():
