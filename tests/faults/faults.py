@@ -12,7 +12,7 @@ usage: faults.py TOOLS_DIR PKI_SCRIPT_DIR net|syscall
            an idle connection (TCP keepalive). Needs CAP_NET_ADMIN: exits 77
            (skipped) with one line saying why when a namespace cannot be made.
   syscall  tlsq-echo and tlsq-cat on loopback with libfiu's POSIX preload
-           (fiu-utils): readv and writev (what libevent uses on tlsq's
+           (fiu-utils): readv and writev (what tlsq uses on its
            sockets) failing with EINTR/EAGAIN, cut short, or failing with
            random errnos on either side; a deterministic error mid-stream
            (fiu-ctrl); send/recv/sendmsg/recvmsg failing always (tlsq never
@@ -753,7 +753,7 @@ def syscall_cases():
             raise AssertionError(f"server errors {errors(st)}")
         verdict("syscall", "send_recv_unused", results,
                 "send, recv, sendto, recvfrom, sendmsg, recvmsg fail always in server and client: "
-                "2 x 1 MiB intact (libevent moves tlsq's bytes with readv/writev)")
+                "2 x 1 MiB intact (tlsq moves its bytes with readv and writev only)")
 
 
 def main_syscall():
