@@ -4,13 +4,14 @@
 
 usage: faults.py TOOLS_DIR PKI_SCRIPT_DIR net|syscall
 
-  net      tlsq-echo in a network namespace of its own, joined to this one by
-           a veth pair; tlsq-cat clients here. Faults on the link (tc netem
-           is missing on this kernel: nftables and tbf instead): random loss,
-           MTU 68, a rate limit, a RST injected mid-stream towards either
-           side, the link taken down under traffic (idle timeout) and under
-           an idle connection (TCP keepalive). Needs CAP_NET_ADMIN: exits 77
-           (skipped) with one line saying why when a namespace cannot be made.
+  net      tlsq-echo in one network namespace, tlsq-cat clients in another,
+           joined by a veth pair (the host's network is not touched). Faults
+           on the link (tc netem is missing on this kernel: nftables and tbf
+           instead): random loss, MTU 68, a rate limit, a RST injected
+           mid-stream towards either side, the link taken down under traffic
+           (idle timeout) and under idle and busy connections (keepalive).
+           Needs CAP_NET_ADMIN: exits 77 (skipped) with one line saying why
+           when a namespace cannot be made.
   syscall  tlsq-echo and tlsq-cat on loopback with libfiu's POSIX preload
            (fiu-utils): readv and writev (what tlsq uses on its
            sockets) failing with EINTR/EAGAIN, cut short, or failing with
