@@ -615,7 +615,14 @@ static void step_open(struct tlsq_conn *c)
 		 * record a few bytes at a time before it yields any plaintext. */
 		if (evbuffer_get_length(c->in) < in_before)
 			progress = 1;
+		int ended = c->eof || c->rst;
 		if (sock_read(c) > 0)
+			progress = 1;
+		/* An end or an error found just now must reach wolfSSL in one
+		 * more round: no event will tell us again (arm_events stops
+		 * reading at the end). Without this a peer that finished the
+		 * handshake and sent its FIN at once went unnoticed. */
+		if (!ended && (c->eof || c->rst))
 			progress = 1;
 		if (!progress)
 			break;

@@ -272,6 +272,48 @@ for ending, want_rc, want_text in (("close_notify", 0, None), ("fin", 3, "trunca
         th.join(10)
 
 
+# --- an end found by the read that follows the handshake is not missed ---
+@case("G6/G7: a client that sends its Finished and a FIN in one segment: exit 3 at once")
+def _(procs):
+    # The server's read after the one that completes the handshake finds
+    # the FIN. The IO task stopped watching the socket at the end and left
+    # the step loop before wolfSSL was told: the connection hung until some
+    # deadline (with --handshake-timeout -1: for ever). TCP_CORK holds the
+    # Finished back so that it leaves with the FIN, in one segment.
+    import ssl
+    ctx = ssl.create_default_context(cafile=CA)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    for rnd in range(5):
+        port = free_port()
+        srv = Proc([CAT, "--listen", f"127.0.0.1:{port}", "--cert", SRV, "--key", SRVKEY,
+                    "--handshake-timeout", "-1"])
+        procs.append(srv)
+        wait_for(listening(port), "tlsq-cat to listen")
+        inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = ctx.wrap_bio(inc, out, server_hostname="localhost")
+        s = socket.create_connection(("127.0.0.1", port), timeout=30)
+        while True:
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                s.sendall(out.read())
+                inc.write(s.recv(65536))
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+        s.sendall(out.read())  # the Finished, held back by the cork
+        s.shutdown(socket.SHUT_WR)  # ... and sent with the FIN
+        t0 = time.monotonic()
+        try:
+            rc = srv.wait(5)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"round {rnd}: tlsq-cat --listen still running 5 s after "
+                                 "the FIN (missed end)") from None
+        s.close()
+        if rc != 3 or "truncated" not in srv.text():
+            raise AssertionError(f"round {rnd}: exit {rc} after {time.monotonic() - t0:.2f} s, "
+                                 f"wanted 3: {srv.text()!r}")
+
+
 # --- a clean close is not turned into a reset by bytes after close_notify ---
 @case("G6: bytes after the peer's close_notify do not reset the echo still in flight")
 def _(procs):
