@@ -108,6 +108,12 @@ class Client:
         self.data, self.started = data, time.monotonic()
         self.p = CatProc([*CLIENT_PREFIX, CAT, "--ca", CA, "--servername", "localhost", *extra, addr], env=env)
         procs.append(self.p)
+        self.exit_at = None  # when it exited, seen by a waiting thread
+
+        def waiter():
+            self.p.p.wait()
+            self.exit_at = time.monotonic()
+        threading.Thread(target=waiter, daemon=True).start()
         self.more(data, close)
 
     def more(self, data, close=False):
@@ -134,6 +140,8 @@ class Client:
         """Waits for the exit (a hang fails the case); returns (rc, got, err)."""
         try:
             rc = self.p.wait(timeout)
+            wait_for(lambda: self.exit_at, "the waiter thread", timeout=10)
+            self.exited = self.exit_at - self.started
         except subprocess.TimeoutExpired:
             raise AssertionError(f"tlsq-cat still running after {timeout} s (hang)") from None
         self.seconds = time.monotonic() - self.started
@@ -636,10 +644,14 @@ EINTR, EAGAIN, EIO, ECONNRESET, ETIMEDOUT = 4, 11, 5, 104, 110
 READV, WRITEV = "posix/io/rw/readv", "posix/io/rw/writev"
 
 
+SYSCALL_END_S = 6  # a 1 MiB echo on loopback takes well under a second, ASan included
+
+
 def local_echo(procs, server_faults=()):
     port, status = free_port(), free_port()
     env = fiu_env(ECHO, server_faults) if server_faults else None
-    return Echo(procs, f"127.0.0.1:{port}", status, env=env), f"127.0.0.1:{port}"
+    return (Echo(procs, f"127.0.0.1:{port}", status, ("--handshake-timeout", "30000"), env=env),
+            f"127.0.0.1:{port}")
 
 
 def syscall_batch(procs, addr, n, size, client_faults=(), expect=CLEAN, parallel=4):
@@ -650,6 +662,11 @@ def syscall_batch(procs, addr, n, size, client_faults=(), expect=CLEAN, parallel
                    for i in range(start, min(n, start + parallel))]
         for c in clients:
             judge(results, *c.end(120), c.data, expect)
+            # An error the IO task noticed late shows as a wait for a
+            # deadline (the server's handshake deadline is 30 s here).
+            if c.exited > SYSCALL_END_S:
+                results[-1] = (False, f"ended after {c.exited:.1f} s, not within "
+                                      f"{SYSCALL_END_S} s: " + results[-1][1])
     return results
 
 
