@@ -29,6 +29,8 @@ late error changes that status).
 
 Each class prints FAULT|class|case|n_ok|n_total|detail (read by
 tools/reliability-report). Waits are polled conditions with deadlines.
+TLSQ_FAULTS_ONLY=REGEX runs only the cases whose title matches
+("net rst", "keepalive|linkdown", "syscall midstream").
 """
 import json
 import os
@@ -45,17 +47,6 @@ import urllib.request
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 from harness import Proc, case, finish, free_port, wait_for  # noqa: E402
 
-# ctest's timeout or a ^C: still run the finally blocks (namespace removal).
-signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
-ONLY = os.environ.get("TLSQ_FAULTS_ONLY")  # a regex: run only the cases it matches
-
-
-def fcase(title):
-    """harness.case, unless TLSQ_FAULTS_ONLY leaves the case out."""
-    if ONLY and not re.search(ONLY, title):
-        return lambda fn: fn
-    return case(title)
-
 SKIP = 77
 GROUPS = ("net", "syscall")
 if len(sys.argv) != 4 or sys.argv[3] not in GROUPS:
@@ -64,6 +55,17 @@ TOOLS, PKI, GROUP = sys.argv[1:4]
 CAT, ECHO = (os.path.join(TOOLS, "tlsq-" + p) for p in ("cat", "echo"))
 KIB, MIB = 1 << 10, 1 << 20
 POOL = os.urandom(8 * MIB)  # payloads are slices of one random pool
+ONLY = os.environ.get("TLSQ_FAULTS_ONLY")  # a regex: run only the cases it matches
+
+# ctest's timeout or a ^C: still run the finally blocks (namespace removal).
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+
+
+def fcase(title):
+    """harness.case, unless TLSQ_FAULTS_ONLY leaves the case out."""
+    if ONLY and not re.search(ONLY, title):
+        return lambda fn: fn
+    return case(title)
 
 
 def tool(name, hint):
@@ -106,7 +108,8 @@ class Client:
 
     def __init__(self, procs, addr, data, extra=(), env=None, close=True):
         self.data, self.started = data, time.monotonic()
-        self.p = CatProc([*CLIENT_PREFIX, CAT, "--ca", CA, "--servername", "localhost", *extra, addr], env=env)
+        self.p = CatProc([*CLIENT_PREFIX, CAT, "--ca", CA, "--servername", "localhost", *extra,
+                          addr], env=env)
         procs.append(self.p)
         self.exit_at = None  # when it exited, seen by a waiting thread
 
@@ -144,7 +147,6 @@ class Client:
             self.exited = self.exit_at - self.started
         except subprocess.TimeoutExpired:
             raise AssertionError(f"tlsq-cat still running after {timeout} s (hang)") from None
-        self.seconds = time.monotonic() - self.started
         got = self.p.stdout()
         err = bytes(self.p.err).decode("utf-8", "replace").strip()
         return rc, got, err
