@@ -155,10 +155,11 @@ typedef struct tlsq_engine_config {
 	                              close the socket at once; default 2000 */
 	int keepalive_s;           /* TCP keepalive: probe after this many idle
 	                              seconds, then 3 probes keepalive_s/3 (at
-	                              least 1) seconds apart; sent data
-	                              unacknowledged for as long also ends the
-	                              connection (TCP_USER_TIMEOUT). A dead peer
-	                              gives TLSQ_ETIMEDOUT. 0 = off; default 60 */
+	                              least 1) seconds apart; a dead peer gives
+	                              TLSQ_ETIMEDOUT. It finds a vanished peer only
+	                              while nothing sent is unacknowledged (else
+	                              TCP retransmits for ~15 minutes: use
+	                              idle_timeout_ms). 0 = off; default 60 */
 	int socket_buffer;         /* SO_SNDBUF/SO_RCVBUF in bytes; 0 = the kernel's
 	                              (default). Small values make backpressure
 	                              reach the application sooner. */

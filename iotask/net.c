@@ -131,14 +131,6 @@ static void sock_tune(struct tlsq_engine *e, int fd)
 		setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
 		setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
 		setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
-		/* Keepalive probes only a connection with nothing unacknowledged;
-		 * a peer that vanished while data was in flight would hold it for
-		 * the retransmission limit (tcp_retries2: about 15 minutes). The
-		 * user timeout gives that case the same bound as keepalive's (and
-		 * leaves keepalive's verdict as it was: it equals idle + cnt *
-		 * intvl). A peer that does not read but answers keeps it alive. */
-		unsigned ut = (unsigned)(idle + cnt * intvl) * 1000u;
-		setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ut, sizeof ut);
 	}
 }
 
