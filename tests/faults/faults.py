@@ -9,7 +9,8 @@ usage: faults.py TOOLS_DIR PKI_SCRIPT_DIR net|syscall
            on the link (tc netem is missing on this kernel: nftables and tbf
            instead): random loss, MTU 68, a rate limit, a RST injected
            mid-stream towards either side, the link taken down under traffic
-           (idle timeout) and under idle and busy connections (keepalive).
+           (idle timeout) and under idle connections (keepalive), and a
+           peer that stops reading (keepalive must not cut it).
            Needs CAP_NET_ADMIN: exits 77 (skipped) with one line saying why
            when a namespace cannot be made.
   syscall  tlsq-echo and tlsq-cat on loopback with libfiu's POSIX preload
@@ -226,6 +227,19 @@ class Echo:
         except (AssertionError, OSError, ValueError, KeyError):
             return None
 
+    def status_items(self):
+        """The connections of GET /status (first page), or None."""
+        url = f"http://127.0.0.1:{self.status_port}/status"
+        try:
+            if self.prefix:
+                out = run([*self.prefix, "curl", "-sS", "--max-time", "5", url]).stdout
+            else:
+                with urllib.request.urlopen(url, timeout=5) as r:
+                    out = r.read().decode()
+            return json.loads(out)["connections"]["items"]
+        except (AssertionError, OSError, ValueError, KeyError):
+            return None
+
     def settled(self, timeout):
         """Waits for connections.live == 0 (nothing left open by a fault);
         returns the engine status."""
@@ -359,6 +373,14 @@ class NetNS:
                      "NO-CARRIER" not in run([*self.sexec(), "ip", "-o", "link", "show",
                                               self.sif]).stdout,
                      "the link back up", timeout=30)
+
+    def unacked(self, port):
+        """Bytes in the send queues of the connections of `port`, both sides."""
+        n = 0
+        for pre, flt in ((self.cexec(), f"dport = :{port}"), (self.sexec(), f"sport = :{port}")):
+            out = run([*pre, "ss", "-Htn", "state", "established", flt]).stdout
+            n += sum(int(line.split()[1]) for line in out.splitlines() if line.strip())
+        return n
 
     def client_ports(self, port):
         """Local ports of the clients' established connections to the server."""
@@ -553,19 +575,19 @@ def net_cases(ns):
                 f"(--idle-timeout {idle_s}) live 0 after {t_srv:.1f} s, errors "
                 f"{errors(st)}; a new connection intact once the link is back")
 
-    @fcase("net keepalive: link down, keepalive ends idle and busy connections on both sides")
+    @fcase("net keepalive: the link down under idle connections ends both sides in ~4 s")
     def _(procs):
-        # One connection idle (keepalive probes it), one with data in flight
-        # when the link goes (TCP_USER_TIMEOUT, set with keepalive, bounds
-        # its retransmissions the same way).
+        # Keepalive probes only a connection with nothing unacknowledged:
+        # the link goes down once every byte both ways is acknowledged (a
+        # connection with data in flight is the idle timeout's case above).
         srv = net_echo(procs, ns, "--keepalive", "1")
         clients = [quiet_client(procs, NET_ADDR, 64 * KIB, ("--keepalive", "1"))
                    for _ in range(2)]
+        wait_for(lambda: ns.unacked(NET_PORT) == 0, "every byte acknowledged", timeout=30)
         results, times = [], []
         ns.link(False)
         try:
             t0 = time.monotonic()
-            clients[1].resume(64 * KIB)
             for c in clients:
                 rc, got, err = c.end(20)
                 times.append(time.monotonic() - t0)
@@ -583,10 +605,54 @@ def net_cases(ns):
                                  "link went down; keepalive should take about 4 s")
         srv.stop()
         verdict("linkdown", "link_down_keepalive", results,
-                "link down under an idle and a busy connection; --keepalive 1 (3 probes 1 s "
-                f"apart, user timeout 4 s): clients exit 1 'peer stopped answering' after "
+                "link down under idle connections; --keepalive 1 (a probe after 1 s idle, 3 "
+                f"probes 1 s apart): clients exit 1 'peer stopped answering' after "
                 f"{', '.join(f'{t:.1f}' for t in times)} s, server live 0 after {t_srv:.1f} s, "
                 f"errors {errors(st)}: {'; '.join(sorted(set(srv.failures())))}")
+
+    @fcase("net keepalive: a live peer that stops reading is not cut by keepalive")
+    def _(procs):
+        # A client whose stdout nobody reads: its receive window closes,
+        # the echo's sends back up, the server stops reading and the
+        # client's window closes too. Both keep answering, so keepalive
+        # (1 s here) must leave the connection alone; TCP_USER_TIMEOUT, for
+        # one, would end it after its timeout.
+        hold = 7.0
+        srv = net_echo(procs, ns, "--keepalive", "1")
+        cat = subprocess.Popen([*CLIENT_PREFIX, CAT, "--ca", CA, "--servername", "localhost",
+                                "--keepalive", "1", NET_ADDR], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        try:
+            def feed():
+                try:
+                    cat.stdin.write(POOL)
+                except OSError:
+                    pass
+            threading.Thread(target=feed, daemon=True).start()
+
+            def parked():
+                s = srv.status_items()
+                return s and s[0]["send_parked"] and s[0]["recv_parked"]
+            wait_for(parked, "the server's connection blocked both ways", timeout=30)
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < hold:  # must not end: watched, not slept on
+                st = srv.status()
+                if cat.poll() is not None or (st and st["connections"]["live"] != 1):
+                    raise AssertionError(f"the connection ended after "
+                                         f"{time.monotonic() - t0:.1f} s of a peer not "
+                                         f"reading: {srv.failures()}")
+                time.sleep(0.2)  # polling interval
+            unacked = ns.unacked(NET_PORT)
+        finally:
+            cat.kill()
+            cat.wait()
+        st = settle_and_stop(srv)
+        if unacked == 0:
+            raise AssertionError("nothing was waiting: the peer was not blocked")
+        verdict("stall", "keepalive_keeps_stalled_peer", [(True, "kept")],
+                f"a client that stops reading (zero window both ways, {unacked} bytes "
+                f"queued): with --keepalive 1 the connection stays open {hold:.0f} s, ends "
+                f"when the client is killed; server errors {errors(st) or 'none'}")
 
 
 def main_net():
