@@ -166,8 +166,12 @@ typedef struct tlsq_engine_config {
 	uint64_t key_update_bytes; /* TLS 1.3: send a KeyUpdate after this many bytes
 	                              sent; 0 = never (default) */
 	int key_update_interval_ms;/* TLS 1.3: send a KeyUpdate this often; 0 = never (default) */
-	unsigned max_key_updates_per_s; /* peer KeyUpdates tolerated per second before
-	                                   the connection fails; default 100 */
+	unsigned max_key_updates_per_s; /* peer KeyUpdate(update_requested) tolerated per
+	                                   second before the connection fails; default
+	                                   100. update_not_requested ones are not seen
+	                                   (wolfSSL 5.5.4 gives no hook): they make no
+	                                   reply, so they cost CPU like any record and
+	                                   no memory */
 	int accept_backlog;        /* handshaken connections waiting in tlsq_accept; default 1024 */
 	const char *status_addr;   /* "HOST:PORT" for the HTTP status endpoint; NULL = off
 	                              (default). "PORT" alone binds 127.0.0.1. */
