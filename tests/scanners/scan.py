@@ -113,7 +113,9 @@ def still_serves(port, echo):
                 if not chunk:
                     break
                 got += chunk
-    report("echo after the scan", got == b"still here\n", f"{got!r} echoed")
+    report("echo after the scan", got == b"still here\n",
+           "a line over a new verified connection came back" if got == b"still here\n"
+           else f"got {got!r} back")
     echo.p.send_signal(signal.SIGTERM)
     rc = echo.wait(60)
     report("exit on SIGTERM", rc == 0, f"tlsq-echo exited {rc}")
