@@ -45,7 +45,7 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
-from harness import Proc, free_port, listening, wait_for  # noqa: E402
+from harness import Proc, free_port, listening, plain_roundtrip, wait_for  # noqa: E402
 
 ap = argparse.ArgumentParser()
 ap.add_argument("tools")
@@ -605,27 +605,6 @@ def _(c):
         sent = ku_sent(st_json, "tlsq-cat")
         detail += f"; tlsq sent {sent} KeyUpdates, stunnel decrypted everything after them"
     return detail
-
-
-def plain_roundtrip(port, data):
-    """data through a plain connection, sent and read at once, then a FIN;
-    returns what came back before the EOF."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=60)
-    back = bytearray()
-
-    def reader():
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            back.extend(chunk)
-    th = threading.Thread(target=reader, daemon=True)
-    th.start()
-    s.sendall(data)
-    s.shutdown(socket.SHUT_WR)
-    th.join(60)
-    s.close()
-    return bytes(back)
 
 
 def start_plain_echo():

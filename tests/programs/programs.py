@@ -39,7 +39,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
-from harness import Proc, case, finish, free_port, listening, wait_for  # noqa: E402
+from harness import (Proc, case, finish, free_port, listening, plain_roundtrip,  # noqa: E402
+                     wait_for)
 
 GROUPS = ("cat", "echo", "proxy", "stunnel", "demo", "cli")
 if len(sys.argv) != 4 or sys.argv[3] not in GROUPS:
@@ -573,27 +574,6 @@ def stunnel(procs, name, conf):
     return p
 
 
-def plain_roundtrip(port):
-    """1 MiB through a plain connection, sent and read at once; returns what
-    came back before the EOF."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=120)
-    back = bytearray()
-
-    def reader():
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            back.extend(chunk)
-    th = threading.Thread(target=reader)
-    th.start()
-    s.sendall(BLOB)
-    s.shutdown(socket.SHUT_WR)
-    th.join(180)
-    s.close()
-    return bytes(back)
-
-
 @group("stunnel", "client -> tlsq-proxy (TLS upstream) -> stunnel server -> echo: 1 MiB")
 def _(procs):
     ep, sp, pp = start_echo_server(), free_port(), free_port()
@@ -605,7 +585,7 @@ def _(procs):
                   "-v"])
     procs.append(proxy)
     wait_for(listening(pp), "tlsq-proxy to listen")
-    same("came back", plain_roundtrip(pp), BLOB)
+    same("came back", plain_roundtrip(pp, BLOB), BLOB)
     wait_for(lambda: "closed cleanly" in proxy.text(), "the proxy to log a clean close")
     wait_for(lambda: f"{MIB} byte(s) sent to socket" in st.text(),
              "stunnel to log 1 MiB to the echo")
@@ -623,7 +603,7 @@ def _(procs):
                                 f"connect = 127.0.0.1:{pp}\nCAfile = {CA}\nverifyChain = yes\n"
                                 "checkHost = localhost\n")
     wait_for(listening(sp), "stunnel to listen")
-    same("came back", plain_roundtrip(sp), BLOB)
+    same("came back", plain_roundtrip(sp, BLOB), BLOB)
     wait_for(lambda: "closed cleanly" in proxy.text(), "the proxy to log a clean close")
     wait_for(lambda: f"{MIB} byte(s) sent to TLS" in st.text(), "stunnel to log 1 MiB")
     stop(proxy, "tlsq-proxy")

@@ -94,6 +94,27 @@ class Proc:
             self.p.wait()
 
 
+def plain_roundtrip(port, data, timeout=120):
+    """Sends data through a plain TCP connection while reading what comes
+    back, then a FIN; returns the bytes received before the peer's EOF."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    back = bytearray()
+
+    def reader():
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            back.extend(chunk)
+    th = threading.Thread(target=reader, daemon=True)
+    th.start()
+    s.sendall(data)
+    s.shutdown(socket.SHUT_WR)
+    th.join(timeout)
+    s.close()
+    return bytes(back)
+
+
 def case(name):
     """Runs the decorated function at once as a named case; its argument is
     a list the case appends its children to (killed afterwards, their output
