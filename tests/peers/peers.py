@@ -272,6 +272,66 @@ for ending, want_rc, want_text in (("close_notify", 0, None), ("fin", 3, "trunca
         th.join(10)
 
 
+# --- G6: a slow reader still gets every byte decrypted before a FIN ---
+def python_bulk_fin_server(port, data, ready, done):
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(SRV, SRVKEY)
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind(("127.0.0.1", port))
+    ls.listen(1)
+    ready.set()
+    raw, _ = ls.accept()
+    ls.close()
+    tls = ctx.wrap_socket(raw, server_side=True)
+    tls.sendall(data)
+    tls.shutdown(socket.SHUT_RDWR)  # a FIN, no close_notify
+    tls.close()
+    done.set()
+
+
+@case("G6: a slow reader gets all 1.2 MB sent before a FIN, then exit 3 (truncated)")
+def _(procs):
+    # The application (tlsq-cat's stdout) is not drained until the server has
+    # sent everything and its FIN: the rx queue fills, the IO task holds a
+    # chunk back, and the rest of the ciphertext and the FIN wait in its
+    # ciphertext buffer. When the reader catches up, the IO task decrypts the last
+    # records and finds the end in the same step. The partly filled last
+    # chunk was dropped there (issue: 2,994,432 of 3,000,000 bytes arrived).
+    import hashlib
+    for rnd in range(3):
+        port = free_port()
+        data = os.urandom(1_200_000)
+        ready, done = threading.Event(), threading.Event()
+        th = threading.Thread(target=python_bulk_fin_server, args=(port, data, ready, done),
+                              daemon=True)
+        th.start()
+        if not ready.wait(10):
+            raise AssertionError("python server did not start")
+        # A small rx queue and a ciphertext buffer that holds the rest: the
+        # last records and the FIN are all read before the reader catches up.
+        p = subprocess.Popen([CAT, "--rx-budget", "64k", "--cipher-buffer", "4m",
+                              f"127.0.0.1:{port}", "--ca", CA, "--servername", "localhost"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+        try:
+            if not done.wait(30):  # everything fits the buffers on the way
+                raise AssertionError("the server could not send 1.2 MB to an undrained client")
+            got = p.stdout.read()  # now drain, as fast as we can
+            rc = p.wait(20)
+            err = p.stderr.read().decode("utf-8", "replace")
+        finally:
+            p.kill()
+            p.wait()
+        th.join(10)
+        if hashlib.sha256(got).digest() != hashlib.sha256(data).digest():
+            raise AssertionError(f"round {rnd}: {len(got)} of {len(data)} bytes arrived "
+                                 f"(intact prefix: {data.startswith(got)}); {err!r}")
+        if rc != 3 or "truncat" not in err.lower():
+            raise AssertionError(f"round {rnd}: exit {rc}, wanted 3 (truncated): {err!r}")
+
+
 # --- an end found by the read that follows the handshake is not missed ---
 @case("G6/G7: a client that sends its Finished and a FIN in one segment: exit 3 at once")
 def _(procs):
