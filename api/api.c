@@ -199,6 +199,7 @@ void tlsq_engine_free(tlsq_engine *e)
 		return;
 	if (e->status)
 		tlsq__status_stop(e);
+	tlsq__listeners_close_all(e);
 	tlsq__engine_stop(e);
 	tlsq__engine_unref(e);
 }
@@ -207,7 +208,7 @@ void tlsq_engine_free(tlsq_engine *e)
 /* Connections                                                               */
 /* ------------------------------------------------------------------------ */
 
-static int conn_wait_open(struct tlsq_conn *c, int timeout_ms)
+static int conn_wait_open_ref(struct tlsq_conn *c, int timeout_ms)
 {
 	struct timespec dl;
 	int has_dl = tlsq__timeout_deadline(timeout_ms, &dl);
@@ -233,6 +234,18 @@ static int conn_wait_open(struct tlsq_conn *c, int timeout_ms)
 			return TLSQ_ETIMEDOUT;
 		}
 	}
+}
+
+/* A reference for the wait: tlsq_conn_free from another thread wakes us
+ * (TLSQ_ECLOSED) but must not free what we still look at (G5). */
+static int conn_wait_open(struct tlsq_conn *c, int timeout_ms)
+{
+	tlsq__conn_ref(c);
+	atomic_fetch_add(&c->open_waiters, 1);
+	int rc = conn_wait_open_ref(c, timeout_ms);
+	atomic_fetch_sub(&c->open_waiters, 1);
+	tlsq__conn_unref(c);
+	return rc;
 }
 
 /* see tlsq.h */

@@ -61,6 +61,15 @@ static int tx_push(struct tlsq_conn *c, tlsq__buf *b, int timeout_ms)
 	return rc;
 }
 
+/* Puts back what a receiver did not take. With several receivers another
+ * one may have found the queue empty meanwhile and reset the pollfd (below):
+ * the entry is ready again, so the pollfd must say so. */
+static void rx_unpop(struct tlsq_conn *c, tlsq__buf *b)
+{
+	tlsq__rxq_unpop_mc(&c->rxq, b);
+	tlsq__conn_pollfd_signal(c);
+}
+
 /* Keeps the pollfd level-triggered: empty queue -> not readable. */
 static void pollfd_after_pop(struct tlsq_conn *c)
 {
@@ -129,11 +138,12 @@ ssize_t tlsq_recv(tlsq_conn *c, void *buf, size_t cap, int timeout_ms)
 		n = cap;
 	memcpy(buf, b->data + b->rd, n);
 	b->rd += (uint32_t)n;
-	if (tlsq__buf_len(b) > 0)
-		tlsq__rxq_unpop_mc(&c->rxq, b);
-	else
+	if (tlsq__buf_len(b) > 0) {
+		rx_unpop(c, b);
+	} else {
 		tlsq__buf_free(b);
-	pollfd_after_pop(c);
+		pollfd_after_pop(c);
+	}
 	tlsq__conn_unref(c);
 	return (ssize_t)n;
 }
@@ -249,7 +259,7 @@ ssize_t tlsq_recv_msg(tlsq_conn *c, void *buf, size_t cap, int timeout_ms)
 	}
 	size_t len = (size_t)b->tag;
 	if (len > cap) {
-		tlsq__rxq_unpop_mc(&c->rxq, b); /* stays queued for a larger buffer */
+		rx_unpop(c, b); /* stays queued for a larger buffer */
 		tlsq__conn_unref(c);
 		return TLSQ_EMSGSIZE;
 	}

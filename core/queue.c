@@ -220,7 +220,15 @@ static tlsq__buf *tx_take(tlsq__queue *q)
 {
 	tlsq__buf *b = q->tx_batch;
 	if (b == NULL) {
-		if (atomic_load_explicit(&q->tx_stack, memory_order_relaxed) == NULL)
+		/* seq_cst, not relaxed: the IO thread cleared the connection's
+		 * `pending` flag (a seq_cst store, core/notify.h) just before this
+		 * look, and a producer pushes, fences (seq_cst) and then loads
+		 * `pending`. With both sides seq_cst, C11 (7.17.3) guarantees that
+		 * either the producer sees the clear and notifies again, or this
+		 * load sees its push. A relaxed load may be satisfied before the
+		 * store; x86 happens not to, but that is the hardware, not the
+		 * model. On x86 a seq_cst load is the same plain move. */
+		if (atomic_load(&q->tx_stack) == NULL)
 			return NULL;
 		tlsq__buf *s = atomic_exchange_explicit(&q->tx_stack, NULL, memory_order_acquire);
 		uint64_t n = 0, bytes = 0;

@@ -107,6 +107,9 @@ static tlsq__buf *carry_take(tlsq__queue *q)
 		while (last->qnext != NULL)
 			last = last->qnext;
 		carry_push(q, b->qnext, last);
+		/* For a moment the list was empty: another consumer may have
+		 * looked then and gone to sleep. The entries are back, tell it. */
+		tlsq__ec_inc(&q->data_ec);
 	}
 	b->qnext = NULL;
 	return b;

@@ -120,6 +120,8 @@ void tlsq__conn_unref(struct tlsq_conn *c)
 		return;
 	struct tlsq_engine *e = c->engine;
 	tlsq__buf_free(c->rx_hold);
+	tlsq__buf_free(c->rx_cur);
+	tlsq__frame_dec_fini(&c->dec);
 	if (c->in) /* never adopted */
 		evbuffer_free(c->in);
 	if (c->out)
@@ -141,14 +143,18 @@ void tlsq__conn_fail(struct tlsq_conn *c, int err, const char *fmt, ...)
 {
 	if (atomic_load(&c->error) != 0)
 		return;
-	if (fmt != c->error_reason) { /* tls.c may pass its verify reason */
-		va_list ap;
-		va_start(ap, fmt);
-		char tmp[sizeof c->error_reason];
-		vsnprintf(tmp, sizeof tmp, fmt, ap);
-		va_end(ap);
-		memcpy(c->error_reason, tmp, sizeof tmp);
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(c->error_reason, sizeof c->error_reason, fmt, ap);
+	va_end(ap);
+	/* The rx end before the error: whoever sees the error and then calls
+	 * recv finds the end (or data still to come), never "would block"
+	 * with nothing coming. */
+	if (!c->rx_end_pending) {
+		c->rx_end_pending = 1;
+		c->rx_end_code = err;
 	}
+	tlsq__conn_rx_end_if_idle(c);
 	/* release: the reason is complete before anyone sees the error. */
 	atomic_store_explicit(&c->error, err, memory_order_release);
 	int idx = -err;
@@ -159,10 +165,6 @@ void tlsq__conn_fail(struct tlsq_conn *c, int err, const char *fmt, ...)
 		tlsq__count(&c->engine->stats.handshakes_failed, 1);
 	/* Senders fail at once; receivers first drain what was delivered. */
 	tlsq__queue_close(&c->txq, err);
-	if (!c->rx_end_pending) {
-		c->rx_end_pending = 1;
-		c->rx_end_code = err;
-	}
 	if (atomic_load(&c->close_phase) != TLSQ_CLOSE_DONE)
 		atomic_store(&c->close_phase, TLSQ_CLOSE_ABORTED);
 	atomic_store_explicit(&c->state, TLSQ_STATE_FAILED, memory_order_release);
@@ -289,14 +291,8 @@ void tlsq__conn_finish(struct tlsq_conn *c)
 		c->tx_cur = NULL;
 		tlsq__buf_free(c->staging);
 		c->staging = NULL;
-		if (c->rx_cur && c->mode == TLSQ_MODE_STREAM && tlsq__buf_len(c->rx_cur) > 0 &&
-		    c->rx_hold == NULL) {
-			c->rx_hold = c->rx_cur; /* decrypted before the end: deliver */
-			c->rx_cur = NULL;
-		}
-		tlsq__buf_free(c->rx_cur);
-		c->rx_cur = NULL;
-		tlsq__frame_dec_fini(&c->dec);
+		/* rx_cur, rx_hold and the frame decoder stay: what was decrypted
+		 * before the end is still being handed over (pump.c pump_rx). */
 		evbuffer_free(c->in);
 		evbuffer_free(c->out);
 		c->in = c->out = NULL;
@@ -318,10 +314,6 @@ void tlsq__conn_finish(struct tlsq_conn *c)
 			/* The accept queue's reference; never the last (IO holds one). */
 			atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel);
 		}
-	}
-	if (c->app_gone && c->rx_hold) {
-		tlsq__buf_free(c->rx_hold);
-		c->rx_hold = NULL;
 	}
 	if (c->app_gone)
 		conn_unregister(c);
@@ -388,6 +380,7 @@ void tlsq__conn_kill(struct tlsq_conn *c)
 	if (!c->finished)
 		tlsq__conn_fail(c, TLSQ_ECLOSED, "engine stopped");
 	tlsq__conn_step(c);
+	tlsq__conn_rx_end_now(c);
 	c->app_gone = 1; /* the handle may live on, but nothing runs for it */
 	tlsq__conn_finish(c);
 }

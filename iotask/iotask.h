@@ -110,7 +110,7 @@ struct tlsq_engine {
 	tlsq__engine_stats stats;
 	uint64_t started_ms;             /* wall-clock ms at start (for uptime) */
 	uint64_t started_mono_ms;
-	struct tlsq_listener *_Atomic listeners; /* simple list, guarded by lmu */
+	struct tlsq_listener *listeners; /* live listeners, guarded by lmu */
 	pthread_mutex_t lmu;             /* listener list only: never on the IO path */
 	tlsq__status *status;
 	_Atomic int stopping;
@@ -147,6 +147,7 @@ struct tlsq_listener {
 	_Atomic uint32_t queued;         /* entries reserved */
 	tlsq__ec ec;
 	_Atomic int closed;
+	_Atomic uint32_t waiters;        /* threads inside tlsq_accept (tests) */
 	struct tlsq_listener *next;
 	tlsq__counter accepted, handshake_failed, dropped;
 };
@@ -175,6 +176,7 @@ struct tlsq_conn {
 	_Atomic int pollfd;              /* eventfd, -1 until asked for */
 	_Atomic int handle_freed;
 	_Atomic int opened;              /* the handshake completed (set once, before state OPEN) */
+	_Atomic uint32_t open_waiters;   /* threads inside tlsq_connect(_wait) (tests) */
 
 	/* ---- published by the IO task (see design note 3) ---- */
 	_Atomic int state;               /* tlsq_state */
@@ -214,6 +216,7 @@ struct tlsq_conn {
 	int notify_flushed;              /* our close_notify reached the kernel */
 	int finished;                    /* socket and TLS released */
 	int in_read;                     /* inside wolfSSL_read: output is control */
+	char verify_reason[256];         /* the verify callback's first failure (tls.c) */
 	uint64_t out_control;            /* control bytes produced during reads */
 	tlsq__buf *tx_cur;               /* entry partly handed to TLS */
 	tlsq__buf *staging;              /* coalescing buffer for small entries */
@@ -274,6 +277,14 @@ void tlsq__conn_timer(struct tlsq_conn *c);
 void tlsq__conn_finish(struct tlsq_conn *c);
 /* IO thread: engine stop; tears down at once. */
 void tlsq__conn_kill(struct tlsq_conn *c);
+/* pump.c (IO thread): nothing will run for c again (engine stop): drops the
+ * decrypted data held back for lack of room and ends the rx queue now, so
+ * receivers get what is queued and then the end, never a wait for ever. */
+void tlsq__conn_rx_end_now(struct tlsq_conn *c);
+/* pump.c (IO thread): ends the rx queue now if an end is pending and
+ * nothing decrypted waits to be handed over (tlsq__conn_fail: a receiver
+ * that sees the error then finds the queue ended, not empty). */
+void tlsq__conn_rx_end_if_idle(struct tlsq_conn *c);
 /* Records the first fatal error (IO thread only), printf-style reason. */
 void tlsq__conn_fail(struct tlsq_conn *c, int err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -295,6 +306,10 @@ int tlsq__resolve(const char *addr, int passive, struct sockaddr_storage *ss,
 void tlsq__sockaddr_str(const struct sockaddr *sa, char *buf, size_t cap);
 void tlsq__listener_deliver(struct tlsq_listener *l, struct tlsq_conn *c);
 void tlsq__listener_unref(struct tlsq_listener *l);
+/* Engine free: closes every listener (waiters in tlsq_accept get
+ * TLSQ_ECLOSED); the application still frees them. Any thread but an IO
+ * thread. */
+void tlsq__listeners_close_all(struct tlsq_engine *e);
 
 /* ---- tls.c: the only wolfSSL user ---- */
 int tlsq__tls_global_init(void);

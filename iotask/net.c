@@ -276,8 +276,21 @@ int tlsq_listen(tlsq_engine *e, const char *addr, tlsq_tls *tls, tlsq_listener *
 		tlsq__listener_unref(l);
 		return TLSQ_ENOMEM;
 	}
+	pthread_mutex_lock(&e->lmu);
+	l->next = e->listeners;
+	e->listeners = l;
+	pthread_mutex_unlock(&e->lmu);
 	*out = l;
 	return 0;
+}
+
+/* see iotask.h */
+void tlsq__listeners_close_all(struct tlsq_engine *e)
+{
+	pthread_mutex_lock(&e->lmu);
+	for (struct tlsq_listener *l = e->listeners; l; l = l->next)
+		tlsq_listener_close(l);
+	pthread_mutex_unlock(&e->lmu);
 }
 
 /* see tlsq.h */
@@ -294,7 +307,11 @@ int tlsq_accept(tlsq_listener *l, tlsq_conn **out, int timeout_ms)
 	if (!l || !out)
 		return TLSQ_EINVAL;
 	struct timespec dl;
-	int has_dl = tlsq__timeout_deadline(timeout_ms, &dl);
+	int has_dl = tlsq__timeout_deadline(timeout_ms, &dl), rc;
+	/* A reference for the wait: tlsq_listener_free from another thread
+	 * wakes us (TLSQ_ECLOSED) but must not free what we still look at. */
+	atomic_fetch_add_explicit(&l->refs, 1, memory_order_relaxed);
+	atomic_fetch_add(&l->waiters, 1);
 	for (;;) {
 		uint32_t seen = tlsq__ec_value(&l->ec);
 		void *p;
@@ -302,15 +319,25 @@ int tlsq_accept(tlsq_listener *l, tlsq_conn **out, int timeout_ms)
 			TSAN_ACQUIRE(p);
 			atomic_fetch_sub(&l->queued, 1);
 			*out = p;
-			return TLSQ_OK;
+			rc = TLSQ_OK;
+			break;
 		}
-		if (atomic_load(&l->closed))
-			return TLSQ_ECLOSED;
-		if (has_dl < 0)
-			return TLSQ_EAGAIN;
-		if (tlsq__ec_wait(&l->ec, seen, has_dl ? &dl : NULL) < 0)
-			return TLSQ_ETIMEDOUT;
+		if (atomic_load(&l->closed)) {
+			rc = TLSQ_ECLOSED;
+			break;
+		}
+		if (has_dl < 0) {
+			rc = TLSQ_EAGAIN;
+			break;
+		}
+		if (tlsq__ec_wait(&l->ec, seen, has_dl ? &dl : NULL) < 0) {
+			rc = TLSQ_ETIMEDOUT;
+			break;
+		}
 	}
+	atomic_fetch_sub(&l->waiters, 1);
+	tlsq__listener_unref(l);
+	return rc;
 }
 
 /* see tlsq.h */
@@ -331,6 +358,15 @@ void tlsq_listener_free(tlsq_listener *l)
 	if (!l)
 		return;
 	tlsq_listener_close(l);
+	struct tlsq_engine *e = l->engine;
+	pthread_mutex_lock(&e->lmu);
+	for (struct tlsq_listener **pp = &e->listeners; *pp; pp = &(*pp)->next) {
+		if (*pp == l) {
+			*pp = l->next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&e->lmu);
 	event_free(l->ev);
 	l->ev = NULL;
 	close(l->fd);

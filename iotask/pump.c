@@ -208,34 +208,52 @@ static int rx_deliver(struct tlsq_conn *c)
 	return 1;
 }
 
-/* Ends the rx queue once nothing is held back: data before the end first. */
+/* Ends the rx queue once nothing decrypted is held back (rx_hold, the
+ * stream chunk being filled, undecoded message bytes): the data before the
+ * end is then all queued. */
 static void rx_maybe_end(struct tlsq_conn *c)
 {
-	if (!c->rx_end_pending || c->rx_hold != NULL)
+	tlsq__buf *b = c->rx_cur;
+	if (!c->rx_end_pending || c->rx_hold != NULL || (b != NULL && b->rd < b->wr))
 		return;
 	c->rx_end_pending = 0;
 	tlsq__queue_end(&c->rxq, c->rx_end_code);
 	tlsq__conn_pollfd_signal(c);
 }
 
+/* see iotask.h */
+void tlsq__conn_rx_end_if_idle(struct tlsq_conn *c)
+{
+	rx_maybe_end(c);
+}
+
+/* see iotask.h */
+void tlsq__conn_rx_end_now(struct tlsq_conn *c)
+{
+	tlsq__buf_free(c->rx_hold);
+	c->rx_hold = NULL;
+	tlsq__buf_free(c->rx_cur);
+	c->rx_cur = NULL;
+	park(c, &c->recv_parked, 0);
+	if (!c->rx_end_pending) {
+		c->rx_end_pending = 1;
+		c->rx_end_code = TLSQ_ECLOSED;
+	}
+	rx_maybe_end(c);
+}
+
 static void rx_got_close_notify(struct tlsq_conn *c)
 {
 	c->recv_closed = 1;
-	int code = 0;
 	if (c->mode == TLSQ_MODE_MESSAGE && tlsq__frame_dec_partial(&c->dec)) {
-		code = TLSQ_EPROTO;
-		snprintf(c->error_reason, sizeof c->error_reason,
-		         "peer closed in the middle of a message");
-	}
-	if (c->rx_cur && c->mode == TLSQ_MODE_STREAM && tlsq__buf_len(c->rx_cur) > 0 &&
-	    c->rx_hold == NULL) {
-		c->rx_hold = c->rx_cur;
-		c->rx_cur = NULL;
+		/* A protocol violation like any other: the sticky error, its
+		 * reason, and the complete messages before it delivered first. */
+		tlsq__conn_fail(c, TLSQ_EPROTO, "peer closed in the middle of a message");
+		return;
 	}
 	c->rx_end_pending = 1;
-	c->rx_end_code = code ? code : TLSQ_ECLOSED;
-	if (c->mode == TLSQ_MODE_STREAM)
-		c->rx_end_code = 0; /* recv returns 0 after close_notify */
+	/* Stream: recv returns 0 after close_notify; messages: TLSQ_ECLOSED. */
+	c->rx_end_code = c->mode == TLSQ_MODE_STREAM ? 0 : TLSQ_ECLOSED;
 	if (atomic_load(&c->close_phase) < TLSQ_CLOSE_PEER_NOTIFIED &&
 	    atomic_load(&c->close_phase) != TLSQ_CLOSE_NONE)
 		set_phase(c, TLSQ_CLOSE_PEER_NOTIFIED);
@@ -259,19 +277,20 @@ static int rx_read(struct tlsq_conn *c)
 		b->rd = b->wr = 0;
 	int room = (int)tlsq__buf_room(b);
 	int n = tlsq__tls_read(c, b->data + b->wr, room);
+	if (n > 0) { /* first: a storm found by this read ends after its data */
+		b->wr += (uint32_t)n;
+		tlsq__count(&c->bytes_received, (uint64_t)n);
+		tlsq__count(&c->engine->stats.bytes_received, (uint64_t)n);
+		tlsq__count(&c->records_received, 1);
+	}
 	if (c->ku_storm) {
 		tlsq__conn_fail(c, TLSQ_ETLS,
 		                "peer sent more than %u KeyUpdates in one second (limit)",
 		                c->engine->cfg.max_key_updates_per_s);
 		return -1;
 	}
-	if (n > 0) {
-		b->wr += (uint32_t)n;
-		tlsq__count(&c->bytes_received, (uint64_t)n);
-		tlsq__count(&c->engine->stats.bytes_received, (uint64_t)n);
-		tlsq__count(&c->records_received, 1);
+	if (n > 0)
 		return n;
-	}
 	if (n == TLSQ__TLS_EOF) {
 		rx_got_close_notify(c);
 		return -1;
@@ -307,7 +326,17 @@ static int rx_decode(struct tlsq_conn *c)
 	return 0;
 }
 
-static int pump_rx(struct tlsq_conn *c)
+/*
+ * Moves decrypted data to the rx queue, and decrypts more while `can_read`
+ * and the connection has not ended. Whatever ends the connection (the
+ * peer's close_notify, a FIN, a reset, an alert, a failure, a local close),
+ * everything decrypted before it is handed over first: the partly filled
+ * stream chunk and, in message mode, every complete message still in the
+ * scratch. Only then is the queue ended (rx_maybe_end). After the end the
+ * IO task keeps calling this with can_read 0 (conn_step's `end:`), as
+ * consumers make room, until nothing is held back. Returns 1 on progress.
+ */
+static int pump_rx(struct tlsq_conn *c, int can_read)
 {
 	int progress = 0;
 	for (;;) {
@@ -316,28 +345,29 @@ static int pump_rx(struct tlsq_conn *c)
 				break;
 			progress = 1;
 		}
-		if (c->recv_closed || atomic_load(&c->error) != 0)
-			break;
-		if (c->mode == TLSQ_MODE_MESSAGE) {
+		if (c->mode == TLSQ_MODE_MESSAGE && c->rx_cur) {
 			int d = rx_decode(c);
-			if (d < 0)
+			if (d < 0) { /* the framing failed: the rest is no message */
+				c->rx_cur->rd = c->rx_cur->wr;
 				break;
+			}
 			if (d > 0)
 				continue;
 		}
-		int n = rx_read(c);
-		if (n > 0) {
-			progress = 1;
-			if (c->mode == TLSQ_MODE_STREAM && tlsq__buf_room(c->rx_cur) == 0) {
-				c->rx_hold = c->rx_cur;
-				c->rx_cur = NULL;
+		if (can_read && !c->recv_closed && atomic_load(&c->error) == 0) {
+			int n = rx_read(c);
+			if (n > 0) {
+				progress = 1;
+				if (c->mode == TLSQ_MODE_STREAM && tlsq__buf_room(c->rx_cur) == 0) {
+					c->rx_hold = c->rx_cur;
+					c->rx_cur = NULL;
+				}
+				continue;
 			}
-			continue;
 		}
-		if (n == 0 && c->mode == TLSQ_MODE_STREAM && c->rx_cur &&
-		    tlsq__buf_len(c->rx_cur) > 0) {
-			/* Nothing more decrypted now: hand over what we have at once
-			 * (coalesced small records, no added delay). */
+		if (c->mode == TLSQ_MODE_STREAM && c->rx_cur && tlsq__buf_len(c->rx_cur) > 0) {
+			/* Nothing more decrypted now, or the end: hand over what we
+			 * have at once (coalesced small records, no added delay). */
 			c->rx_hold = c->rx_cur;
 			c->rx_cur = NULL;
 			continue;
@@ -602,7 +632,7 @@ static void step_open(struct tlsq_conn *c)
 		}
 		size_t in_before = evbuffer_get_length(c->in);
 		int progress = 0;
-		progress |= pump_rx(c);
+		progress |= pump_rx(c, 1);
 		if (atomic_load(&c->error) != 0)
 			break;
 		if (sending_state(atomic_load(&c->state)))
@@ -681,9 +711,7 @@ void tlsq__conn_step(struct tlsq_conn *c)
 	return;
 end:
 	/* Finished: only the rx hand-over can still be pending. */
-	if (c->rx_hold)
-		rx_deliver(c);
-	rx_maybe_end(c);
+	pump_rx(c, 0);
 }
 
 /* Socket readable / writable. */

@@ -199,7 +199,7 @@ static void cert_subject(WOLFSSL_X509 *x, char *buf, int cap)
 static int tls_verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *store)
 {
 	struct tlsq_conn *c = tls_current;
-	if (preverify || c == NULL || c->error_reason[0] != 0)
+	if (preverify || c == NULL || c->verify_reason[0] != 0)
 		return preverify;
 	char subj[200] = "", issuer[200] = "";
 	int err = store->error;
@@ -225,11 +225,11 @@ static int tls_verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *store)
 	default: what = wolfSSL_ERR_reason_error_string((unsigned long)err); break;
 	}
 	if (err == DOMAIN_NAME_MISMATCH || err == IPADDR_MISMATCH)
-		snprintf(c->error_reason, sizeof c->error_reason,
+		snprintf(c->verify_reason, sizeof c->verify_reason,
 		         "certificate verify failed: hostname mismatch, wanted %.60s, certificate is %.100s",
 		         c->tls->server_name ? c->tls->server_name : c->sni, subj);
 	else
-		snprintf(c->error_reason, sizeof c->error_reason,
+		snprintf(c->verify_reason, sizeof c->verify_reason,
 		         "certificate verify failed: %s (%s, depth %d)", what,
 		         subj[0] ? subj : "no subject", store->error_depth);
 	return 0;
@@ -246,8 +246,8 @@ static int tls_fail(struct tlsq_conn *c, int ret, const char *during)
 	wolfSSL_get_alert_history(ssl, &h);
 
 	/* The verify callback already wrote a precise certificate reason. */
-	if (c->error_reason[0] != 0 && atomic_load(&c->error) == 0) {
-		tlsq__conn_fail(c, TLSQ_ECERT, "%s", c->error_reason);
+	if (c->verify_reason[0] != 0) {
+		tlsq__conn_fail(c, TLSQ_ECERT, "%s", c->verify_reason);
 		return TLSQ_ECERT;
 	}
 	switch (e) {
@@ -411,6 +411,7 @@ void tlsq__tls_publish(struct tlsq_conn *c)
 		wolfSSL_X509_free(x);
 	}
 	c->resumed = wolfSSL_session_reused(ssl) == 1;
+	c->verify_reason[0] = 0; /* verified: no later failure is a certificate's */
 }
 
 int tlsq__tls_read(struct tlsq_conn *c, void *buf, int n)

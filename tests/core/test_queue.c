@@ -473,6 +473,28 @@ static void test_two_put_backs_are_both_kept_and_popped_first(void **state)
 	tlsq__buf_free(z);
 }
 
+/* Lead 6 of "every ending": a consumer that takes a put-back entry takes the
+ * whole list and pushes the rest back. Meanwhile the list looked empty to
+ * other consumers, which may have gone to sleep on data_ec: pushing the rest
+ * back must move the count, or they sleep while data is there. */
+static void test_taking_one_of_two_put_backs_moves_the_count_for_sleepers(void **state)
+{
+	(void)state;
+	tlsq__queue_init(&q, 100, 16);
+	rx(&q, 1);
+	rx(&q, 2);
+	tlsq__buf *a = rx_pop(&q, NULL), *b = rx_pop(&q, NULL);
+	tlsq__rxq_unpop_mc(&q, a);
+	tlsq__rxq_unpop_mc(&q, b);
+	uint32_t seen = tlsq__ec_value(&q.data_ec); /* what a sleeper read */
+	tlsq__buf *x = rx_pop(&q, NULL);
+	assert_true(tlsq__ec_value(&q.data_ec) != seen);
+	tlsq__buf *y = rx_pop(&q, NULL);
+	assert_true((x == a && y == b) || (x == b && y == a));
+	tlsq__buf_free(x);
+	tlsq__buf_free(y);
+}
+
 /* ---- end, close ---- */
 
 static void test_end_lets_consumers_drain_then_gives_the_code(void **state)
@@ -611,6 +633,7 @@ int main(void)
 	    T(test_rx_park_is_cleared_by_a_push_that_fits_and_not_reported),
 	    T(test_put_back_entry_is_popped_before_queued_ones_without_credit),
 	    T(test_two_put_backs_are_both_kept_and_popped_first),
+	    T(test_taking_one_of_two_put_backs_moves_the_count_for_sleepers),
 	    T(test_end_lets_consumers_drain_then_gives_the_code),
 	    T(test_end_with_an_error_code_gives_it_after_the_drain),
 	    T(test_ended_tx_queue_refuses_pushes_but_can_still_be_popped),
