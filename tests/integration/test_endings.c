@@ -412,8 +412,14 @@ static void configs(const struct cell *c, tlsq_engine_config *cr, tlsq_engine_co
 		cr->idle_timeout_ms = DEADLINE_MS;
 	if (c->end == E_HS_TIMEOUT)
 		cr->handshake_timeout_ms = DEADLINE_MS;
-	if (c->end == E_STORM)
+	if (c->end == E_STORM) {
 		cr->max_key_updates_per_s = 1;
+		/* The two KeyUpdates must reach R within one second, with the
+		 * whole burst of the full state between them: an 8 KiB buffer
+		 * set on an accepted socket makes loopback crawl (~100 KB/s, see
+		 * the report in docs/guarantees.md), so the kernel's default. */
+		cr->socket_buffer = 0;
+	}
 	*cs = *cr;
 	cs->tx_budget = 256 * 1024; /* S queues its whole burst */
 	cs->idle_timeout_ms = 0;
@@ -672,8 +678,9 @@ static void run_open(struct cell *c, struct world *w, int *code_out, uint64_t *d
 		relay_rst(w->rl, w->r_side);
 		break;
 	case E_CORRUPT:
+		/* One record (one call): a second could already meet R's alert. */
 		relay_corrupt(w->rl, w->r_side);
-		if (w_send(&sw, 100, call_ms) || tlsq_flush(w->s, call_ms) != TLSQ_OK)
+		if (w_send(&sw, stream ? 100 : 1, call_ms))
 			fail(c, "S could not send the record to corrupt");
 		break;
 	case E_ALERT:
@@ -685,7 +692,7 @@ static void run_open(struct cell *c, struct world *w, int *code_out, uint64_t *d
 			have_drain_s = 1;
 		} else {
 			struct writer rw = {w->r, c->mode, SEED_R, 0, 0};
-			if (w_send(&rw, 100, call_ms))
+			if (w_send(&rw, stream ? 100 : 1, call_ms))
 				fail(c, "R could not send the record to corrupt");
 		}
 		break;
@@ -726,7 +733,11 @@ static void run_open(struct cell *c, struct world *w, int *code_out, uint64_t *d
 		ts_join(sth);
 		have_sth = 0;
 		check_within(c, "R's blocked send", t0, snd.ended_ms);
-		if (snd.code != expected_send_code(c))
+		/* alert x send: S fails with R's data unread in its socket, so its
+		 * close is a RST right behind the alert; R, writing, may meet the
+		 * reset before it reads the alert. Either is a correct report. */
+		int alt = c->end == E_ALERT && c->st == Q_SEND ? TLSQ_ECONNRESET : 1;
+		if (snd.code != expected_send_code(c) && snd.code != alt)
 			fail(c, "R's blocked send returned %d (%s), want %d (%s)", snd.code,
 			     tlsq_strerror(snd.code), expected_send_code(c),
 			     tlsq_strerror(expected_send_code(c)));
@@ -754,7 +765,8 @@ static void run_open(struct cell *c, struct world *w, int *code_out, uint64_t *d
 	if (!w->r) /* freed: only the blocked threads' results count */
 		goto out;
 	int want = expected_recv_code(c);
-	if (rd.code != want)
+	int alt = c->end == E_ALERT && c->st == Q_SEND ? TLSQ_ECONNRESET : 1;
+	if (rd.code != want && rd.code != alt)
 		fail(c, "R's recv ended with %d (%s: %s), want %d (%s)", rd.code,
 		     tlsq_strerror(rd.code), tlsq_conn_error(w->r), want, tlsq_strerror(want));
 	/* Sticky: the next call says the same. */
@@ -763,7 +775,7 @@ static void run_open(struct cell *c, struct world *w, int *code_out, uint64_t *d
 	    stream ? tlsq_recv(w->r, b, sizeof b, 0) : tlsq_recv_msg(w->r, b, sizeof b, 0);
 	if (again != rd.code)
 		fail(c, "a second recv returned %zd, the first ended with %d", again, rd.code);
-	const char *frag = expected_reason(c);
+	const char *frag = rd.code == alt ? NULL : expected_reason(c);
 	if (frag && !strstr(tlsq_conn_error(w->r), frag))
 		fail(c, "reason \"%s\" does not mention \"%s\"", tlsq_conn_error(w->r), frag);
 	if (c->end == E_CORRUPT && strstr(tlsq_conn_error(w->r), "alert"))
