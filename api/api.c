@@ -392,7 +392,7 @@ const char *tlsq_conn_error(tlsq_conn *c)
 {
 	if (!c)
 		return "invalid connection (NULL)";
-	if (atomic_load_explicit(&c->error, memory_order_acquire) == 0)
+	if (tlsq__conn_error_code(c) == 0)
 		return "";
 	return c->error_reason;
 }

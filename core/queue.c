@@ -161,6 +161,12 @@ int tlsq__queue_was_ended(const tlsq__queue *q)
 	return atomic_load(&((tlsq__queue *)q)->end_code) != CODE_UNSET;
 }
 
+int tlsq__queue_end_code(const tlsq__queue *q)
+{
+	int code = atomic_load(&((tlsq__queue *)q)->end_code);
+	return code == CODE_UNSET ? 0 : code;
+}
+
 void tlsq__queue_close(tlsq__queue *q, int code)
 {
 	int unset = CODE_UNSET;
@@ -177,19 +183,29 @@ void tlsq__queue_close(tlsq__queue *q, int code)
  * stores producer_parked and then calls this, a consumer gives credit back
  * and then loads producer_parked (store-load on both sides).
  */
-int tlsq__q_reserve(tlsq__queue *q, uint64_t bytes, uint64_t *entries_before)
+static int q_reserve(tlsq__queue *q, uint64_t bytes, uint64_t *entries_before, int budget)
 {
 	uint64_t r = atomic_load(&q->reserved);
 	for (;;) {
 		uint64_t b = r & BYTES_MASK, e = r >> ENTRY_SHIFT;
 		int empty = b == 0 && e == 0;
-		if (!empty && (b + bytes > q->budget || e + 1 >= q->nslots))
+		if (!empty && ((budget && b + bytes > q->budget) || e + 1 >= q->nslots))
 			return 0;
 		if (atomic_compare_exchange_weak(&q->reserved, &r, r + bytes + ONE_ENTRY)) {
 			*entries_before = e;
 			return 1;
 		}
 	}
+}
+
+int tlsq__q_reserve(tlsq__queue *q, uint64_t bytes, uint64_t *entries_before)
+{
+	return q_reserve(q, bytes, entries_before, 1);
+}
+
+int tlsq__q_reserve_slot(tlsq__queue *q, uint64_t bytes, uint64_t *entries_before)
+{
+	return q_reserve(q, bytes, entries_before, 0);
 }
 
 void tlsq__q_give_back(tlsq__queue *q, uint64_t bytes, uint64_t entries)

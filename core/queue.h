@@ -93,6 +93,9 @@ void tlsq__queue_end(tlsq__queue *q, int code);
 void tlsq__queue_close(tlsq__queue *q, int code);
 /* 1 once tlsq__queue_end was called (whatever happened after). */
 int tlsq__queue_was_ended(const tlsq__queue *q);
+/* The code tlsq__queue_end was called with, 0 if it was not (seq_cst: what
+ * the ender wrote before the end is visible after a non-zero result). */
+int tlsq__queue_end_code(const tlsq__queue *q);
 
 /* ---- tx: many producers, one consumer (the IO task) ---- */
 
@@ -142,6 +145,10 @@ uint64_t tlsq__rxq_room_sp(const tlsq__queue *q);
  * producer is parked), TLSQ_EINVAL, TLSQ_ENOMEM, or the end/close code.
  */
 int tlsq__rxq_push_sp(tlsq__queue *q, tlsq__buf *b, size_t charge, int *was_empty);
+/* The same past the budget (only a free slot is needed), for what the
+ * producer hands over when it stops for good (engine stop): the queue then
+ * holds more than its budget by at most those entries. */
+int tlsq__rxq_push_last_sp(tlsq__queue *q, tlsq__buf *b, size_t charge, int *was_empty);
 /*
  * Consumers: takes the next entry (the carry first), waiting up to
  * timeout_ms. Returns TLSQ_OK with *out set, TLSQ_EAGAIN, TLSQ_ETIMEDOUT, the

@@ -37,6 +37,8 @@ int tlsq__q_consumer_code(tlsq__queue *q, int end);
 /* One attempt at a credit for `bytes` and one slot; 1 on success, with the
  * entries reserved before ours in *entries_before. seq_cst load and CAS. */
 int tlsq__q_reserve(tlsq__queue *q, uint64_t bytes, uint64_t *entries_before);
+/* The same, past the budget: only a free slot is needed (rx, engine stop). */
+int tlsq__q_reserve_slot(tlsq__queue *q, uint64_t bytes, uint64_t *entries_before);
 /* Gives credit back (seq_cst RMW). Wakes nobody. */
 void tlsq__q_give_back(tlsq__queue *q, uint64_t bytes, uint64_t entries);
 /* Publishes b (credit held) on the ring: mp = tx (MPSC enqueue), else rx

@@ -36,7 +36,19 @@ uint64_t tlsq__rxq_room_sp(const tlsq__queue *q)
 	return q->budget - b;
 }
 
+static int rx_push(tlsq__queue *q, tlsq__buf *b, size_t charge, int *was_empty, int last);
+
 int tlsq__rxq_push_sp(tlsq__queue *q, tlsq__buf *b, size_t charge, int *was_empty)
+{
+	return rx_push(q, b, charge, was_empty, 0);
+}
+
+int tlsq__rxq_push_last_sp(tlsq__queue *q, tlsq__buf *b, size_t charge, int *was_empty)
+{
+	return rx_push(q, b, charge, was_empty, 1);
+}
+
+static int rx_push(tlsq__queue *q, tlsq__buf *b, size_t charge, int *was_empty, int last)
 {
 	uint64_t bytes = charge ? charge : tlsq__buf_len(b), e;
 	int end, rc;
@@ -44,7 +56,10 @@ int tlsq__rxq_push_sp(tlsq__queue *q, tlsq__buf *b, size_t charge, int *was_empt
 		return TLSQ_EINVAL;
 	if ((end = atomic_load(&q->end)) != OPEN)
 		return tlsq__q_push_code(q, end);
-	if (!tlsq__q_reserve(q, bytes, &e)) {
+	if (last) {
+		if (!tlsq__q_reserve_slot(q, bytes, &e))
+			return TLSQ_EAGAIN;
+	} else if (!tlsq__q_reserve(q, bytes, &e)) {
 		/* Park, then look again (seq_cst store, then seq_cst loads in
 		 * tlsq__q_reserve). A consumer gives credit back, then loads the
 		 * flag: either we see its credit here, or it sees the flag and

@@ -172,6 +172,22 @@ void tlsq__conn_fail(struct tlsq_conn *c, int err, const char *fmt, ...)
 	tlsq__conn_pollfd_signal(c);
 }
 
+/* see iotask.h */
+int tlsq__conn_error_code(struct tlsq_conn *c)
+{
+	int err = atomic_load_explicit(&c->error, memory_order_acquire);
+	if (err == 0) {
+		/* conn_fail ends the rx queue (with the error) just before it
+		 * stores the error: a receiver that got the error from the
+		 * queue must find it here too. A negative end code is only ever
+		 * a failure's, written after its reason. */
+		int end = tlsq__queue_end_code(&c->rxq);
+		if (end < 0)
+			err = end;
+	}
+	return err;
+}
+
 void tlsq__conn_pollfd_signal(struct tlsq_conn *c)
 {
 	int fd = atomic_load_explicit(&c->pollfd, memory_order_acquire);
@@ -427,7 +443,7 @@ void tlsq__conn_fill_info(struct tlsq_conn *c, struct tlsq_conn_info *info)
 		uint64_t since = atomic_load(&c->parked_since_ms), now = tlsq__now_ms();
 		info->parked_ms = now > since ? now - since : 0;
 	}
-	info->error = atomic_load_explicit(&c->error, memory_order_acquire);
+	info->error = tlsq__conn_error_code(c);
 	if (info->error)
 		memcpy(info->error_reason, c->error_reason, sizeof info->error_reason);
 }

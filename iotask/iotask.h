@@ -294,6 +294,10 @@ void tlsq__conn_fail(struct tlsq_conn *c, int err, const char *fmt, ...)
  * errors TCP reports instead when it gives up -> TLSQ_ETIMEDOUT,
  * anything else -> TLSQ_EIO. Returns the tlsq error. */
 int tlsq__sock_fail(struct tlsq_conn *c, int err, const char *during);
+/* The sticky error (0 if none), as soon as anyone may have seen it: also
+ * while tlsq__conn_fail is between ending the rx queue and storing the
+ * error. The reason is complete when this is non-zero. Any thread. */
+int tlsq__conn_error_code(struct tlsq_conn *c);
 /* Fills info from the published fields. Any thread. */
 void tlsq__conn_fill_info(struct tlsq_conn *c, struct tlsq_conn_info *info);
 /* Signals the pollfd (if any) that data or the end is ready. */

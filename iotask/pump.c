@@ -184,11 +184,13 @@ static int sock_write(struct tlsq_conn *c)
 /* ------------------------------------------------------------------------ */
 
 /* Hands rx_hold to the rx queue. 1 delivered (or dropped: nobody will read
- * it), 0 parked for lack of room. */
-static int rx_deliver(struct tlsq_conn *c)
+ * it), 0 parked for lack of room. `force`: past the budget (engine stop:
+ * nothing will run for the connection again). */
+static int rx_deliver(struct tlsq_conn *c, int force)
 {
 	int was_empty = 0;
-	int r = tlsq__rxq_push_sp(&c->rxq, c->rx_hold, 0, &was_empty);
+	int r = force ? tlsq__rxq_push_last_sp(&c->rxq, c->rx_hold, 0, &was_empty)
+	              : tlsq__rxq_push_sp(&c->rxq, c->rx_hold, 0, &was_empty);
 	if (r == TLSQ_EAGAIN) {
 		park(c, &c->recv_parked, 1);
 		return 0;
@@ -207,6 +209,11 @@ static int rx_deliver(struct tlsq_conn *c)
 	park(c, &c->recv_parked, 0);
 	return 1;
 }
+
+/* What pump_rx may do: decrypt more, only hand over what was decrypted, or
+ * hand it all over past the budget (engine stop). */
+enum { RX_READ, RX_HANDOVER, RX_FINAL };
+static int pump_rx(struct tlsq_conn *c, int how);
 
 /* Ends the rx queue once nothing decrypted is held back (rx_hold, the
  * stream chunk being filled, undecoded message bytes): the data before the
@@ -230,15 +237,17 @@ void tlsq__conn_rx_end_if_idle(struct tlsq_conn *c)
 /* see iotask.h */
 void tlsq__conn_rx_end_now(struct tlsq_conn *c)
 {
+	if (!c->rx_end_pending) {
+		c->rx_end_pending = 1;
+		c->rx_end_code = TLSQ_ECLOSED;
+	}
+	pump_rx(c, RX_FINAL);
+	/* Only if even the queue's slots are full: what is left is dropped. */
 	tlsq__buf_free(c->rx_hold);
 	c->rx_hold = NULL;
 	tlsq__buf_free(c->rx_cur);
 	c->rx_cur = NULL;
 	park(c, &c->recv_parked, 0);
-	if (!c->rx_end_pending) {
-		c->rx_end_pending = 1;
-		c->rx_end_code = TLSQ_ECLOSED;
-	}
 	rx_maybe_end(c);
 }
 
@@ -252,8 +261,9 @@ static void rx_got_close_notify(struct tlsq_conn *c)
 		return;
 	}
 	c->rx_end_pending = 1;
-	/* Stream: recv returns 0 after close_notify; messages: TLSQ_ECLOSED. */
-	c->rx_end_code = c->mode == TLSQ_MODE_STREAM ? 0 : TLSQ_ECLOSED;
+	/* A clean end: recv returns 0, the message calls TLSQ_ECLOSED (data.c).
+	 * A negative end code always means a failure (tlsq__conn_fail). */
+	c->rx_end_code = 0;
 	if (atomic_load(&c->close_phase) < TLSQ_CLOSE_PEER_NOTIFIED &&
 	    atomic_load(&c->close_phase) != TLSQ_CLOSE_NONE)
 		set_phase(c, TLSQ_CLOSE_PEER_NOTIFIED);
@@ -327,21 +337,21 @@ static int rx_decode(struct tlsq_conn *c)
 }
 
 /*
- * Moves decrypted data to the rx queue, and decrypts more while `can_read`
- * and the connection has not ended. Whatever ends the connection (the
+ * Moves decrypted data to the rx queue, and decrypts more (RX_READ) while
+ * the connection has not ended. Whatever ends the connection (the
  * peer's close_notify, a FIN, a reset, an alert, a failure, a local close),
  * everything decrypted before it is handed over first: the partly filled
  * stream chunk and, in message mode, every complete message still in the
  * scratch. Only then is the queue ended (rx_maybe_end). After the end the
- * IO task keeps calling this with can_read 0 (conn_step's `end:`), as
+ * IO task keeps calling this with RX_HANDOVER (conn_step's `end:`), as
  * consumers make room, until nothing is held back. Returns 1 on progress.
  */
-static int pump_rx(struct tlsq_conn *c, int can_read)
+static int pump_rx(struct tlsq_conn *c, int how)
 {
 	int progress = 0;
 	for (;;) {
 		if (c->rx_hold) {
-			if (!rx_deliver(c))
+			if (!rx_deliver(c, how == RX_FINAL))
 				break;
 			progress = 1;
 		}
@@ -354,7 +364,7 @@ static int pump_rx(struct tlsq_conn *c, int can_read)
 			if (d > 0)
 				continue;
 		}
-		if (can_read && !c->recv_closed && atomic_load(&c->error) == 0) {
+		if (how == RX_READ && !c->recv_closed && atomic_load(&c->error) == 0) {
 			int n = rx_read(c);
 			if (n > 0) {
 				progress = 1;
@@ -632,7 +642,7 @@ static void step_open(struct tlsq_conn *c)
 		}
 		size_t in_before = evbuffer_get_length(c->in);
 		int progress = 0;
-		progress |= pump_rx(c, 1);
+		progress |= pump_rx(c, RX_READ);
 		if (atomic_load(&c->error) != 0)
 			break;
 		if (sending_state(atomic_load(&c->state)))
@@ -711,7 +721,7 @@ void tlsq__conn_step(struct tlsq_conn *c)
 	return;
 end:
 	/* Finished: only the rx hand-over can still be pending. */
-	pump_rx(c, 0);
+	pump_rx(c, RX_HANDOVER);
 }
 
 /* Socket readable / writable. */
