@@ -45,5 +45,9 @@ else()
 endif()
 
 if(TLSQ_BUILD_TESTS)
-  pkg_check_modules(CMOCKA REQUIRED IMPORTED_TARGET cmocka)
+  pkg_check_modules(CMOCKA IMPORTED_TARGET cmocka)
+  if(NOT CMOCKA_FOUND)
+    message(FATAL_ERROR "tlsq: the tests need cmocka (Debian: libcmocka-dev; tools/setup --test "
+                        "installs it and the other test tools); or configure with -DTLSQ_BUILD_TESTS=OFF")
+  endif()
 endif()

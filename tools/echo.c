@@ -104,6 +104,7 @@ static void *worker(void *arg)
 		tool_print_conn("accepted", c);
 	int rc = srv.mode == TLSQ_MODE_MESSAGE ? echo_msg(c) : echo_stream(c);
 	tlsq_close_phase ph = TLSQ_CLOSE_NONE;
+	char why[256] = "";
 	if (rc == 0) {
 		/* Everything received has been queued: get it out, then close. */
 		rc = tlsq_flush(c, FLUSH_MS);
@@ -111,6 +112,11 @@ static void *worker(void *arg)
 		if (rc == 0)
 			rc = crc;
 	} else {
+		/* The reason now: tlsq_abort's "aborted by the application" may
+		 * replace it. An end that is not sticky (TLSQ_EPROTO, the peer
+		 * closed inside a message) has only its code. */
+		snprintf(why, sizeof why, "%s",
+		         *tlsq_conn_error(c) ? tlsq_conn_error(c) : tlsq_strerror(rc));
 		tlsq_abort(c);
 	}
 	tlsq_conn_info(c, &in);
@@ -118,7 +124,7 @@ static void *worker(void *arg)
 		tool_err("%s closed: %llu bytes echoed", in.peer, (unsigned long long)in.bytes_sent);
 	else if (rc != 0 && rc != TLSQ_ECLOSED)
 		tool_err("%s failed: %s", in.peer,
-		         in.error_reason[0] ? in.error_reason : tlsq_strerror(rc));
+		         why[0] ? why : in.error_reason[0] ? in.error_reason : tlsq_strerror(rc));
 
 	pthread_mutex_lock(&srv.mu);
 	s->prev->next = s->next;

@@ -73,7 +73,7 @@ def tool(name, hint):
     path = shutil.which(name) or (os.path.join("/usr/sbin", name)
                                   if os.path.exists(os.path.join("/usr/sbin", name)) else None)
     if not path:
-        print(f"faults {GROUP}: {name} is missing ({hint}; tools/setup installs it)", flush=True)
+        print(f"faults {GROUP}: {name} is missing ({hint}; tools/setup --test installs it)", flush=True)
         sys.exit(1)
     return path
 
@@ -845,7 +845,7 @@ def main_syscall():
     tool("fiu-ctrl", "fiu-utils")
     if not os.path.exists(os.path.join(FIU_LIB, "fiu_posix_preload.so")):
         print(f"faults syscall: {FIU_LIB}/fiu_posix_preload.so is missing (fiu-utils; "
-              "tools/setup installs it)", flush=True)
+              "tools/setup --test installs it)", flush=True)
         sys.exit(1)
     syscall_cases()
 

@@ -28,7 +28,7 @@ its report, then checks that the server still echoes and exits 0 on SIGTERM
 
 Prints SCAN|tool|check|pass|detail lines (pass or FAIL) and, per check,
 PASS/FAIL lines with a pass/total summary (harness.py). A scanner that is not
-installed makes the test exit 77 (skipped; tools/setup installs all three).
+installed makes the test exit 77 (skipped; tools/setup --test installs all three).
 """
 import json
 import os
@@ -52,7 +52,7 @@ if len(sys.argv) != 4 or sys.argv[3] not in TOOLS:
     sys.exit(f"usage: scan.py TOOLS_DIR PKI_SCRIPT_DIR {'|'.join(TOOLS)}")
 BIN, PKI, TOOL = sys.argv[1:4]
 if not shutil.which(TOOL):
-    print(f"SKIP: {TOOL} is not installed (tools/setup installs it)", flush=True)
+    print(f"SKIP: {TOOL} is not installed (tools/setup --test installs it)", flush=True)
     sys.exit(77)
 TMP = tempfile.mkdtemp(prefix=f"tlsq-scan-{TOOL}-")
 subprocess.run(["sh", os.path.join(PKI, "make-pki.sh"), TMP], check=True,
