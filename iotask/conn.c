@@ -313,6 +313,7 @@ void tlsq__conn_finish(struct tlsq_conn *c)
 			struct tlsq_listener *l = c->listener;
 			c->listener = NULL;
 			tlsq__count(&l->handshake_failed, 1);
+			tlsq__listener_failed(l, c, TLSQ_PHASE_HANDSHAKE);
 			tlsq__listener_unref(l);
 			c->app_gone = 1;
 			/* The accept queue's reference; never the last (IO holds one). */
