@@ -600,6 +600,7 @@ struct tlsq_conn_info {
 	int recv_parked;          /* 1 while reading stopped because the application
 	                             has not drained the receive queue */
 	uint64_t parked_ms;       /* how long the longest current park has lasted */
+	uint64_t age_ms;          /* since the connection was created (accepted or connect started) */
 	int error;                /* sticky error code or TLSQ_OK */
 	char error_reason[256];   /* one-line reason, "" if none */
 };

@@ -70,7 +70,7 @@ void tlsq__listener_failed(struct tlsq_listener *l, struct tlsq_conn *c, int pha
 	clock_gettime(CLOCK_REALTIME, &ts);
 	rec.unix_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 	uint64_t now = tlsq__now_ms();
-	rec.duration_ms = c->accepted_ms && now > c->accepted_ms ? now - c->accepted_ms : 0;
+	rec.duration_ms = now > c->created_ms ? now - c->created_ms : 0;
 	rec.phase = (tlsq_fail_phase)phase;
 	rec.reason = phase == TLSQ_PHASE_ACCEPT ? TLSQ_FAIL_ACCEPT_QUEUE
 	                                        : (tlsq_fail_reason)tlsq__tls_fail_reason(c);

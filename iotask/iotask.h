@@ -238,7 +238,7 @@ struct tlsq_conn {
 	uint64_t ku_window_start_ms;
 	uint32_t ku_in_window;
 	uint64_t timer_armed_ms;         /* deadline the timer is set for, 0 = none */
-	uint64_t accepted_ms;            /* server: when TCP accept returned it */
+	uint64_t created_ms;             /* monotonic ms at tlsq__conn_new (age, failures) */
 	int tls_fail_err;                /* wolfSSL error of the failure (tls_fail) */
 	int tls_fail_alert;              /* fatal alert received with it, or -1 */
 	unsigned char peer_first[3];     /* the peer's first bytes (is it TLS at all?) */

@@ -199,7 +199,6 @@ static void listener_on_accept(evutil_socket_t lfd, short what, void *arg)
 		tlsq__sockaddr_str((struct sockaddr *)&ss, c->peer, sizeof c->peer);
 		atomic_fetch_add(&l->refs, 1);
 		c->listener = l;
-		c->accepted_ms = tlsq__now_ms();
 		tlsq__conn_request(c, TLSQ__REQ_ADOPT);
 	}
 }
