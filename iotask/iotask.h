@@ -243,6 +243,9 @@ struct tlsq_conn {
 	int tls_fail_alert;              /* fatal alert received with it, or -1 */
 	unsigned char peer_first[3];     /* the peer's first bytes (is it TLS at all?) */
 	int peer_first_len;
+	unsigned char rec_hdr[5];        /* the last record header wolfSSL read */
+	unsigned char rec_body[2];       /* and the first bytes of its body */
+	int rec_body_len;
 };
 
 /* ---- iothread.c ---- */
