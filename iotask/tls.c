@@ -37,11 +37,11 @@
 
 #include "iotask.h"
 
-#define DEFAULT_CIPHERS                                                                            \
-	"TLS13-AES128-GCM-SHA256:TLS13-AES256-GCM-SHA384:"                                         \
-	"TLS13-CHACHA20-POLY1305-SHA256:"                                                          \
-	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"                               \
-	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"                               \
+#define DEFAULT_CIPHERS                                                        \
+	"TLS13-AES128-GCM-SHA256:TLS13-AES256-GCM-SHA384:"                     \
+	"TLS13-CHACHA20-POLY1305-SHA256:"                                      \
+	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"           \
+	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"           \
 	"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 
 #define SYSTEM_CA_FILE "/etc/ssl/certs/ca-certificates.crt"
@@ -50,10 +50,7 @@
  * callback has no other way to find it. */
 static _Thread_local struct tlsq_conn *tls_current;
 
-static WOLFSSL *ssl_of(struct tlsq_conn *c)
-{
-	return (WOLFSSL *)c->ssl;
-}
+static WOLFSSL *ssl_of(struct tlsq_conn *c) { return (WOLFSSL *)c->ssl; }
 
 /* ------------------------------------------------------------------------ */
 /* Process-wide                                                              */
@@ -171,68 +168,41 @@ static int tls_send_cb(WOLFSSL *ssl, char *buf, int sz, void *ctx)
 static const char *alert_name(int code)
 {
 	switch (code) {
-	case 0:
-		return "close_notify";
-	case 10:
-		return "unexpected_message";
-	case 20:
-		return "bad_record_mac";
-	case 22:
-		return "record_overflow";
-	case 40:
-		return "handshake_failure";
-	case 42:
-		return "bad_certificate";
-	case 43:
-		return "unsupported_certificate";
-	case 44:
-		return "certificate_revoked";
-	case 45:
-		return "certificate_expired";
-	case 46:
-		return "certificate_unknown";
-	case 47:
-		return "illegal_parameter";
-	case 48:
-		return "unknown_ca";
-	case 49:
-		return "access_denied";
-	case 50:
-		return "decode_error";
-	case 51:
-		return "decrypt_error";
-	case 70:
-		return "protocol_version";
-	case 71:
-		return "insufficient_security";
-	case 80:
-		return "internal_error";
-	case 86:
-		return "inappropriate_fallback";
-	case 90:
-		return "user_canceled";
-	case 100:
-		return "no_renegotiation";
-	case 109:
-		return "missing_extension";
-	case 110:
-		return "unsupported_extension";
-	case 112:
-		return "unrecognized_name";
-	case 116:
-		return "certificate_required";
-	case 120:
-		return "no_application_protocol";
-	default:
-		return "unknown alert";
+	case 0: return "close_notify";
+	case 10: return "unexpected_message";
+	case 20: return "bad_record_mac";
+	case 22: return "record_overflow";
+	case 40: return "handshake_failure";
+	case 42: return "bad_certificate";
+	case 43: return "unsupported_certificate";
+	case 44: return "certificate_revoked";
+	case 45: return "certificate_expired";
+	case 46: return "certificate_unknown";
+	case 47: return "illegal_parameter";
+	case 48: return "unknown_ca";
+	case 49: return "access_denied";
+	case 50: return "decode_error";
+	case 51: return "decrypt_error";
+	case 70: return "protocol_version";
+	case 71: return "insufficient_security";
+	case 80: return "internal_error";
+	case 86: return "inappropriate_fallback";
+	case 90: return "user_canceled";
+	case 100: return "no_renegotiation";
+	case 109: return "missing_extension";
+	case 110: return "unsupported_extension";
+	case 112: return "unrecognized_name";
+	case 116: return "certificate_required";
+	case 120: return "no_application_protocol";
+	default: return "unknown alert";
 	}
 }
 
 static void cert_subject(WOLFSSL_X509 *x, char *buf, int cap)
 {
 	buf[0] = 0;
-	if (x != NULL &&
-	    wolfSSL_X509_NAME_oneline(wolfSSL_X509_get_subject_name(x), buf, cap) == NULL)
+	if (x != NULL && wolfSSL_X509_NAME_oneline(wolfSSL_X509_get_subject_name(x), buf, cap) ==
+	                     NULL)
 		buf[0] = 0;
 }
 
@@ -252,32 +222,23 @@ static int tls_verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *store)
 		issuer[0] = 0;
 	const char *what;
 	switch (err) {
-	case ASN_AFTER_DATE_E:
-		what = "certificate expired";
-		break;
-	case ASN_BEFORE_DATE_E:
-		what = "certificate not yet valid";
-		break;
+	case ASN_AFTER_DATE_E: what = "certificate expired"; break;
+	case ASN_BEFORE_DATE_E: what = "certificate not yet valid"; break;
 	case ASN_NO_SIGNER_E:
 		what = (subj[0] && strcmp(subj, issuer) == 0)
 		           ? "self-signed certificate not trusted"
 		           : "unknown CA (issuer not trusted)";
 		break;
 	case DOMAIN_NAME_MISMATCH:
-	case IPADDR_MISMATCH:
-		what = "hostname mismatch";
-		break;
+	case IPADDR_MISMATCH: what = "hostname mismatch"; break;
 	case ASN_SIG_CONFIRM_E:
 		what = "unknown CA (a trusted CA has the issuer's name but did not sign it)";
 		break;
-	default:
-		what = wolfSSL_ERR_reason_error_string((unsigned long)err);
-		break;
+	default: what = wolfSSL_ERR_reason_error_string((unsigned long)err); break;
 	}
 	if (err == DOMAIN_NAME_MISMATCH || err == IPADDR_MISMATCH)
 		snprintf(c->error_reason, sizeof c->error_reason,
-		         "certificate verify failed: hostname mismatch, wanted %.60s, certificate "
-		         "is %.100s",
+		         "certificate verify failed: hostname mismatch, wanted %.60s, certificate is %.100s",
 		         c->tls->server_name ? c->tls->server_name : c->sni, subj);
 	else
 		snprintf(c->error_reason, sizeof c->error_reason,
@@ -362,10 +323,12 @@ static int tls_fail(struct tlsq_conn *c, int ret, const char *during)
 		tlsq__conn_fail(c, TLSQ_ECERT, "peer sent no certificate but one is required");
 		return TLSQ_ECERT;
 	case MATCH_SUITE_ERROR:
-		tlsq__conn_fail(c, TLSQ_ETLS, "no cipher suite in common with the peer %s", during);
+		tlsq__conn_fail(c, TLSQ_ETLS, "no cipher suite in common with the peer %s",
+		                during);
 		return TLSQ_ETLS;
 	case VERSION_ERROR:
-		tlsq__conn_fail(c, TLSQ_ETLS, "no TLS version in common with the peer %s", during);
+		tlsq__conn_fail(c, TLSQ_ETLS, "no TLS version in common with the peer %s",
+		                during);
 		return TLSQ_ETLS;
 	case DUPLICATE_MSG_E:
 	case SECURE_RENEGOTIATION_E:
@@ -379,7 +342,8 @@ static int tls_fail(struct tlsq_conn *c, int ret, const char *during)
 	}
 	wolfSSL_ERR_error_string_n((unsigned long)e, buf, sizeof buf);
 	const char *reason = wolfSSL_ERR_reason_error_string((unsigned long)e);
-	tlsq__conn_fail(c, TLSQ_ETLS, "TLS error %s: %s (%d)", during, reason ? reason : buf, e);
+	tlsq__conn_fail(c, TLSQ_ETLS, "TLS error %s: %s (%d)", during,
+	                reason ? reason : buf, e);
 	return TLSQ_ETLS;
 }
 
@@ -407,14 +371,10 @@ int tlsq__tls_fail_reason(const struct tlsq_conn *c)
 	if (err == TLSQ_ETIMEDOUT && c->tls_fail_err == 0)
 		return TLSQ_FAIL_TIMEOUT;
 	switch (c->tls_fail_err) {
-	case 0:
-		break;
-	case NO_PEER_CERT:
-		return TLSQ_FAIL_NO_CLIENT_CERT;
-	case VERSION_ERROR:
-		return TLSQ_FAIL_VERSION;
-	case MATCH_SUITE_ERROR:
-		return TLSQ_FAIL_CIPHER;
+	case 0: break;
+	case NO_PEER_CERT: return TLSQ_FAIL_NO_CLIENT_CERT;
+	case VERSION_ERROR: return TLSQ_FAIL_VERSION;
+	case MATCH_SUITE_ERROR: return TLSQ_FAIL_CIPHER;
 	case SOCKET_PEER_CLOSED_E:
 	case SOCKET_ERROR_E:
 		return err == TLSQ_ETRUNCATED || err == TLSQ_ECONNRESET ? TLSQ_FAIL_PEER_CLOSED
@@ -435,17 +395,12 @@ int tlsq__tls_fail_reason(const struct tlsq_conn *c)
 		return TLSQ_FAIL_PROTOCOL;
 	}
 	switch (err) {
-	case TLSQ_ECERT:
-		return TLSQ_FAIL_CLIENT_CERT;
-	case TLSQ_ETIMEDOUT:
-		return TLSQ_FAIL_TIMEOUT;
+	case TLSQ_ECERT: return TLSQ_FAIL_CLIENT_CERT;
+	case TLSQ_ETIMEDOUT: return TLSQ_FAIL_TIMEOUT;
 	case TLSQ_ETRUNCATED:
-	case TLSQ_ECONNRESET:
-		return TLSQ_FAIL_PEER_CLOSED;
-	case TLSQ_ETLS:
-		return TLSQ_FAIL_PROTOCOL;
-	default:
-		return TLSQ_FAIL_OTHER;
+	case TLSQ_ECONNRESET: return TLSQ_FAIL_PEER_CLOSED;
+	case TLSQ_ETLS: return TLSQ_FAIL_PROTOCOL;
+	default: return TLSQ_FAIL_OTHER;
 	}
 }
 
@@ -469,15 +424,12 @@ int tlsq__tls_ssl_new(struct tlsq_conn *c, const char *host)
 		if (name && name[0]) {
 			snprintf(c->sni, sizeof c->sni, "%s", name);
 			/* SNI is for DNS names only (RFC 6066 §3). */
-			int is_ip =
-			    strspn(name, "0123456789.") == strlen(name) || strchr(name, ':');
+			int is_ip = strspn(name, "0123456789.") == strlen(name) || strchr(name, ':');
 			if (!is_ip)
-				wolfSSL_UseSNI(ssl, WOLFSSL_SNI_HOST_NAME, name,
-				               (word16)strlen(name));
+				wolfSSL_UseSNI(ssl, WOLFSSL_SNI_HOST_NAME, name, (word16)strlen(name));
 			if (t->verify != TLSQ_VERIFY_NONE &&
 			    wolfSSL_check_domain_name(ssl, name) != WOLFSSL_SUCCESS) {
-				tlsq__conn_fail(c, TLSQ_ENOMEM,
-				                "cannot set the host name to check");
+				tlsq__conn_fail(c, TLSQ_ENOMEM, "cannot set the host name to check");
 				return TLSQ_ENOMEM;
 			}
 		}
@@ -632,9 +584,9 @@ int tlsq__tls_pending(struct tlsq_conn *c)
 static int make_self_signed(WOLFSSL_CTX *ctx, char **pem_out)
 {
 	static const unsigned char san[] = {
-	    0x30, 0x11,                                              /* GeneralNames */
-	    0x82, 0x09, 'l', 'o', 'c', 'a', 'l', 'h', 'o', 's', 't', /* dNSName */
-	    0x87, 0x04, 127, 0,   0,   1,                            /* iPAddress */
+		0x30, 0x11,                                     /* GeneralNames */
+		0x82, 0x09, 'l', 'o', 'c', 'a', 'l', 'h', 'o', 's', 't', /* dNSName */
+		0x87, 0x04, 127, 0, 0, 1,                       /* iPAddress */
 	};
 	WC_RNG rng;
 	ecc_key key;
@@ -726,9 +678,9 @@ static char *read_text_file(const char *path)
 static int tls_configure(struct tlsq_tls *t, const tlsq_tls_config *cfg, WOLFSSL_CTX *ctx)
 {
 	int client = cfg->role == TLSQ_CLIENT;
-	if (wolfSSL_CTX_SetMinVersion(ctx, t->min_version == TLSQ_TLS1_3
-	                                       ? WOLFSSL_TLSV1_3
-	                                       : WOLFSSL_TLSV1_2) != WOLFSSL_SUCCESS) {
+	if (wolfSSL_CTX_SetMinVersion(ctx, t->min_version == TLSQ_TLS1_3 ? WOLFSSL_TLSV1_3
+	                                                               : WOLFSSL_TLSV1_2) !=
+	    WOLFSSL_SUCCESS) {
 		tlsq__set_last_error("cannot set the minimum TLS version");
 		return TLSQ_EINVAL;
 	}
@@ -767,9 +719,9 @@ static int tls_configure(struct tlsq_tls *t, const tlsq_tls_config *cfg, WOLFSSL
 		if (cfg->cert_file) {
 			if (wolfSSL_CTX_use_certificate_chain_file(ctx, cfg->cert_file) !=
 			    WOLFSSL_SUCCESS) {
-				tlsq__set_last_error(
-				    "cannot load certificate file %s: %s", cfg->cert_file,
-				    errno ? strerror(errno) : "not a PEM certificate");
+				tlsq__set_last_error("cannot load certificate file %s: %s",
+				                     cfg->cert_file, errno ? strerror(errno)
+				                                           : "not a PEM certificate");
 				return TLSQ_EINVAL;
 			}
 			t->cert_pem = read_text_file(cfg->cert_file);
@@ -791,8 +743,7 @@ static int tls_configure(struct tlsq_tls *t, const tlsq_tls_config *cfg, WOLFSSL
 			    ctx, (const unsigned char *)cfg->key_pem, (long)strlen(cfg->key_pem),
 			    WOLFSSL_FILETYPE_PEM);
 		else {
-			tlsq__set_last_error(
-			    "a certificate needs its private key (key_file or key_pem)");
+			tlsq__set_last_error("a certificate needs its private key (key_file or key_pem)");
 			return TLSQ_EINVAL;
 		}
 		if (kr != WOLFSSL_SUCCESS) {
@@ -817,8 +768,7 @@ static int tls_configure(struct tlsq_tls *t, const tlsq_tls_config *cfg, WOLFSSL
 	if (cfg->ca_file || cfg->ca_dir) {
 		if (wolfSSL_CTX_load_verify_locations(ctx, cfg->ca_file, cfg->ca_dir) !=
 		    WOLFSSL_SUCCESS) {
-			tlsq__set_last_error("cannot load CA %s %s",
-			                     cfg->ca_file ? cfg->ca_file : "",
+			tlsq__set_last_error("cannot load CA %s %s", cfg->ca_file ? cfg->ca_file : "",
 			                     cfg->ca_dir ? cfg->ca_dir : "");
 			return TLSQ_EINVAL;
 		}
@@ -834,8 +784,8 @@ static int tls_configure(struct tlsq_tls *t, const tlsq_tls_config *cfg, WOLFSSL
 		have_ca = 1;
 	}
 	if (verify != TLSQ_VERIFY_NONE && !have_ca) {
-		if (client &&
-		    wolfSSL_CTX_load_verify_locations(ctx, SYSTEM_CA_FILE, NULL) == WOLFSSL_SUCCESS)
+		if (client && wolfSSL_CTX_load_verify_locations(ctx, SYSTEM_CA_FILE, NULL) ==
+		                  WOLFSSL_SUCCESS)
 			have_ca = 1;
 		if (!have_ca) {
 			tlsq__set_last_error("verification is on but no CA was given (ca_file, "
@@ -916,7 +866,7 @@ int tlsq_tls_new(const tlsq_tls_config *cfg, tlsq_tls **out)
 	if (cfg->alpn && cfg->alpn[0] && !(t->alpn = strdup(cfg->alpn)))
 		goto nomem;
 	WOLFSSL_CTX *ctx = wolfSSL_CTX_new(cfg->role == TLSQ_CLIENT ? wolfSSLv23_client_method()
-	                                                            : wolfSSLv23_server_method());
+	                                                           : wolfSSLv23_server_method());
 	if (!ctx)
 		goto nomem;
 	t->ctx = ctx;
