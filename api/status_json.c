@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <event2/buffer.h>
 
@@ -215,6 +216,7 @@ static void json_conn(const struct tlsq_conn_info *ci, struct evbuffer *out)
 	                    ci->key_updates_sent, ci->key_updates_received,
 	                    ci->send_parked ? "true" : "false", ci->recv_parked ? "true" : "false",
 	                    ci->parked_ms, ci->error);
+	evbuffer_add_printf(out, ",\"age_ms\":%" PRIu64, ci->age_ms);
 	json_field_str(out, "error_name", ci->error ? tlsq_strerror(ci->error) : "", 64);
 	json_field_str(out, "error_reason", ci->error_reason, sizeof ci->error_reason);
 	evbuffer_add(out, "}", 1);
@@ -323,16 +325,121 @@ static int json_conns(const tlsq__status_view *v, uint64_t offset, uint64_t limi
 	return rc;
 }
 
+/* Walk 3: the connections that need a person's attention, wherever they
+ * are in the id order: parked (the peer does not read, or the application
+ * does not drain), failed, or with threads blocked. The ATTENTION_MAX of
+ * them parked longest (failed ones first) go on every page of /status, so
+ * the page can lead with them. The array is allocated before the walk. */
+#define ATTENTION_MAX 16
+
+struct attnwalk {
+	struct tlsq_conn_info *info;
+	size_t n;
+};
+
+static uint64_t attn_rank(const struct tlsq_conn_info *ci)
+{
+	return ci->state == TLSQ_STATE_FAILED ? UINT64_MAX : ci->parked_ms + 1;
+}
+
+static void attnwalk_one(struct tlsq_conn *c, void *arg)
+{
+	struct attnwalk *w = arg;
+	int st = atomic_load_explicit(&c->state, memory_order_relaxed);
+	if (!atomic_load_explicit(&c->send_parked, memory_order_relaxed) &&
+	    !atomic_load_explicit(&c->recv_parked, memory_order_relaxed) && st != TLSQ_STATE_FAILED)
+		return;
+	struct tlsq_conn_info ci;
+	tlsq__conn_fill_info(c, &ci);
+	size_t slot = w->n;
+	if (w->n == ATTENTION_MAX) { /* full: replace the least urgent if c is more */
+		slot = 0;
+		for (size_t i = 1; i < w->n; i++)
+			if (attn_rank(&w->info[i]) < attn_rank(&w->info[slot]))
+				slot = i;
+		if (attn_rank(&ci) <= attn_rank(&w->info[slot]))
+			return;
+	} else {
+		w->n++;
+	}
+	w->info[slot] = ci;
+}
+
+static int cmp_attn(const void *a, const void *b)
+{
+	uint64_t x = attn_rank(a), y = attn_rank(b);
+	return x > y ? -1 : x < y;
+}
+
+static int json_attention(const tlsq__status_view *v, struct evbuffer *out)
+{
+	struct attnwalk w = {.info = malloc(ATTENTION_MAX * sizeof *w.info)};
+	if (!w.info) {
+		evbuffer_add(out, "[]", 2);
+		return TLSQ_ENOMEM;
+	}
+	tlsq__conn_foreach(v->engine, v->epoch, attnwalk_one, &w);
+	qsort(w.info, w.n, sizeof *w.info, cmp_attn);
+	evbuffer_add(out, "[", 1);
+	for (size_t i = 0; i < w.n; i++) {
+		if (i)
+			evbuffer_add(out, ",", 1);
+		json_conn(&w.info[i], out);
+	}
+	evbuffer_add(out, "]", 1);
+	free(w.info);
+	return 0;
+}
+
+/* The engine's failed handshakes: counts by reason, the recent ones newest
+ * first. The ring is read without a lock (iotask/failures.c). */
+static void json_failures(const tlsq__status_view *v, struct evbuffer *out)
+{
+	struct tlsq_accept_failure recent[TLSQ_FAILURES_KEPT];
+	uint64_t counts[TLSQ_FAIL_REASONS], total = 0;
+	size_t n = tlsq__failures_read(&v->engine->failures, recent, TLSQ_FAILURES_KEPT, counts);
+	evbuffer_add_printf(out, "{\"counts\":{");
+	for (int i = 0; i < TLSQ_FAIL_REASONS; i++) {
+		evbuffer_add_printf(out, "%s\"%s\":%" PRIu64, i ? "," : "", tlsq_fail_reason_name(i),
+		                    counts[i]);
+		total += counts[i];
+	}
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	uint64_t now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	evbuffer_add_printf(out, "},\"total\":%" PRIu64 ",\"recent\":[", total);
+	for (size_t i = 0; i < n; i++) {
+		const struct tlsq_accept_failure *f = &recent[i];
+		evbuffer_add_printf(out,
+		                    "%s{\"seq\":%" PRIu64 ",\"unix_ms\":%" PRIu64
+		                    ",\"age_ms\":%" PRIu64 ",\"duration_ms\":%" PRIu64
+		                    ",\"port\":%d,\"reason\":\"%s\",\"phase\":\"%s\",\"error\":%d",
+		                    i ? "," : "", f->seq, f->unix_ms,
+		                    now > f->unix_ms ? now - f->unix_ms : 0, f->duration_ms, f->port,
+		                    tlsq_fail_reason_name(f->reason), tlsq_fail_phase_name(f->phase),
+		                    f->error);
+		json_field_str(out, "error_name", f->error ? tlsq_strerror(f->error) : "", 64);
+		json_field_str(out, "peer", f->peer, sizeof f->peer);
+		json_field_str(out, "detail", f->detail, sizeof f->detail);
+		evbuffer_add(out, "}", 1);
+	}
+	evbuffer_add(out, "]}", 2);
+}
+
 /* see status.h */
 int tlsq__status_json(const tlsq__status_view *v, uint64_t offset, uint64_t limit,
                       struct evbuffer *out)
 {
 	evbuffer_add_printf(out, "{\"engine\":");
 	json_engine(v, out);
+	evbuffer_add_printf(out, ",\"failures\":");
+	json_failures(v, out);
+	evbuffer_add_printf(out, ",\"attention\":");
+	int arc = json_attention(v, out);
 	evbuffer_add_printf(out, ",\"connections\":");
 	int rc = json_conns(v, offset, limit, out);
 	evbuffer_add(out, "}\n", 2);
-	return rc;
+	return rc ? rc : arc;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -446,6 +553,13 @@ static void metrics_engine(const tlsq__status_view *v, struct evbuffer *out)
 	for (int i = 1; i < NERR_NAMES; i++)
 		evbuffer_add_printf(out, "tlsq_errors_total{code=\"%s\"} %" PRIu64 "\n", err_names[i],
 		                    C(errors[i]));
+	head(out, "tlsq_accept_failures_total", "counter",
+	     "Server connections that never reached tlsq_accept, by reason (failed or "
+	     "timed-out handshakes, peers that speak no TLS, accept queue full).");
+	for (int i = 0; i < TLSQ_FAIL_REASONS; i++)
+		evbuffer_add_printf(out, "tlsq_accept_failures_total{reason=\"%s\"} %" PRIu64 "\n",
+		                    tlsq_fail_reason_name(i),
+		                    tlsq__counter_get(&e->failures.by_reason[i]));
 	pair(out, "tlsq_wakeups_total",
 	     "Application-to-IO-thread wakeups: eventfd writes, and wakeups coalesced away.",
 	     "result", "sent", wakeups_sent(e), "coalesced", C(wakeups_saved));

@@ -306,9 +306,89 @@ TLSQ_API int tlsq_listener_port(const tlsq_listener *l);
 /*
  * Takes the next connection whose handshake completed. Returns TLSQ_OK,
  * TLSQ_EAGAIN, TLSQ_ETIMEDOUT or TLSQ_ECLOSED (listener closed). Connections
- * whose handshake failed never appear here; they are counted in the status.
+ * whose handshake failed never appear here; read them with
+ * tlsq_listener_failures (below).
  */
 TLSQ_API int tlsq_accept(tlsq_listener *l, tlsq_conn **out, int timeout_ms);
+
+/*
+ * Failed handshakes. A connection that never reaches tlsq_accept (its
+ * handshake failed or timed out, the peer spoke no TLS, or it was dropped
+ * because the accept queue was full) is recorded on its listener: counts by
+ * reason since the listener started, and the most recent
+ * TLSQ_FAILURES_KEPT failures in full. The engine keeps the same for all
+ * its listeners together, for the status endpoint ("failures" in /status,
+ * tlsq_accept_failures_total in /metrics). Connections ended by
+ * tlsq_engine_free are not failures.
+ */
+typedef enum tlsq_fail_reason {
+	TLSQ_FAIL_OTHER = 0,          /* anything else (out of memory, socket error) */
+	TLSQ_FAIL_TIMEOUT = 1,        /* handshake deadline passed: peer silent or too slow */
+	TLSQ_FAIL_NOT_TLS = 2,        /* the peer does not speak TLS (HTTP, random bytes) */
+	TLSQ_FAIL_VERSION = 3,        /* no TLS version in common (an old client) */
+	TLSQ_FAIL_CIPHER = 4,         /* no cipher suite or group in common */
+	TLSQ_FAIL_NO_CLIENT_CERT = 5, /* certificate required, client sent none */
+	TLSQ_FAIL_CLIENT_CERT = 6,    /* client certificate did not verify */
+	TLSQ_FAIL_PEER_ALERT = 7,     /* the client gave up with an alert, e.g. it
+	                                 does not trust our certificate */
+	TLSQ_FAIL_PEER_CLOSED = 8,    /* the client closed or reset TCP mid-handshake */
+	TLSQ_FAIL_PROTOCOL = 9,       /* any other TLS protocol error */
+	TLSQ_FAIL_ACCEPT_QUEUE = 10,  /* handshaken, but the accept queue was full
+	                                 or the listener closed */
+} tlsq_fail_reason;
+#define TLSQ_FAIL_REASONS 11 /* number of reasons: size of a counts array */
+
+/* How far the connection got. */
+typedef enum tlsq_fail_phase {
+	TLSQ_PHASE_CONNECTED = 0, /* TCP accepted, the peer sent nothing yet */
+	TLSQ_PHASE_HANDSHAKE = 1, /* the peer sent data, the handshake did not complete */
+	TLSQ_PHASE_ACCEPT = 2,    /* handshaken, not handed to tlsq_accept */
+} tlsq_fail_phase;
+
+#define TLSQ_FAILURES_KEPT 32
+
+struct tlsq_accept_failure {
+	uint64_t seq;             /* 1, 2, ... per listener (per engine in the
+	                             engine's list); a gap means failures that
+	                             were overwritten before being read */
+	uint64_t unix_ms;         /* when it failed, Unix time in milliseconds */
+	uint64_t duration_ms;     /* from TCP accept to the failure */
+	tlsq_fail_reason reason;
+	tlsq_fail_phase phase;
+	int error;                /* the tlsq_err the connection failed with */
+	int port;                 /* the listener's port */
+	char peer[64];            /* "1.2.3.4:5678" */
+	char detail[256];         /* one line: "peer sent no certificate but one is required" */
+};
+
+/* A short stable name for a reason ("no_client_cert") or a phase
+ * ("handshake"), used by the programs and the status endpoint. Never NULL. */
+TLSQ_API const char *tlsq_fail_reason_name(int reason);
+TLSQ_API const char *tlsq_fail_phase_name(int phase);
+
+/*
+ * Copies up to `cap` of the listener's most recent failures into `out`,
+ * newest first, and returns how many (at most TLSQ_FAILURES_KEPT), or
+ * TLSQ_EINVAL. Never blocks, and never makes an IO thread wait: the IO
+ * tasks write each entry under its own sequence number, and a reader that
+ * races a writer skips that entry rather than see it torn. `counts`, if not
+ * NULL, receives TLSQ_FAIL_REASONS counters (failures by reason since the
+ * listener was created; they are exact even when entries were overwritten).
+ * Any thread, any time until tlsq_listener_free, also after
+ * tlsq_listener_close.
+ */
+TLSQ_API ssize_t tlsq_listener_failures(tlsq_listener *l, struct tlsq_accept_failure *out,
+                                        size_t cap, uint64_t *counts);
+
+/*
+ * Waits for a failure newer than `after` (a seq; 0 for the first) and copies
+ * the oldest such one still kept into *out: pass out->seq back as `after` to
+ * follow the failures one by one (a program's log line). Returns TLSQ_OK,
+ * TLSQ_EAGAIN, TLSQ_ETIMEDOUT, or TLSQ_ECLOSED once the listener is closed
+ * and nothing newer is kept. Any thread; several may wait at once.
+ */
+TLSQ_API int tlsq_listener_next_failure(tlsq_listener *l, uint64_t after,
+                                        struct tlsq_accept_failure *out, int timeout_ms);
 
 /* Stops accepting; blocked tlsq_accept calls return TLSQ_ECLOSED. Idempotent. */
 TLSQ_API void tlsq_listener_close(tlsq_listener *l);
@@ -520,6 +600,7 @@ struct tlsq_conn_info {
 	int recv_parked;          /* 1 while reading stopped because the application
 	                             has not drained the receive queue */
 	uint64_t parked_ms;       /* how long the longest current park has lasted */
+	uint64_t age_ms;          /* since the connection was created (accepted or connect started) */
 	int error;                /* sticky error code or TLSQ_OK */
 	char error_reason[256];   /* one-line reason, "" if none */
 };

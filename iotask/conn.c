@@ -100,7 +100,7 @@ struct tlsq_conn *tlsq__conn_new(struct tlsq_engine *e, struct tlsq_tls *tls, in
 	atomic_init(&c->tx_idle, 1);
 	tlsq__ec_init(&c->state_ec);
 	tlsq__frame_dec_init(&c->dec, cfg->max_message);
-	c->last_io_ms = tlsq__now_ms();
+	c->last_io_ms = c->created_ms = tlsq__now_ms();
 	tlsq__count(&e->stats.conns_opened, 1);
 	atomic_fetch_add(&e->stats.conns_live, 1);
 	return c;
@@ -325,6 +325,7 @@ void tlsq__conn_finish(struct tlsq_conn *c)
 			struct tlsq_listener *l = c->listener;
 			c->listener = NULL;
 			tlsq__count(&l->handshake_failed, 1);
+			tlsq__listener_failed(l, c, TLSQ_PHASE_HANDSHAKE);
 			tlsq__listener_unref(l);
 			c->app_gone = 1;
 			/* The accept queue's reference; never the last (IO holds one). */
@@ -437,6 +438,8 @@ void tlsq__conn_fill_info(struct tlsq_conn *c, struct tlsq_conn_info *info)
 	info->blocked_receivers = atomic_load(&c->rxq.waiting_consumers);
 	info->key_updates_sent = atomic_load(&c->key_updates_sent);
 	info->key_updates_received = atomic_load(&c->key_updates_received);
+	uint64_t now_ms = tlsq__now_ms();
+	info->age_ms = now_ms > c->created_ms ? now_ms - c->created_ms : 0;
 	info->send_parked = atomic_load(&c->send_parked);
 	info->recv_parked = atomic_load(&c->recv_parked);
 	if (info->send_parked || info->recv_parked) {

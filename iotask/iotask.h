@@ -37,6 +37,7 @@
 #include "../api/tlsq.h"
 #include "buf.h"
 #include "frame.h"
+#include "logring.h"
 #include "notify.h"
 #include "queue.h"
 #include "stats.h"
@@ -59,6 +60,13 @@ enum {
 	TLSQ__REQ_RX_ROOM = 1u << 6,    /* a consumer made room in the rx queue */
 	TLSQ__REQ_STOP = 1u << 7,       /* engine shutdown: abort */
 };
+
+/* ---- failed handshakes (failures.c): one per listener, one per engine ---- */
+typedef struct tlsq__failures {
+	tlsq__logring ring;              /* struct tlsq_accept_failure records */
+	tlsq__counter by_reason[TLSQ_FAIL_REASONS];
+	tlsq__ec ec;                     /* incremented after each record */
+} tlsq__failures;
 
 /* ---- engine-wide counters (status endpoint) ---- */
 typedef struct tlsq__engine_stats {
@@ -114,6 +122,7 @@ struct tlsq_engine {
 	pthread_mutex_t lmu;             /* listener list only: never on the IO path */
 	tlsq__status *status;
 	_Atomic int stopping;
+	tlsq__failures failures;         /* every listener's failed handshakes (failures.c) */
 };
 
 /* ---- TLS profile (iotask/tls.c) ---- */
@@ -150,6 +159,7 @@ struct tlsq_listener {
 	_Atomic uint32_t waiters;        /* threads inside tlsq_accept (tests) */
 	struct tlsq_listener *next;
 	tlsq__counter accepted, handshake_failed, dropped;
+	tlsq__failures failures;
 };
 
 /* ---- connection ---- */
@@ -231,6 +241,14 @@ struct tlsq_conn {
 	uint64_t ku_window_start_ms;
 	uint32_t ku_in_window;
 	uint64_t timer_armed_ms;         /* deadline the timer is set for, 0 = none */
+	uint64_t created_ms;             /* monotonic ms at tlsq__conn_new (age, failures) */
+	int tls_fail_err;                /* wolfSSL error of the failure (tls_fail) */
+	int tls_fail_alert;              /* fatal alert received with it, or -1 */
+	unsigned char peer_first[3];     /* the peer's first bytes (is it TLS at all?) */
+	int peer_first_len;
+	unsigned char rec_hdr[5];        /* the last record header wolfSSL read */
+	unsigned char rec_body[2];       /* and the first bytes of its body */
+	int rec_body_len;
 };
 
 /* ---- iothread.c ---- */
@@ -315,6 +333,16 @@ void tlsq__listener_unref(struct tlsq_listener *l);
  * thread. */
 void tlsq__listeners_close_all(struct tlsq_engine *e);
 
+/* ---- failures.c ---- */
+void tlsq__failures_init(tlsq__failures *f);
+/* IO thread of c: c, a server connection of l, ends without reaching
+ * tlsq_accept (phase: tlsq_fail_phase). Records it on l and its engine
+ * unless the engine is stopping. Never blocks. */
+void tlsq__listener_failed(struct tlsq_listener *l, struct tlsq_conn *c, int phase);
+/* Status thread: the engine's records, newest first; counts may be NULL. */
+size_t tlsq__failures_read(const tlsq__failures *f, struct tlsq_accept_failure *out, size_t cap,
+                           uint64_t *counts);
+
 /* ---- tls.c: the only wolfSSL user ---- */
 int tlsq__tls_global_init(void);
 /* Creates the WOLFSSL for c with the profile's settings; host is the
@@ -337,6 +365,8 @@ int tlsq__tls_shutdown(struct tlsq_conn *c);
 int tlsq__tls_key_update(struct tlsq_conn *c);
 /* Saves the client session (ticket) into the profile. */
 void tlsq__tls_save_session(struct tlsq_conn *c);
+/* The tlsq_fail_reason of a server connection whose handshake failed. */
+int tlsq__tls_fail_reason(const struct tlsq_conn *c);
 /* Bytes of plaintext wolfSSL holds decrypted but not yet read. */
 int tlsq__tls_pending(struct tlsq_conn *c);
 

@@ -165,6 +165,7 @@ void tlsq__listener_deliver(struct tlsq_listener *l, struct tlsq_conn *c)
 		tlsq__count(&c->engine->stats.accept_dropped, 1);
 		c->app_gone = 1;
 		tlsq__conn_fail(c, TLSQ_ECLOSED, "accept queue full or listener closed");
+		tlsq__listener_failed(l, c, TLSQ_PHASE_ACCEPT);
 		/* drop the accept queue's reference (never the last: IO holds one) */
 		atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel);
 		return;
@@ -272,6 +273,7 @@ int tlsq_listen(tlsq_engine *e, const char *addr, tlsq_tls *tls, tlsq_listener *
 	l->nslots = n;
 	ck_ring_init(&l->ring, n);
 	tlsq__ec_init(&l->ec);
+	tlsq__failures_init(&l->failures);
 	struct sockaddr_storage bound;
 	socklen_t blen = sizeof bound;
 	getsockname(fd, (struct sockaddr *)&bound, &blen);
@@ -358,6 +360,7 @@ void tlsq_listener_close(tlsq_listener *l)
 	 * and waits for a running callback to finish. */
 	event_del(l->ev);
 	tlsq__ec_inc(&l->ec);
+	tlsq__ec_inc(&l->failures.ec);
 }
 
 /* see tlsq.h */

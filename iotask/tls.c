@@ -114,6 +114,18 @@ static int tls_recv_cb(WOLFSSL *ssl, char *buf, int sz, void *ctx)
 		return WOLFSSL_CBIO_ERR_WANT_READ;
 	}
 	int n = evbuffer_remove(c->in, buf, (size_t)sz);
+	for (int i = 0; i < n && c->peer_first_len < (int)sizeof c->peer_first; i++)
+		c->peer_first[c->peer_first_len++] = (unsigned char)buf[i];
+	/* wolfSSL asks for a record's 5-byte header, then its body: keep the
+	 * last header and the body's start, to name a plaintext alert that
+	 * wolfSSL 5.5.4 rejects mid-TLS 1.3-handshake as a parse error. */
+	if (sz == 5 && n == 5) {
+		memcpy(c->rec_hdr, buf, 5);
+		c->rec_body_len = 0;
+	} else if (n >= 2 && c->rec_body_len == 0) {
+		memcpy(c->rec_body, buf, 2);
+		c->rec_body_len = 2;
+	}
 	return n > 0 ? n : WOLFSSL_CBIO_ERR_WANT_READ;
 }
 
@@ -244,6 +256,24 @@ static int tls_fail(struct tlsq_conn *c, int ret, const char *during)
 	WOLFSSL_ALERT_HISTORY h;
 	memset(&h, 0, sizeof h);
 	wolfSSL_get_alert_history(ssl, &h);
+	/* A plaintext fatal alert (a TLS 1.3 client that rejects our
+	 * certificate before it has handshake keys) that wolfSSL could not
+	 * parse: report it as the alert it is. */
+	if (e == PARSE_ERROR && h.last_rx.level != 2 && c->rec_hdr[0] == 21 && c->rec_hdr[3] == 0 &&
+	    c->rec_hdr[4] == 2) {
+		unsigned char a[2];
+		if (c->rec_body_len == 2)
+			memcpy(a, c->rec_body, 2);
+		else if (evbuffer_copyout(c->in, a, 2) != 2)
+			a[0] = 0;
+		if (a[0] == 2) {
+			h.last_rx.level = 2;
+			h.last_rx.code = a[1];
+			e = FATAL_ERROR;
+		}
+	}
+	c->tls_fail_err = e; /* for tlsq__tls_fail_reason */
+	c->tls_fail_alert = h.last_rx.level == 2 ? h.last_rx.code : -1;
 
 	/* The verify callback already wrote a precise certificate reason. */
 	if (c->verify_reason[0] != 0) {
@@ -315,6 +345,63 @@ static int tls_fail(struct tlsq_conn *c, int ret, const char *during)
 	tlsq__conn_fail(c, TLSQ_ETLS, "TLS error %s: %s (%d)", during,
 	                reason ? reason : buf, e);
 	return TLSQ_ETLS;
+}
+
+/* 1 if the peer's first bytes can start a TLS connection: a TLS record
+ * (content type 20..23, version major 3) or an SSLv2-style ClientHello
+ * (length with the top bit, then message type 1). */
+static int looks_like_tls(const struct tlsq_conn *c)
+{
+	const unsigned char *b = c->peer_first;
+	if (c->peer_first_len < 2)
+		return 1; /* too little to tell */
+	if (b[0] >= 20 && b[0] <= 23)
+		return b[1] == 3;
+	if (b[0] & 0x80)
+		return c->peer_first_len < 3 || b[2] == 1;
+	return 0;
+}
+
+/* see iotask.h */
+int tlsq__tls_fail_reason(const struct tlsq_conn *c)
+{
+	int err = atomic_load(&c->error);
+	if (c->peer_first_len > 0 && !looks_like_tls(c))
+		return TLSQ_FAIL_NOT_TLS;
+	if (err == TLSQ_ETIMEDOUT && c->tls_fail_err == 0)
+		return TLSQ_FAIL_TIMEOUT;
+	switch (c->tls_fail_err) {
+	case 0: break;
+	case NO_PEER_CERT: return TLSQ_FAIL_NO_CLIENT_CERT;
+	case VERSION_ERROR: return TLSQ_FAIL_VERSION;
+	case MATCH_SUITE_ERROR: return TLSQ_FAIL_CIPHER;
+	case SOCKET_PEER_CLOSED_E:
+	case SOCKET_ERROR_E:
+		return err == TLSQ_ETRUNCATED || err == TLSQ_ECONNRESET ? TLSQ_FAIL_PEER_CLOSED
+		                                                        : TLSQ_FAIL_OTHER;
+	case FATAL_ERROR:
+		if (c->tls_fail_alert == 70) /* protocol_version */
+			return TLSQ_FAIL_VERSION;
+		if (c->tls_fail_alert == 40 || c->tls_fail_alert == 71) /* handshake_failure */
+			return TLSQ_FAIL_CIPHER;
+		if (c->tls_fail_alert == 116) /* certificate_required */
+			return TLSQ_FAIL_NO_CLIENT_CERT;
+		if (c->tls_fail_alert >= 0)
+			return TLSQ_FAIL_PEER_ALERT;
+		return TLSQ_FAIL_PROTOCOL;
+	default:
+		if (err == TLSQ_ECERT)
+			return TLSQ_FAIL_CLIENT_CERT;
+		return TLSQ_FAIL_PROTOCOL;
+	}
+	switch (err) {
+	case TLSQ_ECERT: return TLSQ_FAIL_CLIENT_CERT;
+	case TLSQ_ETIMEDOUT: return TLSQ_FAIL_TIMEOUT;
+	case TLSQ_ETRUNCATED:
+	case TLSQ_ECONNRESET: return TLSQ_FAIL_PEER_CLOSED;
+	case TLSQ_ETLS: return TLSQ_FAIL_PROTOCOL;
+	default: return TLSQ_FAIL_OTHER;
+	}
 }
 
 /* ------------------------------------------------------------------------ */

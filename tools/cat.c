@@ -46,7 +46,8 @@ static void usage(FILE *out)
 	        "\n"
 	        "  -l, --listen                serve one connection on the address instead of\n"
 	        "                              connecting (needs --cert/--key or --self-signed)\n"
-	        "  -v, --verbose               print the connection's TLS parameters on stderr\n"
+	        "  -v, --verbose               print the connection's TLS parameters on stderr, and\n"
+	        "                              (with --listen) each failed handshake\n"
 	        "  -h, --help                  this text\n"
 	        "  -V, --version               versions of tlsq and the crypto library\n"
 	        "\n%s\n%s\n"
@@ -192,7 +193,12 @@ int main(int argc, char **argv)
 		if (tlsq_listen(e, addr, tls, &l) != TLSQ_OK)
 			tool_die("cannot listen on %s: %s", addr, tlsq_last_error());
 		tool_err("listening on port %d", tlsq_listener_port(l));
+		struct tool_faillog flog = {0};
+		if (verbose)
+			tool_faillog_start(&flog, l);
 		int rc = tlsq_accept(l, &k.c, -1);
+		tlsq_listener_close(l);
+		tool_faillog_stop(&flog);
 		tlsq_listener_free(l);
 		if (rc != TLSQ_OK)
 			tool_die("accept: %s", tlsq_strerror(rc));

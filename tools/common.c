@@ -320,6 +320,47 @@ void tool_print_conn(const char *what, tlsq_conn *c)
 	        in.alpn, in.resumed ? ", resumed" : "");
 }
 
+void tool_print_failure(const struct tlsq_accept_failure *f)
+{
+	static const char *const when[] = {"before the peer sent anything", "during the handshake",
+	                                   "after the handshake"};
+	fprintf(stderr, "%s: %s %s after %llu ms, %s [%s]: %s\n", prog,
+	        f->phase == TLSQ_PHASE_ACCEPT ? "dropped" : "handshake failed with", f->peer,
+	        (unsigned long long)f->duration_ms,
+	        f->phase <= TLSQ_PHASE_ACCEPT ? when[f->phase] : "?",
+	        tlsq_fail_reason_name(f->reason), f->detail[0] ? f->detail : tlsq_strerror(f->error));
+}
+
+static void *faillog_main(void *p)
+{
+	struct tool_faillog *f = p;
+	struct tlsq_accept_failure rec;
+	uint64_t after = 0;
+	while (tlsq_listener_next_failure(f->l, after, &rec, -1) == TLSQ_OK) {
+		if (after && rec.seq > after + 1)
+			fprintf(stderr, "%s: %llu failed handshakes not shown (too many at once)\n",
+			        prog, (unsigned long long)(rec.seq - after - 1));
+		tool_print_failure(&rec);
+		after = rec.seq;
+	}
+	return NULL;
+}
+
+void tool_faillog_start(struct tool_faillog *f, tlsq_listener *l)
+{
+	f->l = l;
+	f->started = pthread_create(&f->thread, NULL, faillog_main, f) == 0;
+	if (!f->started)
+		tool_err("cannot start the failure log thread");
+}
+
+void tool_faillog_stop(struct tool_faillog *f)
+{
+	if (f->started)
+		pthread_join(f->thread, NULL);
+	f->started = 0;
+}
+
 uint64_t tool_now_ns(void)
 {
 	struct timespec ts;

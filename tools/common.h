@@ -14,6 +14,7 @@
 #define TLSQ_TOOLS_COMMON_H
 
 #include <getopt.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -142,6 +143,25 @@ tlsq_tls *tool_tls_new(const struct tool_tls_opts *o, tlsq_role role, tlsq_mode 
 /* Prints one line about an established connection on stderr (version,
  * cipher, peer, peer certificate subject). */
 void tool_print_conn(const char *what, tlsq_conn *c);
+
+/* Prints one line about a connection that never reached tlsq_accept:
+ * "prog: handshake failed with PEER after N ms, during the handshake
+ * [REASON]: DETAIL". */
+void tool_print_failure(const struct tlsq_accept_failure *f);
+
+/*
+ * -v: a thread that prints every failed handshake of a listener as it
+ * happens (tlsq_listener_next_failure). Stop it after tlsq_listener_close
+ * and before tlsq_listener_free: tool_faillog_stop joins the thread, which
+ * first prints what is still kept.
+ */
+struct tool_faillog {
+	tlsq_listener *l;
+	pthread_t thread;
+	int started;
+};
+void tool_faillog_start(struct tool_faillog *f, tlsq_listener *l);
+void tool_faillog_stop(struct tool_faillog *f);
 
 /*
  * Blocks SIGINT, SIGTERM and SIGHUP in the calling thread, so call it before

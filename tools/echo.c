@@ -202,6 +202,9 @@ int main(int argc, char **argv)
 	if (srv.stopping) /* a signal came before the listener existed */
 		tlsq_listener_close(l);
 	pthread_mutex_unlock(&srv.mu);
+	struct tool_faillog flog = {0};
+	if (srv.verbose)
+		tool_faillog_start(&flog, l);
 
 	for (;;) {
 		tlsq_conn *c;
@@ -242,6 +245,7 @@ int main(int argc, char **argv)
 		pthread_cond_wait(&srv.cv, &srv.mu);
 	srv.listener = NULL;
 	pthread_mutex_unlock(&srv.mu);
+	tool_faillog_stop(&flog); /* the listener is closed: it returns */
 	tlsq_listener_free(l);
 	tlsq_engine_free(e);
 	free(addr);

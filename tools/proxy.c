@@ -425,6 +425,9 @@ int main(int argc, char **argv)
 			shutdown(lfd, SHUT_RDWR);
 	}
 	pthread_mutex_unlock(&px.mu);
+	struct tool_faillog flog = {0};
+	if (tl && px.verbose)
+		tool_faillog_start(&flog, tl);
 
 	for (;;) {
 		if (tl) {
@@ -461,9 +464,10 @@ int main(int argc, char **argv)
 	while (px.live > 0)
 		pthread_cond_wait(&px.cv, &px.mu);
 	pthread_mutex_unlock(&px.mu);
-	if (tl)
+	if (tl) {
+		tool_faillog_stop(&flog); /* the listener is closed: it returns */
 		tlsq_listener_free(tl);
-	else
+	} else
 		close(lfd);
 	tlsq_engine_free(px.engine);
 	tlsq_tls_free(px.up_tls);

@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """The HTTP status endpoint, checked from outside with real clients.
 
-usage: status.py TOOLS_DIR [numbers|endpoints|token|promtool|page|demo|abuse ...]
+usage: status.py TOOLS_DIR [numbers|endpoints|token|promtool|page|trouble|demo|abuse ...]
 
 - demo: while tlsq-demo runs, /status shows 2 x clients open connections
   whose counters agree with each other and with /metrics, and never exceed
@@ -14,6 +14,11 @@ usage: status.py TOOLS_DIR [numbers|endpoints|token|promtool|page|demo|abuse ...
 - `promtool check metrics` on /metrics;
 - headless Chromium renders the page, which shows the live connections
   (DOM dump) and produces a non-blank screenshot;
+- trouble: a peer that stops reading (tlsq-echo) and an application that
+  stops draining (tlsq-cat with its stdout unread) are named in words on the
+  page within the first screen at 1280 and 390 px (the page's own layout,
+  read from the DOM), with the failed handshakes and the #token= hint on 401
+  (TLSQ_STATUS_SHOTS=DIR keeps the screenshots);
 - abuse: 500 slow-loris connections, 3,000 idle ones, POSTs and oversize
   headers while tlsq-demo runs: /healthz still answers within 100 ms, the
   demo keeps moving messages and ends with every message intact (exit 0).
@@ -358,6 +363,145 @@ def _(procs):
         shutil.copy(shot, os.environ["TLSQ_STATUS_SCREENSHOT"])
     for c in clients:
         c.close()
+
+
+def page_dom(url, width, height, shot=None):
+    """Loads the page in headless Chromium at width x height; returns the DOM
+    after its script ran (and takes a screenshot if asked)."""
+    common = [chromium(), "--headless", "--no-sandbox", "--disable-gpu",
+              "--disable-dev-shm-usage", "--hide-scrollbars",
+              "--user-data-dir=" + os.path.join(TMP, "chromium-%d" % width),
+              "--virtual-time-budget=4000", f"--window-size={width},{height}"]
+    if shot:
+        subprocess.run(common + ["--screenshot=" + shot, url], capture_output=True, timeout=120)
+        w, h, colours = png_stats(shot)
+        if (w, h) != (width, height) or colours < 8:
+            raise AssertionError(f"screenshot {w}x{h} with {colours} colours: blank?")
+    return subprocess.run(common + ["--dump-dom", url], capture_output=True, text=True,
+                          timeout=120).stdout
+
+
+def dom_attr(dom, name):
+    m = re.search(r'<html[^>]* %s="([^"]*)"' % re.escape(name), dom)
+    return m.group(1) if m else None
+
+
+def attention_item(dom, cid):
+    """The text of the attention item of connection cid (tags stripped)."""
+    m = re.search(r'<div class="item (bad|warn)" data-id="%d">(.*?)</div></div>' % cid, dom)
+    if not m:
+        return None, None
+    return m.group(1), re.sub(r"<[^>]+>", "", m.group(2))
+
+
+def blast(sock, total):
+    """Sends from a thread until `total` bytes went or the socket blocks for
+    good (the test ends it by closing the socket)."""
+    def run():
+        try:
+            sock.sendall(os.urandom(1 << 20) * (total >> 20))
+        except OSError:
+            pass
+    threading.Thread(target=run, daemon=True).start()
+
+
+def stuck_entry(url, key, min_ms):
+    """A condition: /status lists a connection under attention with `key`
+    parked for at least min_ms; returns it."""
+    def check():
+        code, _, body = http(url, "/status")
+        if code != 200:
+            return None
+        for c in json.loads(body)["attention"]:
+            if c[key] and c["parked_ms"] >= min_ms:
+                return c
+        return None
+    return check
+
+
+@only("trouble", "the page leads with trouble: a stuck connection named in words within the "
+      "first screen at 1280 and 390 px, failed handshakes with reasons, the #token= hint")
+def _(procs):
+    # 1. A peer that stops reading: it sends to tlsq-echo and never reads the echo.
+    echo, url, port = start_echo(procs, "--handshake-timeout", "1000")
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    raw.settimeout(20)
+    raw.connect(("127.0.0.1", port))
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    hog = ctx.wrap_socket(raw, server_hostname="localhost")
+    hog.settimeout(None)
+    blast(hog, 64 << 20)
+    # and a peer that speaks no TLS, for the failures list
+    http_peer = socket.create_connection(("127.0.0.1", port), timeout=20)
+    http_peer.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    # stuck: the page calls a park of 5 s or more "stuck" (STUCK_MS)
+    c = wait_for(stuck_entry(url, "send_parked", 5500), "the echo's send side parked 5.5 s",
+                 timeout=90)
+    shots = os.environ.get("TLSQ_STATUS_SHOTS")  # a directory: keep the screenshots
+    for width, height in ((1280, 900), (390, 844)):
+        shot = os.path.join(shots or TMP, f"trouble-{width}.png")
+        dom = page_dom(url + "/", width, height, shot)
+        if dom_attr(dom, "data-window") is None:
+            raise AssertionError(f"{width} px: the page's script did not run: {dom[:300]!r}")
+        sev, text = attention_item(dom, c["id"])
+        if not text or c["peer"] not in text or \
+                not re.search(r"peer has not read for (\d+ s|\d+m \d+s)", text):
+            raise AssertionError(f"{width} px: no attention item naming {c['peer']} as a "
+                                 f"peer that has not read: {text!r}")
+        if sev != "bad" or "open for" not in text:
+            raise AssertionError(f"{width} px: item {sev!r}, without its age: {text!r}")
+        in_view = (dom_attr(dom, "data-in-view") or "").split()
+        if str(c["id"]) not in in_view:
+            raise AssertionError(f"{width} px ({dom_attr(dom, 'data-window')}): the stuck "
+                                 f"connection is not within the first screen: {in_view}")
+        if width == 1280 and dom_attr(dom, "data-wide") != "false":
+            raise AssertionError("1280 px: the page is wider than the window")
+        if "Trouble: 1 connection stuck or failed" not in dom:
+            raise AssertionError(f"{width} px: no trouble banner")
+        if not re.search(r'<span class="why">not tls</span>', dom):
+            raise AssertionError(f"{width} px: the failed handshake (not tls) is not listed")
+        if ">stuck<" not in dom:
+            raise AssertionError(f"{width} px: the table does not call the row stuck")
+    hog.close()
+    http_peer.close()
+
+    # 2. An application that stops draining: tlsq-cat whose stdout nobody reads.
+    errpath = os.path.join(TMP, "cat.err")
+    with open(errpath, "wb") as err:
+        cat = subprocess.Popen([os.path.join(TOOLS, "tlsq-cat"), "--listen", "127.0.0.1:0",
+                                "--self-signed", "--status", "0"], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=err)
+    try:
+        def cat_addrs():
+            t = open(errpath, encoding="utf-8", errors="replace").read()
+            u = re.search(r"status: (http://[0-9.]+:\d+)/", t)
+            p = re.search(r"listening on port (\d+)", t)
+            return (u.group(1), int(p.group(1))) if u and p else None
+        curl, cport = wait_for(cat_addrs, "tlsq-cat to print its addresses")
+        feeder = tls_client(cport)
+        feeder.settimeout(None)
+        blast(feeder, 16 << 20)
+        c = wait_for(stuck_entry(curl, "recv_parked", 1000), "tlsq-cat's receive side parked",
+                     timeout=90)
+        dom = page_dom(curl + "/", 1280, 900)
+        _, text = attention_item(dom, c["id"])
+        if not text or not re.search(r"application has not drained [0-9.]+ (KiB|MiB) for", text):
+            raise AssertionError(f"no attention item for the undrained application: {text!r}")
+        if str(c["id"]) not in (dom_attr(dom, "data-in-view") or "").split():
+            raise AssertionError("the undrained connection is not within the first screen")
+        feeder.close()
+    finally:
+        cat.kill()
+        cat.wait()
+
+    # 3. A 401 tells how to give the token.
+    tok_echo, turl, _ = start_echo(procs, "--status-token", "s3cret")
+    dom = page_dom(turl + "/", 1280, 900)
+    if "#token=" not in dom or "needs a token" not in dom:
+        raise AssertionError("a 401 does not show the #token= hint")
 
 
 def summary_number(text, label):
