@@ -128,6 +128,7 @@ struct tlsq_tls {
 	char *alpn;                      /* wolfSSL form: comma separated */
 	void *ctx;                       /* WOLFSSL_CTX */
 	char *cert_pem;                  /* own certificate (for tlsq_tls_cert_pem) */
+	char *warnings;                  /* tlsq_tls_warnings: NULL or lines */
 	pthread_mutex_t session_mu;      /* client ticket: taken by IO threads only */
 	void *session;                   /* WOLFSSL_SESSION, last ticket */
 };
@@ -215,6 +216,8 @@ struct tlsq_conn {
 	int finished;                    /* socket and TLS released */
 	int in_read;                     /* inside wolfSSL_read: output is control */
 	uint64_t out_control;            /* control bytes produced during reads */
+	unsigned char first_in[16];      /* the peer's first bytes, to name a non-TLS peer */
+	uint8_t first_in_len;
 	tlsq__buf *tx_cur;               /* entry partly handed to TLS */
 	tlsq__buf *staging;              /* coalescing buffer for small entries */
 	tlsq__buf *rx_cur;               /* stream: buffer being filled */

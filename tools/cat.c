@@ -190,7 +190,7 @@ int main(int argc, char **argv)
 	if (listen_mode) {
 		tlsq_listener *l;
 		if (tlsq_listen(e, addr, tls, &l) != TLSQ_OK)
-			tool_die("cannot listen on %s: %s", addr, tlsq_last_error());
+			tool_die_listen(addr);
 		tool_err("listening on port %d", tlsq_listener_port(l));
 		int rc = tlsq_accept(l, &k.c, -1);
 		tlsq_listener_free(l);
