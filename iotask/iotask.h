@@ -216,7 +216,7 @@ struct tlsq_conn {
 	int finished;                    /* socket and TLS released */
 	int in_read;                     /* inside wolfSSL_read: output is control */
 	uint64_t out_control;            /* control bytes produced during reads */
-	unsigned char first_in[16];      /* the peer's first bytes, to name a non-TLS peer */
+	unsigned char first_in[24];      /* the peer's first bytes, to name a non-TLS peer */
 	uint8_t first_in_len;
 	tlsq__buf *tx_cur;               /* entry partly handed to TLS */
 	tlsq__buf *staging;              /* coalescing buffer for small entries */

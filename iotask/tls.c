@@ -474,8 +474,15 @@ void tlsq__tls_ssl_free(struct tlsq_conn *c)
  */
 static int tls_not_tls(struct tlsq_conn *c)
 {
-	const unsigned char *b = c->first_in;
+	unsigned char b[sizeof c->first_in];
 	size_t n = c->first_in_len;
+	memcpy(b, c->first_in, n);
+	/* wolfSSL read only a record header (5 bytes): show what follows too. */
+	if (n < sizeof b) {
+		ev_ssize_t more = evbuffer_copyout(c->in, b + n, sizeof b - n);
+		if (more > 0)
+			n += (size_t)more;
+	}
 	if (n == 0 || (b[0] >= 20 && b[0] <= 24 && (n < 2 || b[1] == 3)))
 		return 0;
 	char shown[4 * sizeof c->first_in + 1];
@@ -491,7 +498,7 @@ static int tls_not_tls(struct tlsq_conn *c)
 	}
 	shown[w] = 0;
 	tlsq__conn_fail(c, TLSQ_ETLS, "the peer does not speak TLS (it sent '%s%s')", shown,
-	                n == sizeof c->first_in ? "..." : "");
+	                n == sizeof b ? "..." : "");
 	return 1;
 }
 
