@@ -241,14 +241,18 @@ typedef struct tlsq_tls_config {
 	const char *cert_pem;      /* or: the PEM certificate in memory */
 	const char *key_pem;       /* or: the PEM key in memory */
 	int self_signed;           /* 1: generate an in-memory self-signed ECDSA
-	                              P-256 certificate for "localhost" and
-	                              127.0.0.1 (demos and tests) */
+	                              P-256 certificate for "localhost",
+	                              127.0.0.1 and ::1 (demos and tests) */
 	const char *ca_file;       /* PEM file of trusted CAs */
 	const char *ca_dir;        /* directory of trusted CAs (hashed names) */
 	const char *ca_pem;        /* trusted CAs in memory (PEM) */
 	tlsq_verify verify;        /* default TLSQ_VERIFY_DEFAULT */
 	const char *server_name;   /* clients: SNI and the name the certificate
-	                              must match; NULL = the host of the address */
+	                              must match; NULL = the host of the address.
+	                              An IPv4 or IPv6 literal ("127.0.0.1",
+	                              "::1") is matched against the certificate's
+	                              IP address SANs only, byte for byte (never
+	                              DNS names or the CN), and sends no SNI */
 	const char *alpn;          /* comma-separated protocols, "h2,http/1.1" */
 	int min_version;           /* TLSQ_TLS1_2 (default) or TLSQ_TLS1_3 */
 	int max_version;           /* TLSQ_TLS1_3 (default) or TLSQ_TLS1_2 */
@@ -267,11 +271,15 @@ TLSQ_API void tlsq_tls_config_init(tlsq_tls_config *cfg, tlsq_role role);
 /*
  * Builds a TLS profile (loads certificates and keys). A server needs a
  * certificate and key (or self_signed). A client that verifies needs a CA.
- * Returns TLSQ_OK, TLSQ_EINVAL with the reason in tlsq_last_error() (a file
- * that cannot be read, a key that does not parse, contradictory settings),
- * or TLSQ_ENOMEM. The profile may be shared by any number of listeners and
- * connections, on any engine; it is reference-counted and goes when the last
- * user does.
+ * Returns TLSQ_OK, TLSQ_EINVAL with the reason in tlsq_last_error(), or
+ * TLSQ_ENOMEM. The reasons name the file and the cause: a file that cannot
+ * be read (with the system's reason: "No such file or directory"), an
+ * encrypted private key, a key or certificate that is not PEM (DER), a file
+ * holding the other kind of PEM block (certificate and key swapped), a
+ * private key that does not belong to the certificate, a CA file that holds
+ * no certificate, contradictory settings. The profile may be shared by any
+ * number of listeners and connections, on any engine; it is
+ * reference-counted and goes when the last user does.
  */
 TLSQ_API int tlsq_tls_new(const tlsq_tls_config *cfg, tlsq_tls **out);
 TLSQ_API void tlsq_tls_free(tlsq_tls *tls);
@@ -283,6 +291,17 @@ TLSQ_API void tlsq_tls_free(tlsq_tls *tls);
  * pass the PEM as the client's ca_pem.
  */
 TLSQ_API ssize_t tlsq_tls_cert_pem(const tlsq_tls *tls, char *buf, size_t cap);
+
+/*
+ * Trouble with the profile's own certificate that does not stop it from
+ * being built but will make peers refuse the handshake: the certificate has
+ * expired or is not valid yet, or (servers) it is a CA certificate
+ * (basicConstraints CA:TRUE). Returns NULL when there is none, else one or
+ * more lines separated by '\n' (no trailing newline), each naming the file;
+ * the string lives as long as the profile. Not checked for self_signed.
+ * Any thread.
+ */
+TLSQ_API const char *tlsq_tls_warnings(const tlsq_tls *tls);
 
 /* ------------------------------------------------------------------------ */
 /* Listening, connecting                                                     */

@@ -11,13 +11,18 @@
 # The deb-src entry is derived from the machine's own apt sources (the mirror
 # that serves bookworm-security) and kept in a private apt state under WORKDIR,
 # so the system's apt configuration is never touched. A stamp file makes a
-# second configure reuse the build.
+# second configure reuse the build. The stamp names the flag set (FLAGS_REV):
+# bump it whenever the configure line changes, so that every existing build
+# tree rebuilds instead of silently keeping the old flags.
 set -eu
 
 work=$1
 prefix=$2
 version=$3
-stamp="$prefix/.tlsq-wolfssl-$version"
+# r2: --enable-ip-alt-name (IP SANs are parsed, so servers can be verified by
+# IP address).
+FLAGS_REV=r2
+stamp="$prefix/.tlsq-wolfssl-$version-$FLAGS_REV"
 
 if [ -f "$stamp" ]; then
 	echo "tlsq: wolfSSL $version already built in $prefix"
@@ -74,11 +79,15 @@ fi
 	--enable-aesni --enable-intelasm --enable-sp --enable-sp-asm \
 	--enable-curve25519 \
 	--enable-session-ticket --enable-alpn --enable-sni --enable-keying-material \
+	--enable-ip-alt-name \
 	--enable-opensslextra --enable-certgen --enable-keygen \
 	--disable-examples --disable-crypttests \
 	CFLAGS="-O2" CPPFLAGS="-DWOLFSSL_ALT_NAMES -DWOLFSSL_ALWAYS_KEEP_SNI" \
 	>configure.log 2>&1 || { tail -40 configure.log >&2; exit 1; }
 jobs=$(nproc 2>/dev/null || echo 2)
+# Objects from an earlier flag set would be reused by make (it does not track
+# flags): start clean.
+make clean >/dev/null 2>&1 || true
 make -j"$jobs" >make.log 2>&1 || { tail -40 make.log >&2; exit 1; }
 make install >install.log 2>&1 || { tail -40 install.log >&2; exit 1; }
 touch "$stamp"

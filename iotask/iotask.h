@@ -137,6 +137,7 @@ struct tlsq_tls {
 	char *alpn;                      /* wolfSSL form: comma separated */
 	void *ctx;                       /* WOLFSSL_CTX */
 	char *cert_pem;                  /* own certificate (for tlsq_tls_cert_pem) */
+	char *warnings;                  /* tlsq_tls_warnings: NULL or lines */
 	pthread_mutex_t session_mu;      /* client ticket: taken by IO threads only */
 	void *session;                   /* WOLFSSL_SESSION, last ticket */
 };
@@ -228,6 +229,8 @@ struct tlsq_conn {
 	int in_read;                     /* inside wolfSSL_read: output is control */
 	char verify_reason[256];         /* the verify callback's first failure (tls.c) */
 	uint64_t out_control;            /* control bytes produced during reads */
+	unsigned char first_in[24];      /* the peer's first bytes, to name a non-TLS peer */
+	uint8_t first_in_len;
 	tlsq__buf *tx_cur;               /* entry partly handed to TLS */
 	tlsq__buf *staging;              /* coalescing buffer for small entries */
 	tlsq__buf *rx_cur;               /* stream: buffer being filled */
@@ -244,8 +247,6 @@ struct tlsq_conn {
 	uint64_t created_ms;             /* monotonic ms at tlsq__conn_new (age, failures) */
 	int tls_fail_err;                /* wolfSSL error of the failure (tls_fail) */
 	int tls_fail_alert;              /* fatal alert received with it, or -1 */
-	unsigned char peer_first[3];     /* the peer's first bytes (is it TLS at all?) */
-	int peer_first_len;
 	unsigned char rec_hdr[5];        /* the last record header wolfSSL read */
 	unsigned char rec_body[2];       /* and the first bytes of its body */
 	int rec_body_len;

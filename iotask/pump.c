@@ -318,10 +318,20 @@ static int rx_decode(struct tlsq_conn *c)
 		int r = tlsq__frame_dec_feed(&c->dec, b->data + b->rd, b->wr - b->rd, &used, &done);
 		b->rd += (uint32_t)used;
 		if (r == TLSQ_EMSGSIZE) {
-			tlsq__conn_fail(c, TLSQ_EMSGSIZE,
-			                "peer announced a message of %u bytes; the maximum is %zu",
-			                (unsigned)tlsq__frame_hdr_get(c->dec.hdr),
-			                c->engine->cfg.max_message);
+			/* A header of printable text is a stream-mode peer's data. */
+			const unsigned char *h = c->dec.hdr;
+			int text = 1;
+			for (unsigned i = 0; i < TLSQ__FRAME_HDR; i++)
+				text &= h[i] >= 0x20 && h[i] < 0x7f;
+			tlsq__conn_fail(
+			    c, TLSQ_EMSGSIZE,
+			    "peer announced a message of %u bytes; the maximum is %zu%s%.*s%s",
+			    (unsigned)tlsq__frame_hdr_get(h), c->engine->cfg.max_message,
+			    text ? " (the header is the text '" : "",
+			    text ? (int)TLSQ__FRAME_HDR : 0, (const char *)h,
+			    text ? "': a stream-mode peer? message mode puts a 4-byte "
+			           "big-endian length before each message)"
+			         : "");
 			return -1;
 		}
 		if (r != TLSQ_OK) {

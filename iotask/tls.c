@@ -26,7 +26,10 @@
 #include <wolfssl/wolfcrypt/random.h>
 #include <wolfssl/version.h>
 
+#include <arpa/inet.h>
 #include <cpuid.h>
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -114,8 +117,14 @@ static int tls_recv_cb(WOLFSSL *ssl, char *buf, int sz, void *ctx)
 		return WOLFSSL_CBIO_ERR_WANT_READ;
 	}
 	int n = evbuffer_remove(c->in, buf, (size_t)sz);
-	for (int i = 0; i < n && c->peer_first_len < (int)sizeof c->peer_first; i++)
-		c->peer_first[c->peer_first_len++] = (unsigned char)buf[i];
+	if (n > 0 && c->first_in_len < sizeof c->first_in) {
+		/* The peer's first bytes: they tell a non-TLS peer (tls_not_tls). */
+		size_t k = sizeof c->first_in - c->first_in_len;
+		if (k > (size_t)n)
+			k = (size_t)n;
+		memcpy(c->first_in + c->first_in_len, buf, k);
+		c->first_in_len += (uint8_t)k;
+	}
 	/* wolfSSL asks for a record's 5-byte header, then its body: keep the
 	 * last header and the body's start, to name a plaintext alert that
 	 * wolfSSL 5.5.4 rejects mid-TLS 1.3-handshake as a parse error. */
@@ -206,15 +215,94 @@ static void cert_subject(WOLFSSL_X509 *x, char *buf, int cap)
 		buf[0] = 0;
 }
 
-/* Verify callback: runs inside the handshake, on the IO thread. Keeps the
- * first failure's details so the error can name the certificate. */
+/* The address bytes (returns 4 or 16) when name is an IPv4 or IPv6 literal,
+ * else 0. A zone ("fe80::1%eth0") is local to this host: not compared. */
+static int ip_literal(const char *name, unsigned char ip[16])
+{
+	char h[64];
+	size_t n = strcspn(name, "%");
+	if (n >= sizeof h)
+		return 0;
+	memcpy(h, name, n);
+	h[n] = 0;
+	if (inet_pton(AF_INET, h, ip) == 1)
+		return 4;
+	if (inet_pton(AF_INET6, h, ip) == 1)
+		return 16;
+	return 0;
+}
+
+/*
+ * Why tlsq checks IP addresses itself: wolfSSL 5.5.4 compares an IP
+ * literal as text against every subjectAltName, DNS names included (a
+ * dNSName "127.0.0.1" or "*.0.0.1" would match), falls back to the CN when
+ * there is no SAN, and spells IPv6 SANs in its own full form. RFC 6125 §6.2
+ * and browsers match an IP only against iPAddress SANs, byte for byte; so
+ * does this. Needs a wolfSSL that keeps iPAddress SANs (WOLFSSL_IP_ALT_NAME,
+ * cmake/build-wolfssl.sh) and calls the verify callback for a leaf that
+ * verified (WOLFSSL_ALWAYS_VERIFY_CB, set by --enable-opensslextra).
+ */
+#if defined(WOLFSSL_ALWAYS_VERIFY_CB)
+#define TLS_OWN_IP_CHECK 1
+#else
+#define TLS_OWN_IP_CHECK 0
+#endif
+
+#define TLS_GEN_IPADD 7 /* GeneralName [7] iPAddress (RFC 5280 §4.2.1.6) */
+
+/* 1 if x carries an iPAddress SAN equal to ip; lists its IP SANs in `have`. */
+static int cert_has_ip(WOLFSSL_X509 *x, const unsigned char *ip, int iplen, char *have, size_t cap)
+{
+	int found = 0;
+	size_t used = 0;
+	have[0] = 0;
+	WOLFSSL_STACK *names = wolfSSL_X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+	int n = names ? wolfSSL_sk_GENERAL_NAME_num(names) : 0;
+	for (int i = 0; i < n; i++) {
+		WOLFSSL_GENERAL_NAME *gn = wolfSSL_sk_GENERAL_NAME_value(names, i);
+		if (gn == NULL || gn->type != TLS_GEN_IPADD || gn->d.iPAddress == NULL)
+			continue;
+		const unsigned char *d = wolfSSL_ASN1_STRING_data(gn->d.iPAddress);
+		int len = wolfSSL_ASN1_STRING_length(gn->d.iPAddress);
+		if (d == NULL || (len != 4 && len != 16))
+			continue;
+		if (len == iplen && memcmp(d, ip, (size_t)len) == 0)
+			found = 1;
+		char a[INET6_ADDRSTRLEN];
+		if (inet_ntop(len == 4 ? AF_INET : AF_INET6, d, a, sizeof a) && used + 1 < cap) {
+			int w = snprintf(have + used, cap - used, "%s%s", used ? ", " : "", a);
+			if (w > 0)
+				used += (size_t)w < cap - used ? (size_t)w : cap - used - 1;
+		}
+	}
+	if (names)
+		wolfSSL_sk_GENERAL_NAME_pop_free(names, wolfSSL_GENERAL_NAME_free);
+	return found;
+}
+
+/* Verify callback: runs inside the handshake, on the IO thread, for every
+ * certificate of the chain (WOLFSSL_ALWAYS_VERIFY_CB) and the leaf last.
+ * Keeps the first failure's details so the error can name the certificate;
+ * on the leaf of a client that connects to an IP address it also does the
+ * IP check (see TLS_OWN_IP_CHECK). */
 static int tls_verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *store)
 {
 	struct tlsq_conn *c = tls_current;
-	if (preverify || c == NULL || c->verify_reason[0] != 0)
+	if (c == NULL || c->verify_reason[0] != 0)
+		return preverify;
+	int err = store->error;
+	char ips[160] = "";
+	unsigned char ip[16];
+	int iplen;
+	if (TLS_OWN_IP_CHECK && preverify && store->error_depth == 0 && c->role == TLSQ_CLIENT &&
+	    (iplen = ip_literal(c->sni, ip)) != 0 && store->current_cert != NULL &&
+	    !cert_has_ip(store->current_cert, ip, iplen, ips, sizeof ips)) {
+		preverify = 0;
+		err = IPADDR_MISMATCH;
+	}
+	if (preverify)
 		return preverify;
 	char subj[200] = "", issuer[200] = "";
-	int err = store->error;
 	cert_subject(store->current_cert, subj, sizeof subj);
 	if (store->current_cert != NULL &&
 	    wolfSSL_X509_NAME_oneline(wolfSSL_X509_get_issuer_name(store->current_cert), issuer,
@@ -236,7 +324,13 @@ static int tls_verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *store)
 		break;
 	default: what = wolfSSL_ERR_reason_error_string((unsigned long)err); break;
 	}
-	if (err == DOMAIN_NAME_MISMATCH || err == IPADDR_MISMATCH)
+	if (err == IPADDR_MISMATCH && ip_literal(c->sni, ip))
+		snprintf(
+		    c->verify_reason, sizeof c->verify_reason,
+		    "certificate verify failed: IP address mismatch, wanted %.45s, certificate "
+		    "is %.48s (%s%.56s)",
+		    c->sni, subj, ips[0] ? "IP addresses: " : "no IP address in its SAN", ips);
+	else if (err == DOMAIN_NAME_MISMATCH || err == IPADDR_MISMATCH)
 		snprintf(c->verify_reason, sizeof c->verify_reason,
 		         "certificate verify failed: hostname mismatch, wanted %.60s, certificate is %.100s",
 		         c->tls->server_name ? c->tls->server_name : c->sni, subj);
@@ -352,13 +446,13 @@ static int tls_fail(struct tlsq_conn *c, int ret, const char *during)
  * (length with the top bit, then message type 1). */
 static int looks_like_tls(const struct tlsq_conn *c)
 {
-	const unsigned char *b = c->peer_first;
-	if (c->peer_first_len < 2)
+	const unsigned char *b = c->first_in;
+	if (c->first_in_len < 2)
 		return 1; /* too little to tell */
 	if (b[0] >= 20 && b[0] <= 23)
 		return b[1] == 3;
 	if (b[0] & 0x80)
-		return c->peer_first_len < 3 || b[2] == 1;
+		return c->first_in_len < 3 || b[2] == 1;
 	return 0;
 }
 
@@ -366,7 +460,7 @@ static int looks_like_tls(const struct tlsq_conn *c)
 int tlsq__tls_fail_reason(const struct tlsq_conn *c)
 {
 	int err = atomic_load(&c->error);
-	if (c->peer_first_len > 0 && !looks_like_tls(c))
+	if (c->first_in_len > 0 && !looks_like_tls(c))
 		return TLSQ_FAIL_NOT_TLS;
 	if (err == TLSQ_ETIMEDOUT && c->tls_fail_err == 0)
 		return TLSQ_FAIL_TIMEOUT;
@@ -424,10 +518,12 @@ int tlsq__tls_ssl_new(struct tlsq_conn *c, const char *host)
 		if (name && name[0]) {
 			snprintf(c->sni, sizeof c->sni, "%s", name);
 			/* SNI is for DNS names only (RFC 6066 §3). */
-			int is_ip = strspn(name, "0123456789.") == strlen(name) || strchr(name, ':');
+			unsigned char ip[16];
+			int is_ip = ip_literal(name, ip) != 0 || strchr(name, ':');
 			if (!is_ip)
 				wolfSSL_UseSNI(ssl, WOLFSSL_SNI_HOST_NAME, name, (word16)strlen(name));
-			if (t->verify != TLSQ_VERIFY_NONE &&
+			/* An IP literal is checked by tls_verify_cb (TLS_OWN_IP_CHECK). */
+			if (t->verify != TLSQ_VERIFY_NONE && !(is_ip && TLS_OWN_IP_CHECK) &&
 			    wolfSSL_check_domain_name(ssl, name) != WOLFSSL_SUCCESS) {
 				tlsq__conn_fail(c, TLSQ_ENOMEM, "cannot set the host name to check");
 				return TLSQ_ENOMEM;
@@ -455,6 +551,42 @@ void tlsq__tls_ssl_free(struct tlsq_conn *c)
 	}
 }
 
+/*
+ * A handshake failed: if the peer's first bytes cannot start a TLS record
+ * (content type 20..24, then major version 3), the peer speaks another
+ * protocol (an HTTP server, curl http://, a plain-text client). Say so and
+ * show what it sent, instead of the record-layer error it caused.
+ */
+static int tls_not_tls(struct tlsq_conn *c)
+{
+	unsigned char b[sizeof c->first_in];
+	size_t n = c->first_in_len;
+	memcpy(b, c->first_in, n);
+	/* wolfSSL read only a record header (5 bytes): show what follows too. */
+	if (n < sizeof b) {
+		ev_ssize_t more = evbuffer_copyout(c->in, b + n, sizeof b - n);
+		if (more > 0)
+			n += (size_t)more;
+	}
+	if (n == 0 || (b[0] >= 20 && b[0] <= 24 && (n < 2 || b[1] == 3)))
+		return 0;
+	char shown[4 * sizeof c->first_in + 1];
+	size_t w = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (b[i] == '\r' || b[i] == '\n')
+			w += (size_t)snprintf(shown + w, sizeof shown - w, "\\%c",
+			                      b[i] == '\r' ? 'r' : 'n');
+		else if (isprint(b[i]) && b[i] != '\\' && b[i] != '\'')
+			shown[w++] = (char)b[i];
+		else
+			w += (size_t)snprintf(shown + w, sizeof shown - w, "\\x%02x", b[i]);
+	}
+	shown[w] = 0;
+	tlsq__conn_fail(c, TLSQ_ETLS, "the peer does not speak TLS (it sent '%s%s')", shown,
+	                n == sizeof b ? "..." : "");
+	return 1;
+}
+
 int tlsq__tls_handshake(struct tlsq_conn *c)
 {
 	WOLFSSL *ssl = ssl_of(c);
@@ -466,6 +598,8 @@ int tlsq__tls_handshake(struct tlsq_conn *c)
 	int e = wolfSSL_get_error(ssl, r);
 	if (e == WOLFSSL_ERROR_WANT_READ || e == WOLFSSL_ERROR_WANT_WRITE)
 		return 0;
+	if (tls_not_tls(c))
+		return TLSQ_ETLS;
 	return tls_fail(c, r, "during the handshake");
 }
 
@@ -580,14 +714,16 @@ int tlsq__tls_pending(struct tlsq_conn *c)
 /* Profiles                                                                  */
 /* ------------------------------------------------------------------------ */
 
-/* An in-memory self-signed ECDSA P-256 certificate for localhost and
- * 127.0.0.1 (note §9). isCA so that a client may trust it directly. */
+/* An in-memory self-signed ECDSA P-256 certificate for localhost,
+ * 127.0.0.1 and ::1 (note §9). isCA so that a client may trust it directly. */
 static int make_self_signed(WOLFSSL_CTX *ctx, char **pem_out)
 {
 	static const unsigned char san[] = {
-		0x30, 0x11,                                     /* GeneralNames */
-		0x82, 0x09, 'l', 'o', 'c', 'a', 'l', 'h', 'o', 's', 't', /* dNSName */
-		0x87, 0x04, 127, 0, 0, 1,                       /* iPAddress */
+	    0x30, 0x23,                                              /* GeneralNames */
+	    0x82, 0x09, 'l', 'o', 'c', 'a', 'l', 'h', 'o', 's', 't', /* dNSName */
+	    0x87, 0x04, 127, 0,   0,   1,                            /* iPAddress */
+	    0x87, 0x10, 0,   0,   0,   0,   0,   0,   0,   0,        /* iPAddress ::1 */
+	    0,    0,    0,   0,   0,   0,   0,   1,
 	};
 	WC_RNG rng;
 	ecc_key key;
@@ -676,6 +812,201 @@ static char *read_text_file(const char *path)
 	return s;
 }
 
+/* Wipes and frees a buffer that may hold key material. */
+static void free_secret(char *s)
+{
+	if (s == NULL)
+		return;
+	memset(s, 0, strlen(s));
+	__asm__ __volatile__("" : : "r"(s) : "memory");
+	free(s);
+}
+
+/* The label of the first PEM block in text ("CERTIFICATE"), or "". */
+static void pem_label(const char *text, char *out, size_t cap)
+{
+	const char *b = strstr(text, "-----BEGIN ");
+	const char *e = b ? strstr(b + 11, "-----") : NULL;
+	out[0] = 0;
+	if (e)
+		snprintf(out, cap, "%.*s", (int)(e - b - 11), b + 11);
+}
+
+/* Why a private key that wolfSSL refused did not load, in words. */
+static void key_load_error(const char *what, const char *text)
+{
+	char label[64];
+	pem_label(text, label, sizeof label);
+	if (strstr(text, "ENCRYPTED PRIVATE KEY-----") || strstr(text, "Proc-Type: 4,ENCRYPTED"))
+		tlsq__set_last_error("the private key %s is encrypted; tlsq needs it unencrypted "
+		                     "(openssl pkey -in KEY -out PLAIN.key)",
+		                     what);
+	else if (label[0] == 0)
+		tlsq__set_last_error("the private key %s is not PEM (DER? convert it: openssl pkey "
+		                     "-inform DER -in KEY -out KEY.pem)",
+		                     what);
+	else if (strstr(label, "PRIVATE KEY") == NULL)
+		tlsq__set_last_error(
+		    "%s holds no private key but a PEM \"%s\"%s", what, label,
+		    strcmp(label, "CERTIFICATE") ? "" : " (certificate and key swapped?)");
+	else
+		tlsq__set_last_error("the private key %s cannot be used (\"%s\": a key type tlsq "
+		                     "does not support, or a damaged file)",
+		                     what, label);
+}
+
+/* Loads the own private key and checks that it belongs to the certificate. */
+static int tls_load_key(const tlsq_tls_config *cfg, WOLFSSL_CTX *ctx)
+{
+	int kr;
+	char *text = NULL;
+	const char *what = cfg->key_file ? cfg->key_file : "(key_pem)";
+	if (cfg->key_file) {
+		errno = 0;
+		text = read_text_file(cfg->key_file);
+		if (text == NULL) {
+			tlsq__set_last_error("cannot read the private key %s: %s", cfg->key_file,
+			                     errno ? strerror(errno) : "out of memory");
+			return TLSQ_EINVAL;
+		}
+		kr = wolfSSL_CTX_use_PrivateKey_file(ctx, cfg->key_file, WOLFSSL_FILETYPE_PEM);
+	} else if (cfg->key_pem) {
+		kr = wolfSSL_CTX_use_PrivateKey_buffer(ctx, (const unsigned char *)cfg->key_pem,
+		                                       (long)strlen(cfg->key_pem),
+		                                       WOLFSSL_FILETYPE_PEM);
+	} else {
+		tlsq__set_last_error("a certificate needs its private key (key_file or key_pem)");
+		return TLSQ_EINVAL;
+	}
+	if (kr != WOLFSSL_SUCCESS)
+		key_load_error(what, text ? text : cfg->key_pem);
+	free_secret(text);
+	if (kr != WOLFSSL_SUCCESS)
+		return TLSQ_EINVAL;
+	/* wolfSSL loads a key of another certificate without a word; every
+	 * handshake would then fail at the peer (-330 "verify problem based on
+	 * signature"). */
+	if (wolfSSL_CTX_check_private_key(ctx) != WOLFSSL_SUCCESS) {
+		tlsq__set_last_error("the private key %s does not match the certificate %s", what,
+		                     cfg->cert_file ? cfg->cert_file : "(cert_pem)");
+		return TLSQ_EINVAL;
+	}
+	return 0;
+}
+
+/* Why a certificate file that wolfSSL refused did not load. */
+static void cert_load_error(const char *path)
+{
+	errno = 0;
+	char *text = read_text_file(path);
+	char label[64] = "";
+	if (text)
+		pem_label(text, label, sizeof label);
+	if (text == NULL)
+		tlsq__set_last_error("cannot read the certificate %s: %s", path,
+		                     errno ? strerror(errno) : "out of memory");
+	else if (label[0] == 0)
+		tlsq__set_last_error("the certificate %s is not PEM (DER? convert it: openssl x509 "
+		                     "-inform DER -in CERT -out CERT.pem)",
+		                     path);
+	else if (strcmp(label, "CERTIFICATE") != 0)
+		tlsq__set_last_error(
+		    "%s holds no certificate but a PEM \"%s\"%s", path, label,
+		    strstr(label, "PRIVATE KEY") ? " (certificate and key swapped?)" : "");
+	else
+		tlsq__set_last_error("the certificate %s cannot be used (damaged, or a key type "
+		                     "tlsq does not support)",
+		                     path);
+	free_secret(text);
+}
+
+/* Appends one warning line to t->warnings. */
+static void warn(struct tlsq_tls *t, const char *fmt, ...)
+{
+	char line[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof line, fmt, ap);
+	va_end(ap);
+	size_t old = t->warnings ? strlen(t->warnings) : 0;
+	char *w = realloc(t->warnings, old + strlen(line) + 2);
+	if (w == NULL)
+		return; /* a warning is not worth failing for */
+	snprintf(w + old, strlen(line) + 2, "%s%s", old ? "\n" : "", line);
+	t->warnings = w;
+}
+
+static void asn1_time_str(const WOLFSSL_ASN1_TIME *a, char *buf, size_t cap)
+{
+	struct tm tm;
+	memset(&tm, 0, sizeof tm);
+	if (wolfSSL_ASN1_TIME_to_tm(a, &tm) != WOLFSSL_SUCCESS ||
+	    strftime(buf, cap, "%Y-%m-%d %H:%M:%S UTC", &tm) == 0)
+		snprintf(buf, cap, "(unreadable date)");
+}
+
+/* Own certificate trouble that does not stop tlsq from starting but will
+ * make peers refuse the handshake: tlsq_tls_warnings. */
+static void tls_cert_warnings(struct tlsq_tls *t, const char *what)
+{
+	WOLFSSL_X509 *x = wolfSSL_X509_load_certificate_buffer(
+	    (const unsigned char *)t->cert_pem, (int)strlen(t->cert_pem), WOLFSSL_FILETYPE_PEM);
+	if (x == NULL)
+		return;
+	char when[64];
+	const WOLFSSL_ASN1_TIME *nb = wolfSSL_X509_get_notBefore(x);
+	const WOLFSSL_ASN1_TIME *na = wolfSSL_X509_get_notAfter(x);
+	if (na && wolfSSL_X509_cmp_current_time(na) < 0) {
+		asn1_time_str(na, when, sizeof when);
+		warn(t,
+		     "the certificate %s expired on %s: peers that verify it will refuse the "
+		     "handshake",
+		     what, when);
+	} else if (nb && wolfSSL_X509_cmp_current_time(nb) > 0) {
+		asn1_time_str(nb, when, sizeof when);
+		warn(t,
+		     "the certificate %s is not valid before %s: peers that verify it will "
+		     "refuse the handshake until then (is the clock right?)",
+		     what, when);
+	}
+	if (t->role == TLSQ_SERVER && wolfSSL_X509_get_isCA(x)) {
+		unsigned ku = wolfSSL_X509_get_keyUsage(x);
+		warn(t,
+		     "the certificate %s is a CA certificate (basicConstraints CA:TRUE%s); many "
+		     "clients refuse one as a server certificate: use a certificate the CA issued",
+		     what,
+		     ku && !(ku & KEYUSE_DIGITAL_SIG) ? ", key usage without digitalSignature"
+		                                      : "");
+	}
+	wolfSSL_X509_free(x);
+}
+
+/* Why CA locations that wolfSSL refused did not load: errno first. */
+static void ca_load_error(const char *file, const char *dir)
+{
+	if (file) {
+		FILE *f = fopen(file, "rb");
+		if (f == NULL) {
+			tlsq__set_last_error("cannot read the CA file %s: %s", file,
+			                     strerror(errno));
+			return;
+		}
+		fclose(f);
+	}
+	if (dir) {
+		DIR *d = opendir(dir);
+		if (d == NULL) {
+			tlsq__set_last_error("cannot read the CA directory %s: %s", dir,
+			                     strerror(errno));
+			return;
+		}
+		closedir(d);
+	}
+	tlsq__set_last_error("the CA %s %s holds no usable PEM certificate (a file that is not "
+	                     "PEM, or a damaged one)",
+	                     file ? "file" : "directory", file ? file : dir);
+}
+
 static int tls_configure(struct tlsq_tls *t, const tlsq_tls_config *cfg, WOLFSSL_CTX *ctx)
 {
 	int client = cfg->role == TLSQ_CLIENT;
@@ -720,9 +1051,7 @@ static int tls_configure(struct tlsq_tls *t, const tlsq_tls_config *cfg, WOLFSSL
 		if (cfg->cert_file) {
 			if (wolfSSL_CTX_use_certificate_chain_file(ctx, cfg->cert_file) !=
 			    WOLFSSL_SUCCESS) {
-				tlsq__set_last_error("cannot load certificate file %s: %s",
-				                     cfg->cert_file, errno ? strerror(errno)
-				                                           : "not a PEM certificate");
+				cert_load_error(cfg->cert_file);
 				return TLSQ_EINVAL;
 			}
 			t->cert_pem = read_text_file(cfg->cert_file);
@@ -735,23 +1064,11 @@ static int tls_configure(struct tlsq_tls *t, const tlsq_tls_config *cfg, WOLFSSL
 			}
 			t->cert_pem = strdup(cfg->cert_pem);
 		}
-		int kr;
-		if (cfg->key_file)
-			kr = wolfSSL_CTX_use_PrivateKey_file(ctx, cfg->key_file,
-			                                     WOLFSSL_FILETYPE_PEM);
-		else if (cfg->key_pem)
-			kr = wolfSSL_CTX_use_PrivateKey_buffer(
-			    ctx, (const unsigned char *)cfg->key_pem, (long)strlen(cfg->key_pem),
-			    WOLFSSL_FILETYPE_PEM);
-		else {
-			tlsq__set_last_error("a certificate needs its private key (key_file or key_pem)");
-			return TLSQ_EINVAL;
-		}
-		if (kr != WOLFSSL_SUCCESS) {
-			tlsq__set_last_error("cannot load the private key %s",
-			                     cfg->key_file ? cfg->key_file : "(key_pem)");
-			return TLSQ_EINVAL;
-		}
+		int rc = tls_load_key(cfg, ctx);
+		if (rc)
+			return rc;
+		if (t->cert_pem)
+			tls_cert_warnings(t, cfg->cert_file ? cfg->cert_file : "(cert_pem)");
 	} else if (!client) {
 		tlsq__set_last_error("a server needs a certificate and key (cert_file/key_file, "
 		                     "cert_pem/key_pem) or self_signed");
@@ -769,8 +1086,7 @@ static int tls_configure(struct tlsq_tls *t, const tlsq_tls_config *cfg, WOLFSSL
 	if (cfg->ca_file || cfg->ca_dir) {
 		if (wolfSSL_CTX_load_verify_locations(ctx, cfg->ca_file, cfg->ca_dir) !=
 		    WOLFSSL_SUCCESS) {
-			tlsq__set_last_error("cannot load CA %s %s", cfg->ca_file ? cfg->ca_file : "",
-			                     cfg->ca_dir ? cfg->ca_dir : "");
+			ca_load_error(cfg->ca_file, cfg->ca_dir);
 			return TLSQ_EINVAL;
 		}
 		have_ca = 1;
@@ -898,6 +1214,7 @@ void tlsq_tls_free(tlsq_tls *t)
 	free(t->server_name);
 	free(t->alpn);
 	free(t->cert_pem);
+	free(t->warnings);
 	free(t);
 }
 
@@ -911,4 +1228,10 @@ ssize_t tlsq_tls_cert_pem(const tlsq_tls *t, char *buf, size_t cap)
 		return TLSQ_EMSGSIZE;
 	memcpy(buf, t->cert_pem, n + 1);
 	return (ssize_t)n;
+}
+
+/* see tlsq.h */
+const char *tlsq_tls_warnings(const tlsq_tls *t)
+{
+	return t ? t->warnings : NULL;
 }

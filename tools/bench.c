@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "tlsq.h"
 
 #define MAXRUNS 25
 #define NPEERS  5
@@ -424,7 +425,8 @@ static void usage(FILE *f)
 	        "      --duplex-bytes N      W4 bytes each way (default 512 MiB)\n"
 	        "      --connections N       W5 connections (default 2000)\n"
 	        "      --idle-connections N  W6 connections (default 10000)\n"
-	        "  -h, --help                this text\n\n"
+	        "  -h, --help                this text\n"
+	        "  -V, --version             versions of tlsq, the crypto library and the peers\n\n"
 	        "Progress goes to stderr, the table to stdout. Exit status: 1 if any run\n"
 	        "delivered different bytes, or if tlsq or tcp failed or hung; a naive TLS\n"
 	        "peer hanging in W4 is reported, not an error.\n");
@@ -506,6 +508,7 @@ static void parse_args(int argc, char **argv, struct bench_opts *o, int *want_w,
 	    {"json", required_argument, NULL, 'j'},
 	    {"quick", no_argument, NULL, 'q'},
 	    {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},
 	    {"bulk-bytes", required_argument, NULL, O_BULK},
 	    {"duration", required_argument, NULL, O_DUR},
 	    {"round-trips", required_argument, NULL, O_RT},
@@ -515,7 +518,7 @@ static void parse_args(int argc, char **argv, struct bench_opts *o, int *want_w,
 	    {NULL, 0, NULL, 0},
 	};
 	int ch;
-	while ((ch = getopt_long(argc, argv, "w:p:r:j:qh", lo, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "w:p:r:j:qhV", lo, NULL)) != -1) {
 		switch (ch) {
 		case 'w':
 			if (parse_list(optarg, want_w, BENCH_NWORK + 1, workload_index) < 0)
@@ -563,6 +566,14 @@ static void parse_args(int argc, char **argv, struct bench_opts *o, int *want_w,
 			break;
 		case 'h':
 			usage(stdout);
+			exit(0);
+		case 'V':
+			/* The same first lines as every tlsq program (docs/programs.md). */
+			printf("tlsq-bench (tlsq) %s\ncrypto: %s\nAES-NI: %s\n", tlsq_version(),
+			       tlsq_crypto_version(), tlsq_crypto_aesni() ? "yes" : "no");
+			for (int i = 0; i < NPEERS; i++)
+				printf("peer %-8s %s\n", all_peers[i]->name,
+				       all_peers[i]->version());
 			exit(0);
 		default:
 			usage(stderr);

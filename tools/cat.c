@@ -191,7 +191,7 @@ int main(int argc, char **argv)
 	if (listen_mode) {
 		tlsq_listener *l;
 		if (tlsq_listen(e, addr, tls, &l) != TLSQ_OK)
-			tool_die("cannot listen on %s: %s", addr, tlsq_last_error());
+			tool_die_listen(addr);
 		tool_err("listening on port %d", tlsq_listener_port(l));
 		struct tool_faillog flog = {0};
 		if (verbose)

@@ -38,19 +38,31 @@ const char tool_engine_help[] =
 	"                              endpoint (or set TLSQ_STATUS_TOKEN)\n";
 
 const char tool_tls_help[] =
-	"TLS:\n"
-	"      --cert FILE             PEM certificate (chain): the server's, or a client's for mTLS\n"
-	"      --key FILE              PEM private key of --cert\n"
-	"      --self-signed           servers: an in-memory self-signed certificate for\n"
-	"                              localhost and 127.0.0.1\n"
-	"      --ca FILE               PEM file of trusted CAs (clients: default the system's;\n"
-	"                              servers: verify client certificates against it)\n"
-	"      --insecure              clients: do not verify the server's certificate\n"
-	"      --servername NAME       clients: SNI and the name the certificate must match\n"
-	"                              (default: the host of the address)\n"
-	"      --alpn LIST             ALPN protocols, comma-separated (\"h2,http/1.1\")\n"
-	"      --tls1.2 | --tls1.3     use only this TLS version\n"
-	"      --require-client-cert   servers: require a client certificate valid under --ca\n";
+    "TLS:\n"
+    "      --cert FILE             PEM certificate (chain): the server's, or a client's for mTLS\n"
+    "      --key FILE              PEM private key of --cert (unencrypted)\n"
+    "      --self-signed           servers: an in-memory self-signed certificate for\n"
+    "                              localhost, 127.0.0.1 and ::1\n"
+    "      --ca FILE               PEM file of trusted CAs (clients: default the system's;\n"
+    "                              servers: verify client certificates against it)\n"
+    "      --insecure              clients: do not verify the server's certificate\n"
+    "      --servername NAME       clients: SNI and the name the certificate must match\n"
+    "                              (default: the host of the address; an IP address is\n"
+    "                              matched against the certificate's IP SANs)\n"
+    "      --alpn LIST             ALPN protocols, comma-separated (\"h2,http/1.1\")\n"
+    "      --tls1.2 | --tls1.3     use only this TLS version\n"
+    "      --require-client-cert   servers: require a client certificate valid under --ca\n";
+
+const char tool_tls_server_help[] =
+    "TLS:\n"
+    "      --cert FILE             PEM certificate (chain)\n"
+    "      --key FILE              PEM private key of --cert (unencrypted)\n"
+    "      --self-signed           an in-memory self-signed certificate for localhost,\n"
+    "                              127.0.0.1 and ::1\n"
+    "      --ca FILE               PEM file of CAs to verify client certificates against\n"
+    "      --require-client-cert   require a client certificate valid under --ca\n"
+    "      --alpn LIST             ALPN protocols, comma-separated (\"h2,http/1.1\")\n"
+    "      --tls1.2 | --tls1.3     use only this TLS version\n";
 
 void tool_init(const char *argv0, void (*usage)(FILE *out))
 {
@@ -204,8 +216,15 @@ void tool_common_option(struct tool_common *co, int opt, const char *arg, char *
 	case OPT_INSECURE: t->insecure = 1; break;
 	case OPT_SERVERNAME: t->servername = arg; break;
 	case OPT_ALPN: t->alpn = arg; break;
-	case OPT_TLS12: t->min_version = t->max_version = TLSQ_TLS1_2; break;
-	case OPT_TLS13: t->min_version = t->max_version = TLSQ_TLS1_3; break;
+	case OPT_TLS12:
+	case OPT_TLS13: {
+		int v = opt == OPT_TLS12 ? TLSQ_TLS1_2 : TLSQ_TLS1_3;
+		if (t->min_version && t->min_version != v)
+			tool_die("--tls1.2 and --tls1.3 exclude each other (give neither to allow "
+			         "both)");
+		t->min_version = t->max_version = v;
+		break;
+	}
 	case OPT_REQUIRE_CLIENT_CERT: t->require_client_cert = 1; break;
 	case 'h':
 		if (prog_usage)
@@ -294,6 +313,13 @@ tlsq_tls *tool_tls_new(const struct tool_tls_opts *o, tlsq_role role, tlsq_mode 
 	} else {
 		if (o->require_client_cert)
 			tool_die("--require-client-cert is a server option");
+		if (o->self_signed)
+			tool_die("--self-signed is a server option (a client trusts a self-signed "
+			         "server with --ca FILE, or skips verification with --insecure)");
+		if (o->insecure && o->ca)
+			tool_die(
+			    "--insecure and --ca exclude each other (--ca verifies the server, "
+			    "--insecure does not)");
 		c.server_name = o->servername;
 		if (o->insecure) {
 			c.verify = TLSQ_VERIFY_NONE;
@@ -307,6 +333,13 @@ tlsq_tls *tool_tls_new(const struct tool_tls_opts *o, tlsq_role role, tlsq_mode 
 	tlsq_tls *t = NULL;
 	if (tlsq_tls_new(&c, &t) != TLSQ_OK)
 		tool_die("TLS setup: %s", tlsq_last_error());
+	/* One line per warning: an expired certificate, a CA as a server's. */
+	const char *w = tlsq_tls_warnings(t);
+	while (w && *w) {
+		size_t n = strcspn(w, "\n");
+		tool_err("warning: %.*s", (int)n, w);
+		w += n + (w[n] == '\n');
+	}
 	return t;
 }
 
@@ -410,4 +443,13 @@ int tool_thread(void *(*fn)(void *), void *arg)
 	int rc = pthread_create(&t, &a, fn, arg);
 	pthread_attr_destroy(&a);
 	return rc;
+}
+
+void tool_die_listen(const char *addr)
+{
+	const char *why = tlsq_last_error();
+	/* tlsq_listen's bind/listen errors name the address already. */
+	if (strncmp(why, "cannot listen on ", 17) == 0)
+		tool_die("%s", why);
+	tool_die("cannot listen on %s: %s", addr, why);
 }

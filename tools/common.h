@@ -76,6 +76,8 @@ enum {
 /* Help text for the shared options, for the programs' usage(). */
 extern const char tool_engine_help[];
 extern const char tool_tls_help[];
+/* The TLS options a server takes (tlsq-echo), without the client-only ones. */
+extern const char tool_tls_server_help[];
 
 /* The TLS settings a user gave on the command line. */
 struct tool_tls_opts {
@@ -134,11 +136,18 @@ tlsq_engine *tool_engine_new(const struct tool_common *co);
 
 /*
  * Builds a TLS profile from the command-line settings; dies with the
- * library's reason on failure. A server needs --cert/--key or
- * --self-signed; a client without --ca and without --insecure trusts the
- * system's CA bundle.
+ * library's reason on failure, and on contradictory settings (--insecure
+ * with --ca, --self-signed or --require-client-cert for a client,
+ * --insecure or --servername for a server). Prints the profile's warnings
+ * (tlsq_tls_warnings), one "prog: warning: ..." line each. A server needs
+ * --cert/--key or --self-signed; a client without --ca and without
+ * --insecure trusts the system's CA bundle.
  */
 tlsq_tls *tool_tls_new(const struct tool_tls_opts *o, tlsq_role role, tlsq_mode mode);
+
+/* After tlsq_listen failed on addr: one line "prog: cannot listen on ADDR:
+ * reason" (the address once), exit 1. */
+_Noreturn void tool_die_listen(const char *addr);
 
 /* Prints one line about an established connection on stderr (version,
  * cipher, peer, peer certificate subject). */

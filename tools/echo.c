@@ -42,7 +42,7 @@ static void usage(FILE *out)
 	        "  -h, --help                  this text\n"
 	        "  -V, --version               versions of tlsq and the crypto library\n"
 	        "\n%s\n%s",
-	        tool_tls_help, tool_engine_help);
+	        tool_tls_server_help, tool_engine_help);
 }
 
 struct session {
@@ -192,7 +192,7 @@ int main(int argc, char **argv)
 	tlsq_tls *tls = tool_tls_new(&co.tls, TLSQ_SERVER, srv.mode);
 	tlsq_listener *l;
 	if (tlsq_listen(e, addr, tls, &l) != TLSQ_OK)
-		tool_die("cannot listen on %s: %s", addr, tlsq_last_error());
+		tool_die_listen(addr);
 	tlsq_tls_free(tls);
 	tool_err("listening on port %d (%s mode)", tlsq_listener_port(l),
 	         srv.mode == TLSQ_MODE_MESSAGE ? "msg" : "stream");

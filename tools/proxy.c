@@ -405,7 +405,7 @@ int main(int argc, char **argv)
 	int lfd = -1, port;
 	if (listen_tls) {
 		if (tlsq_listen(px.engine, addr, down_tls, &tl) != TLSQ_OK)
-			tool_die("cannot listen on %s: %s", addr, tlsq_last_error());
+			tool_die_listen(addr);
 		tlsq_tls_free(down_tls);
 		port = tlsq_listener_port(tl);
 	} else {

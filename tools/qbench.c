@@ -290,7 +290,8 @@ static void usage(FILE *f)
 	        "  -m, --messages N   messages per throughput run (default 2000000)\n"
 	        "  -H, --handoffs N   hand-offs per latency run (default 20000)\n"
 	        "  -r, --runs N       runs per figure (default 5)\n"
-	        "  -h, --help         this text\n");
+	        "  -h, --help         this text\n"
+	        "  -V, --version      the tlsq version\n");
 }
 
 int main(int argc, char **argv)
@@ -299,14 +300,20 @@ int main(int argc, char **argv)
 	                                     {"handoffs", required_argument, NULL, 'H'},
 	                                     {"runs", required_argument, NULL, 'r'},
 	                                     {"help", no_argument, NULL, 'h'},
+	                                     {"version", no_argument, NULL, 'V'},
 	                                     {NULL, 0, NULL, 0}};
 	long long msgs = 2000000, hand = 20000, runs = 5;
 	int c;
-	while ((c = getopt_long(argc, argv, "m:H:r:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "m:H:r:hV", opts, NULL)) != -1) {
 		char *end = NULL;
 		long long v = 0;
 		if (c == 'h') {
 			usage(stdout);
+			return 0;
+		}
+		if (c == 'V') {
+			/* The queues only: no TLS, so no crypto library line. */
+			printf("tlsq-qbench (tlsq) %s\n", TLSQ_VERSION_STRING);
 			return 0;
 		}
 		if (c == '?') {

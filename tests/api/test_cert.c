@@ -135,6 +135,88 @@ static void test_bad_profiles_are_einval_with_a_reason(void **state)
 	assert_int_equal(tlsq_tls_new(NULL, &t), TLSQ_EINVAL);
 }
 
+/* The self-signed certificate names 127.0.0.1 and ::1 as iPAddress SANs: a
+ * client that connects by IP address and trusts it verifies it (no
+ * server_name: the address is what is checked). */
+static void test_self_signed_verifies_by_ip_v4_and_v6(void **state)
+{
+	(void)state;
+	tlsq_listener *l6;
+	assert_int_equal(tlsq_listen(engine, "[::1]:0", server, &l6), TLSQ_OK);
+	char a6[64];
+	snprintf(a6, sizeof a6, "[::1]:%d", tlsq_listener_port(l6));
+	const char *addrs[] = {addr, a6};
+	for (int i = 0; i < 2; i++) {
+		tlsq_tls_config cc;
+		tlsq_tls_config_init(&cc, TLSQ_CLIENT);
+		cc.ca_pem = pem;
+		tlsq_tls *t;
+		assert_int_equal(tlsq_tls_new(&cc, &t), TLSQ_OK);
+		tlsq_conn *c = NULL;
+		int rc = tlsq_connect(engine, addrs[i], t, &c, 10000);
+		if (rc != TLSQ_OK)
+			fail_msg("%s: %s", addrs[i], tlsq_last_error());
+		tlsq_conn *s;
+		assert_int_equal(tlsq_accept(i ? l6 : listener, &s, 10000), TLSQ_OK);
+		tlsq_conn_free(s);
+		tlsq_conn_free(c);
+		tlsq_tls_free(t);
+	}
+	tlsq_listener_free(l6);
+}
+
+/* The same certificate at an address it does not name: ECERT, and the
+ * reason lists the addresses it does name. */
+static void test_ip_not_in_certificate_fails_with_ecert_listing_its_ips(void **state)
+{
+	(void)state;
+	tlsq_tls_config cc;
+	tlsq_tls_config_init(&cc, TLSQ_CLIENT);
+	cc.ca_pem = pem;
+	cc.server_name = "127.0.0.2"; /* connect to 127.0.0.1, check .2 */
+	char why[512];
+	assert_int_equal(try_connect(&cc, why, sizeof why), TLSQ_ECERT);
+	printf("reason: %s\n", why);
+	assert_non_null(strstr(why, "IP address mismatch, wanted 127.0.0.2"));
+	assert_non_null(strstr(why, "127.0.0.1"));
+	assert_non_null(strstr(why, "::1"));
+}
+
+/* Any P-256 key that is not the certificate's. */
+static const char other_key_pem[] =
+    "-----BEGIN PRIVATE KEY-----\n"
+    "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgNlH2zNzJSk5qT3jG\n"
+    "gksD0Ig5SZuY8pvrC/QTKby9a4GhRANCAASdOEd9+6F6rffDos3JcOhYGzVkq9IF\n"
+    "JMrBxuiii3roMO1Gpx0zzwxwfSp79BwzML0frOgyR4Ox/ndRhagxUdv+\n"
+    "-----END PRIVATE KEY-----\n";
+
+static void test_key_of_another_certificate_is_refused_with_a_reason(void **state)
+{
+	(void)state;
+	tlsq_tls_config c;
+	tlsq_tls_config_init(&c, TLSQ_SERVER);
+	c.cert_pem = pem;
+	c.key_pem = other_key_pem;
+	tlsq_tls *t = (tlsq_tls *)1;
+	assert_int_equal(tlsq_tls_new(&c, &t), TLSQ_EINVAL);
+	assert_null(t);
+	printf("reason: %s\n", tlsq_last_error());
+	assert_non_null(strstr(tlsq_last_error(), "does not match the certificate"));
+	/* A key that is not PEM at all, and a PEM that is no key. */
+	c.key_pem = "not a key";
+	assert_int_equal(tlsq_tls_new(&c, &t), TLSQ_EINVAL);
+	assert_non_null(strstr(tlsq_last_error(), "is not PEM"));
+	c.key_pem = pem;
+	assert_int_equal(tlsq_tls_new(&c, &t), TLSQ_EINVAL);
+	assert_non_null(
+	    strstr(tlsq_last_error(), "holds no private key but a PEM \"CERTIFICATE\""));
+	/* The self-signed certificate is neither expired nor a server's CA
+	 * misuse worth a warning; a client profile has none either. */
+	assert_null(tlsq_tls_warnings(server));
+	assert_null(tlsq_tls_warnings(trusting_client));
+	assert_null(tlsq_tls_warnings(NULL));
+}
+
 static void test_connect_errors_refused_and_unresolvable(void **state)
 {
 	(void)state;
@@ -160,6 +242,9 @@ int main(void)
 	    cmocka_unit_test(test_verify_none_connects_to_anything),
 	    cmocka_unit_test(test_bad_profiles_are_einval_with_a_reason),
 	    cmocka_unit_test(test_connect_errors_refused_and_unresolvable),
+	    cmocka_unit_test(test_self_signed_verifies_by_ip_v4_and_v6),
+	    cmocka_unit_test(test_ip_not_in_certificate_fails_with_ecert_listing_its_ips),
+	    cmocka_unit_test(test_key_of_another_certificate_is_refused_with_a_reason),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -5,10 +5,16 @@
 # Nothing here is secret and nothing is committed: tests run this into the
 # build directory. Files (each NAME.pem with its NAME.key):
 #   ca             the test CA (trust anchor: ca.pem)
-#   server         CN=localhost, SAN DNS:localhost + IP:127.0.0.1, 365 days
+#   server         CN=localhost, SAN DNS:localhost + IP:127.0.0.1 + IP:::1,
+#                  365 days
 #   client         CN=tlsq-test-client, clientAuth, for mTLS
 #   expired        like server, but valid 2020-01-01 .. 2021-01-01
 #   wronghost      CN/SAN example.org, signed by the test CA
+#   wrongip        SAN DNS:localhost + IP:127.0.0.2 + IP:::2 (an IP mismatch
+#                  at 127.0.0.1 and ::1 that is not for want of IP SANs)
+#   dnsip          CN=127.0.0.1, SAN DNS:127.0.0.1 + DNS:::1: addresses
+#                  written as DNS names, which must not verify an IP
+#   future         like server, but valid only from 2099
 #   other-ca       a second CA nobody trusts
 #   untrusted      like server, but signed by other-ca
 #   scan           like server, plus a CRL distribution point, as a public
@@ -34,7 +40,17 @@ subjectKeyIdentifier = hash
 basicConstraints = critical, CA:FALSE
 keyUsage = critical, digitalSignature
 extendedKeyUsage = serverAuth
-subjectAltName = DNS:localhost, IP:127.0.0.1
+subjectAltName = DNS:localhost, IP:127.0.0.1, IP:::1
+[wrongip_ext]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth
+subjectAltName = DNS:localhost, IP:127.0.0.2, IP:::2
+[dnsip_ext]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth
+subjectAltName = DNS:127.0.0.1, DNS:::1
 [scan_ext]
 basicConstraints = critical, CA:FALSE
 keyUsage = critical, digitalSignature
@@ -90,6 +106,9 @@ leaf server localhost server_ext ca
 leaf client tlsq-test-client client_ext ca
 leaf expired localhost server_ext ca -startdate 20200101000000Z -enddate 20210101000000Z
 leaf wronghost example.org wronghost_ext ca
+leaf wrongip localhost wrongip_ext ca
+leaf dnsip 127.0.0.1 dnsip_ext ca
+leaf future localhost server_ext ca -startdate 20990101000000Z -enddate 21000101000000Z
 leaf untrusted localhost server_ext other-ca
 leaf scan localhost scan_ext ca
 cat server.pem ca.pem > server-chain.pem
@@ -98,7 +117,17 @@ chmod 600 ./*.key
 # Check what the tests rely on.
 openssl verify -CAfile ca.pem server.pem client.pem wronghost.pem scan.pem >/dev/null
 openssl verify -CAfile ca.pem -verify_hostname localhost server.pem >/dev/null
-for bad in expired untrusted; do
+openssl verify -CAfile ca.pem -verify_ip 127.0.0.1 server.pem >/dev/null
+openssl verify -CAfile ca.pem -verify_ip ::1 server.pem >/dev/null
+for ip in 127.0.0.1 ::1; do
+	for bad in wrongip dnsip; do
+		if openssl verify -CAfile ca.pem -verify_ip $ip $bad.pem >/dev/null 2>&1; then
+			echo "make-pki: $bad.pem verifies at $ip, it must not" >&2
+			exit 1
+		fi
+	done
+done
+for bad in expired untrusted future; do
 	if openssl verify -CAfile ca.pem $bad.pem >/dev/null 2>&1; then
 		echo "make-pki: $bad.pem verifies, it must not" >&2
 		exit 1

@@ -20,6 +20,12 @@ One ctest per GROUP (tests/programs/CMakeLists.txt), so they run in parallel:
   stunnel  tlsq-proxy in front of and behind stunnel, 1 MiB by SHA-256
   demo     tlsq-demo -d 2 -c 4 and its summary; --version
   cli      every program: --help, --version, bad options and values
+  tls      first contact with certificates: verify by IP address (v4 and v6,
+           match and mismatch, cross-checked with openssl s_client
+           -verify_ip), key/certificate/CA errors that name their cause,
+           warnings for expired, not-yet-valid and CA certificates, a non-TLS
+           peer named as such, a stream client at a message-mode server,
+           contradictory flags refused, the listen error said once
 
 Every wait is a polled condition with a deadline (never a sleep), ports are
 picked free, deadlines are generous for the ASan build.
@@ -42,7 +48,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from harness import (Proc, case, finish, free_port, listening, plain_roundtrip,  # noqa: E402
                      wait_for)
 
-GROUPS = ("cat", "echo", "proxy", "stunnel", "demo", "cli")
+GROUPS = ("cat", "echo", "proxy", "stunnel", "demo", "cli", "tls")
 if len(sys.argv) != 4 or sys.argv[3] not in GROUPS:
     sys.exit(f"usage: programs.py TOOLS_DIR PKI_SCRIPT_DIR {'|'.join(GROUPS)}")
 TOOLS, PKI, GROUP = sys.argv[1:4]
@@ -59,6 +65,7 @@ CA = pki("ca")[0]
 SRV, SRVKEY = pki("server")
 CAT, ECHO, PROXY, DEMO = (os.path.join(TOOLS, "tlsq-" + p) for p in ("cat", "echo", "proxy",
                                                                      "demo"))
+BENCH, QBENCH = (os.path.join(TOOLS, "tlsq-" + p) for p in ("bench", "qbench"))
 MIB = 1 << 20
 
 
@@ -685,6 +692,22 @@ def _(procs):
             raise AssertionError(f"{prog} --version: exit {v.returncode}, {v.stdout!r}")
 
 
+@group("cli", "tlsq-bench and tlsq-qbench --version: 'NAME (tlsq) X.Y.Z', exit 0")
+def _(procs):
+    for prog in (BENCH, QBENCH):
+        if not os.path.exists(prog):
+            print(f"      {os.path.basename(prog)} is not built here: skipped", flush=True)
+            continue
+        v = run([prog, "--version"])
+        name = os.path.basename(prog)
+        if v.returncode != 0 or not re.match(rf"{name} \(tlsq\) \d+\.\d+\.\d+\n", v.stdout):
+            raise AssertionError(f"{name} --version: exit {v.returncode}, {v.stdout!r} "
+                                 f"{v.stderr!r}")
+        h = run([prog, "--help"])
+        if "--version" not in h.stdout:
+            raise AssertionError(f"{name} --help does not list --version")
+
+
 @group("cli", "every program: bad options and values exit 1 with one line on stderr")
 def _(procs):
     bad = (["--no-such-option"], ["--io-threads"], ["--cipher-buffer", "lots"],
@@ -704,6 +727,213 @@ def _(procs):
         line = one_line(" ".join(argv[1:]) or "no arguments", r.stderr)
         if r.returncode != 1:
             raise AssertionError(f"{argv}: exit {r.returncode}, {line!r}")
+
+# ------------------------------------------------ first contact: TLS profile
+def s_server(procs, name, host="127.0.0.1"):
+    """openssl s_server with PKI certificate NAME on host (v4 or v6), one
+    connection; returns the port."""
+    port = free_port()
+    cert, key = pki(name)
+    srv = Proc(["openssl", "s_server", "-accept", f"[{host}]:{port}" if ":" in host
+                else f"{host}:{port}", "-cert", cert, "-key", key, "-naccept", "1", "-quiet"])
+    procs.append(srv)
+    wait_for(listening(port), "s_server to listen")
+    return port, srv
+
+
+def cat_to(procs, addr, *extra, data=b"ping\n"):
+    """tlsq-cat --ca ca.pem ADDR (no --servername: the host is what is
+    verified) with data on stdin; returns (exit status, stdout, stderr)."""
+    cat = Proc([CAT, "--ca", CA, addr, *extra])
+    procs.append(cat)
+    feed(cat, data).join(30)
+    cat.close_stdin()
+    rc = cat.wait(60)
+    return rc, cat.stdout(), stderr_of(cat)
+
+
+@group("tls", "verify by IP: IP SANs match at 127.0.0.1 and [::1]; other IPs, or IPs "
+       "written as DNS names, do not (openssl s_client -verify_ip agrees)")
+def _(procs):
+    cases = [("server", "127.0.0.1", True), ("server", "::1", True),
+             ("wrongip", "127.0.0.1", False), ("wrongip", "::1", False),
+             ("dnsip", "127.0.0.1", False), ("dnsip", "::1", False)]
+    for name, ip, ok in cases:
+        port, srv = s_server(procs, name, ip)
+        addr = f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+        srv.send(b"hello over IP\n")
+        rc, out, err = cat_to(procs, addr)
+        if ok and (rc != 0 or out != b"hello over IP\n" or b"ping\n" not in bytes(srv.out)):
+            raise AssertionError(f"{name} at {addr}: exit {rc}, stdout {out!r}, {err!r}")
+        if not ok:
+            line = one_line(f"{name} at {addr}", err)
+            if rc != 1 or f"IP address mismatch, wanted {ip}," not in line or out:
+                raise AssertionError(f"{name} at {addr}: exit {rc}, {line!r}, stdout {out!r}")
+        srv.kill()
+        # The cross-check: OpenSSL's verdict on the same certificate and IP.
+        port, srv = s_server(procs, name, ip)
+        addr = f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+        r = subprocess.run(["openssl", "s_client", "-connect", addr, "-CAfile", CA,
+                            "-verify_ip", ip, "-verify_return_error"],
+                           input=b"", capture_output=True, timeout=60)
+        srv.kill()
+        if (r.returncode == 0) != ok:
+            raise AssertionError(f"openssl s_client -verify_ip {ip} on {name}: exit "
+                                 f"{r.returncode}, tlsq said {'ok' if ok else 'mismatch'}")
+
+
+@group("tls", "tlsq-echo with a certificate with IP SANs: tlsq-cat 127.0.0.1 and "
+       "openssl s_client -verify_ip 127.0.0.1 both verify it")
+def _(procs):
+    port, echo = start_echo(procs)
+    rc, out, err = cat_to(procs, f"127.0.0.1:{port}", data=BLOB[:65536])
+    same("the echo at 127.0.0.1", out, BLOB[:65536])
+    if rc != 0:
+        raise AssertionError(f"tlsq-cat 127.0.0.1: exit {rc}: {err}")
+    r = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-CAfile", CA,
+                        "-verify_ip", "127.0.0.1", "-verify_return_error"], input=b"",
+                       capture_output=True, timeout=60)
+    if r.returncode != 0 or b"Verify return code: 0 (ok)" not in r.stdout:
+        raise AssertionError(f"s_client -verify_ip: exit {r.returncode}")
+    stop(echo, "tlsq-echo")
+
+
+def profile_error(args, want, what):
+    """tlsq-echo with these TLS arguments exits 1 with one line containing want."""
+    r = run([ECHO, "--listen", "127.0.0.1:0", *args])
+    line = one_line(what, r.stderr)
+    if r.returncode != 1 or want not in line or not line.startswith("tlsq-echo: "):
+        raise AssertionError(f"{what}: exit {r.returncode}, {line!r}, want {want!r}")
+
+
+@group("tls", "key and certificate errors name the cause: mismatch, missing, encrypted, "
+       "DER, swapped; the CA error gives errno")
+def _(procs):
+    ck = pki("client")[1]
+    enc, der = os.path.join(TMP, "enc.key"), os.path.join(TMP, "der.key")
+    subprocess.run(["openssl", "pkey", "-in", SRVKEY, "-aes256", "-passout", "pass:x", "-out",
+                    enc], check=True)
+    subprocess.run(["openssl", "pkey", "-in", SRVKEY, "-outform", "DER", "-out", der],
+                   check=True)
+    missing = os.path.join(TMP, "no-such.key")
+    profile_error(["--cert", SRV, "--key", ck],
+                  f"the private key {ck} does not match the certificate {SRV}", "mismatch")
+    profile_error(["--cert", SRV, "--key", missing],
+                  f"cannot read the private key {missing}: No such file or directory",
+                  "missing key")
+    profile_error(["--cert", SRV, "--key", enc], f"the private key {enc} is encrypted",
+                  "encrypted key")
+    profile_error(["--cert", SRV, "--key", der], f"the private key {der} is not PEM (DER?",
+                  "DER key")
+    profile_error(["--cert", SRVKEY, "--key", SRV], "(certificate and key swapped?)", "swapped")
+    profile_error(["--cert", missing, "--key", SRVKEY],
+                  f"cannot read the certificate {missing}: No such file or directory",
+                  "missing certificate")
+    profile_error(["--cert", SRV, "--key", SRVKEY, "--ca", missing],
+                  f"cannot read the CA file {missing}: No such file or directory", "missing CA")
+    profile_error(["--cert", SRV, "--key", SRVKEY, "--ca", SRVKEY],
+                  f"the CA file {SRVKEY} holds no usable PEM certificate", "CA not a cert")
+
+
+@group("tls", "a warning line for an expired, a not-yet-valid and a CA certificate; none "
+       "for a good one")
+def _(procs):
+    for name, want in (("expired", "expired on 2021-01-01 00:00:00 UTC"),
+                       ("future", "is not valid before 2099-01-01 00:00:00 UTC"),
+                       ("ca", "is a CA certificate (basicConstraints CA:TRUE"),
+                       ("server", None)):
+        cert, key = pki(name)
+        port = free_port()
+        echo = Proc([ECHO, "--listen", f"127.0.0.1:{port}", "--cert", cert, "--key", key])
+        procs.append(echo)
+        wait_for(listening(port), f"tlsq-echo ({name}) to listen", timeout=60)
+        stop(echo, f"tlsq-echo ({name})")
+        lines = stderr_of(echo).strip().splitlines()
+        warns = [ln for ln in lines if ln.startswith("tlsq-echo: warning: ")]
+        if want is None:
+            if warns:
+                raise AssertionError(f"{name}: unexpected warnings {warns}")
+            continue
+        if len(warns) != 1 or want not in warns[0] or cert not in warns[0]:
+            raise AssertionError(f"{name}: want one warning with {want!r}: {lines}")
+
+
+def http_like_server(ls, reply, state):
+    """Answers the first bytes of a connection with `reply` and closes."""
+    try:
+        conn, _ = ls.accept()
+        conn.settimeout(30)
+        state["got"] = conn.recv(4096)
+        conn.sendall(reply)
+        conn.shutdown(socket.SHUT_WR)
+        conn.recv(4096)
+        conn.close()
+    except OSError as e:
+        state["error"] = repr(e)
+    finally:
+        ls.close()
+
+
+@group("tls", "a peer that does not speak TLS: 'the peer does not speak TLS (it sent "
+       "'HTTP/1.1 400 Bad Request...')', exit 1")
+def _(procs):
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(1)
+    port = ls.getsockname()[1]
+    state = {}
+    th = threading.Thread(target=http_like_server, daemon=True, args=(
+        ls, b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n", state))
+    th.start()
+    rc, out, err = cat_to(procs, f"127.0.0.1:{port}", data=b"")
+    th.join(30)
+    line = one_line("non-TLS peer", err)
+    want = "the peer does not speak TLS (it sent 'HTTP/1.1 400 Bad Request...')"
+    if rc != 1 or want not in line or not state.get("got", b"").startswith(b"\x16\x03"):
+        raise AssertionError(f"exit {rc}, {line!r}, want {want!r} ({state})")
+
+
+@group("tls", "a stream client at a message-mode tlsq-echo: the server says the header is "
+       "text from a stream-mode peer")
+def _(procs):
+    port, echo = start_echo(procs, "--mode", "msg")
+    rc, out, err = cat_to(procs, f"127.0.0.1:{port}", data=b"hello, message mode\n")
+    want = ("peer announced a message of 1751477356 bytes; the maximum is 16777216 (the "
+            "header is the text 'hell': a stream-mode peer?")
+    wait_for(lambda: want in echo.text(), "tlsq-echo to name the stream-mode peer")
+    if rc == 0 or out:
+        raise AssertionError(f"the client: exit {rc}, stdout {out!r}, {err!r}")
+    print(f"      the stream client: exit {rc}, {err.strip()!r}", flush=True)
+    stop(echo, "tlsq-echo")
+
+
+@group("tls", "contradictory flags are refused with one line; tlsq-echo --help lists no "
+       "client-only option; the listen error says its prefix once")
+def _(procs):
+    for argv, want in (([CAT, "--tls1.2", "--tls1.3", "x:1"], "--tls1.2 and --tls1.3 exclude"),
+                       ([CAT, "--tls1.3", "--tls1.2", "x:1"], "--tls1.2 and --tls1.3 exclude"),
+                       ([CAT, "--insecure", "--ca", CA, "x:1"], "--insecure and --ca exclude"),
+                       ([CAT, "--self-signed", "x:1"], "--self-signed is a server option"),
+                       ([PROXY, "--listen", "0", "--upstream", "x:1", "--upstream-tls",
+                         "--insecure", "--ca", CA, "--listen-plain"],
+                        "--insecure and --ca exclude")):
+        r = run(argv)
+        line = one_line(" ".join(argv[1:]), r.stderr)
+        if r.returncode != 1 or want not in line:
+            raise AssertionError(f"{argv[1:]}: exit {r.returncode}, {line!r}, want {want!r}")
+    h = run([ECHO, "--help"])
+    for opt in ("--insecure", "--servername"):
+        if opt in h.stdout:
+            raise AssertionError(f"tlsq-echo --help lists the client option {opt}")
+    for opt in ("--cert", "--key", "--self-signed", "--ca", "--require-client-cert"):
+        if opt not in h.stdout:
+            raise AssertionError(f"tlsq-echo --help lacks {opt}")
+    port, echo = start_echo(procs)
+    r = run([ECHO, "--listen", f"127.0.0.1:{port}", "--cert", SRV, "--key", SRVKEY])
+    line = one_line("port in use", r.stderr)
+    if r.returncode != 1 or line.count("cannot listen on") != 1 or "in use" not in line:
+        raise AssertionError(f"port in use: exit {r.returncode}, {line!r}")
+    stop(echo, "tlsq-echo")
 
 
 shutil.rmtree(TMP, ignore_errors=True)
