@@ -114,6 +114,7 @@ struct params {
 	int ossl_server;
 	unsigned ossl_max_read, ossl_ku_pct;
 	unsigned ku_pct; /* tlsq_key_update weight */
+	int small_caps;  /* message mode: recv_msg sometimes into a small buffer */
 	struct tt_relay_cfg relay;
 };
 
@@ -151,6 +152,8 @@ static void params_pick(struct params *p, uint64_t seed, int openssl)
 	e->cipher_buffer = ciphers[tt_range(&r, 0, 4)];
 	e->socket_buffer = tiny || tt_pct(&r, 30) ? 8192 : 0;
 	e->close_linger_ms = (int)tt_range(&r, 0, 3) * 300;
+	if (getenv("TORTURE_LINGER")) /* diagnosis: override the linger */
+		e->close_linger_ms = atoi(getenv("TORTURE_LINGER"));
 	if (!p->tls12 && tt_pct(&r, 15))
 		e->key_update_bytes = tt_range(&r, 1, 65536);
 	if (!p->tls12 && tt_pct(&r, 10))
@@ -174,6 +177,13 @@ static void params_pick(struct params *p, uint64_t seed, int openssl)
 	p->neg_timeouts = p->end != END_STOP_FREE && tt_pct(&r, 70);
 	p->close_ms = tt_pct(&r, 25) ? (int)tt_range(&r, 0, 200) : 5000;
 	p->ku_pct = tt_pct(&r, 50) ? 0 : (unsigned)tt_range(&r, 1, 5);
+	if (getenv("TORTURE_KU")) /* diagnosis: override the key_update weight */
+		p->ku_pct = (unsigned)atoi(getenv("TORTURE_KU"));
+	/* recv_msg into a too small buffer puts the message back; another
+	 * receiver may take a later one meanwhile, so one thread can then see
+	 * a sender's numbers out of order (by design): check order only
+	 * without it */
+	p->small_caps = tt_pct(&r, 50);
 	p->ossl_server = tt_pct(&r, 50);
 	/* small reads echo one record per read: 20x the bytes, too slow on a
 	 * link of tiny segments */
@@ -192,7 +202,7 @@ static void params_print(const struct params *p)
 	const tlsq_engine_config *e = &p->ecfg;
 	printf("seed %" PRIu64 ": %s %s%s, threads %d+%d, io %d, tx %zu rx %zu cipher %zu sock %d "
 	       "linger %d ku %" PRIu64 "/%d maxmsg %zu, payload<=%u, chaos %d ms, end %s "
-	       "(side %d%s, close %d ms), -1 %s",
+	       "(side %d%s, close %d ms), -1 %s, key_update %u%%",
 	       p->seed,
 	       p->openssl ? "openssl"
 	       : p->msg   ? "message"
@@ -201,8 +211,8 @@ static void params_print(const struct params *p)
 	       p->nthreads[1], e->io_threads, e->tx_budget, e->rx_budget, e->cipher_buffer,
 	       e->socket_buffer, e->close_linger_ms, e->key_update_bytes, e->key_update_interval_ms,
 	       e->max_message, p->max_payload, p->chaos_ms, end_names[p->end], p->mid_side,
-	       p->shutdown_mid ? ", shutdown mid" : "", p->close_ms,
-	       p->neg_timeouts ? "yes" : "no");
+	       p->shutdown_mid ? ", shutdown mid" : "", p->close_ms, p->neg_timeouts ? "yes" : "no",
+	       p->ku_pct);
 	for (int d = 0; d < 2; d++) {
 		const struct tt_relay_dir_cfg *c = &p->relay.dir[d];
 		printf("; relay%d write<=%u delay<=%u", d, c->max_write, c->max_delay_ms);
@@ -516,13 +526,15 @@ static void recv_msg_once(struct worker *w, int t)
 	long long rc;
 	uint64_t t0;
 	if (tt_pct(&w->rng, 60)) {
-		size_t cap = tt_pct(&w->rng, 15) ? tt_range(&w->rng, 0, 100) : w->rcap;
+		size_t cap = w->run->p.small_caps && tt_pct(&w->rng, 15) ? tt_range(&w->rng, 0, 100)
+		                                                         : w->rcap;
 		t0 = call_begin(&w->slot, OP_RECV, t);
 		rc = tlsq_recv_msg(s->c, w->rbuf, cap, t);
 		call_end(&w->slot, s->name, OP_RECV, t, t0, rc, atomic_load(&s->local_closed));
 		if (rc >= 0) {
 			pthread_mutex_lock(&s->rx_mu);
-			if (tt_rxlog_msg(&s->log, w->rbuf, (size_t)rc, w->last, s->name) < 0)
+			if (tt_rxlog_msg(&s->log, w->rbuf, (size_t)rc,
+			                 w->run->p.small_caps ? NULL : w->last, s->name) < 0)
 				w->can_recv = 0;
 			pthread_mutex_unlock(&s->rx_mu);
 		} else {
@@ -539,7 +551,8 @@ static void recv_msg_once(struct worker *w, int t)
 			tt_fail("%s: msg_recv returned %lld but buffer %p of %zu", s->name, rc, m,
 			        tlsq_msg_len(m));
 		pthread_mutex_lock(&s->rx_mu);
-		if (m && tt_rxlog_msg(&s->log, m, (size_t)rc, w->last, s->name) < 0)
+		if (m && tt_rxlog_msg(&s->log, m, (size_t)rc, w->run->p.small_caps ? NULL : w->last,
+		                      s->name) < 0)
 			w->can_recv = 0;
 		pthread_mutex_unlock(&s->rx_mu);
 		tlsq_msg_free(m);
@@ -1067,7 +1080,15 @@ static void run_seed(uint64_t seed, int openssl)
 	}
 	for (int i = 0; i < 2; i++)
 		side_join(&run->side[i]);
-	int clean_class = !hs_failed && (p->end == END_DRAIN_CLOSE || p->end == END_DRAIN_FREE);
+	/* With close_linger_ms 0 a socket closes right after both close_notify,
+	 * and a KeyUpdate answer the peer sends after its own close_notify
+	 * then draws a RST that destroys data still in flight to the peer
+	 * (found with seed 141, see docs/reliability.md): no clean end is
+	 * promised then. */
+	int ku_possible = p->ku_pct || p->ossl_ku_pct || p->ecfg.key_update_bytes ||
+	                  p->ecfg.key_update_interval_ms;
+	int clean_class = !hs_failed && (p->end == END_DRAIN_CLOSE || p->end == END_DRAIN_FREE) &&
+	                  !(p->ecfg.close_linger_ms == 0 && ku_possible);
 	/* read the relay's faults only at the end: a fault may still fire */
 	for (int i = 0; i < 2; i++)
 		main_close(run, &run->side[i], clean_class);
@@ -1083,7 +1104,9 @@ static void run_seed(uint64_t seed, int openssl)
 
 	/* ---- invariants ---- */
 	int fault = fired[0] || fired[1];
-	if (hs_failed && !fault)
+	int closed_early =
+	    atomic_load(&run->side[0].local_closed) || atomic_load(&run->side[1].local_closed);
+	if (hs_failed && !fault && !closed_early)
 		tt_fail("handshake failed without a fault: %d (%s)", hs_failed,
 		        tlsq_strerror(hs_failed));
 	struct side *a = &run->side[0], *b = &run->side[1];
