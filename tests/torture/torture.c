@@ -808,7 +808,7 @@ static void *watchdog_main(void *arg)
 		uint64_t now = tt_now_ms();
 		int bad = slot_overdue(&run->main_slot, "main", now);
 		for (int i = 0; i < 2; i++)
-			for (int k = 0; k < run->side[i].nthreads; k++)
+			for (int k = 0; k < TT_MAX_TID; k++) /* idle slots say OP_NONE */
 				bad |=
 				    slot_overdue(&run->side[i].w[k].slot, run->side[i].name, now);
 		if (!bad && now > run->seed_deadline_ms) {
@@ -1025,6 +1025,8 @@ static void run_seed(uint64_t seed, int openssl)
 		if (!ossl)
 			goto out;
 	}
+	/* before any worker starts: they read it */
+	run->mid_at_ms = tt_now_ms() + tt_range(&(uint64_t){seed}, 0, (uint64_t)p->chaos_ms);
 	if (cs) {
 		uint64_t t0 = call_begin(&run->main_slot, OP_CONNECT, 15000);
 		int rc = p->async_connect ? tlsq_connect_start(eng, addr, ctls, &cs->c)
@@ -1065,7 +1067,6 @@ static void run_seed(uint64_t seed, int openssl)
 
 	/* Chaos: the workers run on their own for chaos_ms. Waiting out a
 	 * duration is the workload's length, not synchronisation. */
-	run->mid_at_ms = tt_now_ms() + tt_range(&(uint64_t){seed}, 0, (uint64_t)p->chaos_ms);
 	struct timespec ts = {p->chaos_ms / 1000, (long)(p->chaos_ms % 1000) * 1000000};
 	nanosleep(&ts, NULL);
 
