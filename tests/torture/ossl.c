@@ -37,6 +37,7 @@ struct tt_ossl {
 	int lfd;
 	SSL_CTX *ctx;
 	pthread_t thr;
+	int joined;
 	struct tt_ossl_result res;
 };
 
@@ -236,7 +237,9 @@ fail:
 
 const struct tt_ossl_result *tt_ossl_join(struct tt_ossl *o)
 {
-	pthread_join(o->thr, NULL);
+	if (!o->joined)
+		pthread_join(o->thr, NULL); /* once: a second join is undefined */
+	o->joined = 1;
 	return &o->res;
 }
 
