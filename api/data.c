@@ -92,6 +92,12 @@ static int rx_pop(struct tlsq_conn *c, tlsq__buf **b, int timeout_ms)
 	int rc = tlsq__rxq_pop_mc(&c->rxq, b, timeout_ms, &unpark);
 	if (unpark)
 		tlsq__conn_request(c, TLSQ__REQ_RX_ROOM);
+	/* The IO task signals the pollfd after its push, so a consumer may
+	 * take the entry first and find nothing to clear: the signal then
+	 * outlives the data. Clear it here, or a poll loop that gets
+	 * TLSQ_EAGAIN spins until the next push (tests/torture). */
+	if (rc == TLSQ_EAGAIN || rc == TLSQ_ETIMEDOUT)
+		pollfd_after_pop(c);
 	return rc;
 }
 
