@@ -147,9 +147,12 @@ void tlsq__conn_fail(struct tlsq_conn *c, int err, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(c->error_reason, sizeof c->error_reason, fmt, ap);
 	va_end(ap);
-	/* The rx end before the error: whoever sees the error and then calls
+	/* Senders fail at once; receivers first drain what was delivered.
+	 * Both queues before the error: whoever sees the error and then calls
 	 * recv finds the end (or data still to come), never "would block"
-	 * with nothing coming. */
+	 * with nothing coming, and whoever got the end from recv finds sends
+	 * refused. */
+	tlsq__queue_close(&c->txq, err);
 	if (!c->rx_end_pending) {
 		c->rx_end_pending = 1;
 		c->rx_end_code = err;
@@ -163,8 +166,6 @@ void tlsq__conn_fail(struct tlsq_conn *c, int err, const char *fmt, ...)
 	int st = atomic_load(&c->state);
 	if (st < TLSQ_STATE_OPEN)
 		tlsq__count(&c->engine->stats.handshakes_failed, 1);
-	/* Senders fail at once; receivers first drain what was delivered. */
-	tlsq__queue_close(&c->txq, err);
 	if (atomic_load(&c->close_phase) != TLSQ_CLOSE_DONE)
 		atomic_store(&c->close_phase, TLSQ_CLOSE_ABORTED);
 	atomic_store_explicit(&c->state, TLSQ_STATE_FAILED, memory_order_release);

@@ -226,6 +226,10 @@ static void rx_maybe_end(struct tlsq_conn *c)
 	c->rx_end_pending = 0;
 	tlsq__queue_end(&c->rxq, c->rx_end_code);
 	tlsq__conn_pollfd_signal(c);
+	/* Nothing is read after the end: the receive buffers can go. */
+	tlsq__buf_free(c->rx_cur);
+	c->rx_cur = NULL;
+	tlsq__frame_dec_fini(&c->dec);
 }
 
 /* see iotask.h */
@@ -368,7 +372,8 @@ static int pump_rx(struct tlsq_conn *c, int how)
 		if (c->mode == TLSQ_MODE_MESSAGE && c->rx_cur) {
 			int d = rx_decode(c);
 			if (d < 0) { /* the framing failed: the rest is no message */
-				c->rx_cur->rd = c->rx_cur->wr;
+				if (c->rx_cur) /* (the failure may have ended rx already) */
+					c->rx_cur->rd = c->rx_cur->wr;
 				break;
 			}
 			if (d > 0)
