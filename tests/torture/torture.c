@@ -781,7 +781,13 @@ static int slot_overdue(struct slot *sl, const char *who, uint64_t now)
 	if (op == OP_NONE)
 		return 0;
 	int t = atomic_load(&sl->timeout);
-	uint64_t el = now - atomic_load(&sl->start_ms);
+	uint64_t start = atomic_load(&sl->start_ms);
+	/* The worker may have begun its next call after `now` was read: that
+	 * call started after now, it is not overdue (the difference would
+	 * wrap around to a huge "hang"). */
+	if (start > now)
+		return 0;
+	uint64_t el = now - start;
 	uint64_t limit = t < 0 ? (uint64_t)hang_ms : (uint64_t)t + 2u * (uint64_t)slack_ms + 5000u;
 	if (el <= limit || atomic_load(&sl->op) != op)
 		return 0;
