@@ -737,7 +737,7 @@ int SendAlert(WOLFSSL *ssl, int severity, int type); /* wolfssl/internal.h */
 
 /* The alert for a failure that tlsq decided (not wolfSSL, not the socket):
  * -1 for none. See docs/guarantees.md, "Which alert each end sends". */
-static int end_alert_for(const struct tlsq_conn *c, int err, int st)
+static int end_alert_for(struct tlsq_conn *c, int err)
 {
 	switch (err) {
 	case TLSQ_ETIMEDOUT:
@@ -745,11 +745,14 @@ static int end_alert_for(const struct tlsq_conn *c, int err, int st)
 		 * never gets here), and only once a handshake has started: a
 		 * client sent its ClientHello when its WOLFSSL was made, a
 		 * server has seen the peer's first bytes. */
-		if (st == TLSQ_STATE_CONNECTING)
+		if (!atomic_load(&c->opened) && c->role == TLSQ_SERVER && c->first_in_len == 0)
 			return -1;
-		if (st == TLSQ_STATE_HANDSHAKING && c->role == TLSQ_SERVER && c->first_in_len == 0)
-			return -1;
-		return user_canceled; /* 90: ended for a reason that is no protocol error */
+		/* TLS has no timeout alert. user_canceled (90) is the closest
+		 * by its definition, but it is a closure alert that a TLS 1.3
+		 * peer ignores (OpenSSL does): the peer would learn nothing.
+		 * internal_error is fatal everywhere and defined as "unrelated
+		 * to the peer or the correctness of the protocol". */
+		return internal_error; /* 80 */
 	case TLSQ_EMSGSIZE: /* message mode: a length over max_message */
 	case TLSQ_EPROTO:   /* message mode: close_notify inside a message */
 		return decode_error; /* 50 */
@@ -777,11 +780,11 @@ int tlsq__tls_end_alert(struct tlsq_conn *c)
 		tlsq__count(&c->engine->stats.alerts_sent, 1);
 		return h.last_tx.code;
 	}
-	int desc = end_alert_for(c, atomic_load(&c->error), atomic_load(&c->state));
+	int desc = end_alert_for(c, atomic_load(&c->error));
 	/* Nothing after the peer's fatal alert (it has gone) or after our
-	 * close_notify (no record may follow it). */
-	if (desc < 0 || h.last_rx.level == alert_fatal ||
-	    (wolfSSL_get_shutdown(ssl) & WOLFSSL_SENT_SHUTDOWN))
+	 * close_notify (no record may follow it; wolfSSL_get_shutdown cannot
+	 * tell: it reports both directions shut during a handshake). */
+	if (desc < 0 || h.last_rx.level == alert_fatal || c->send_closed)
 		return -1;
 #if TLS_CAN_SEND_ALERT
 	size_t before = evbuffer_get_length(c->out);
