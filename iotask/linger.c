@@ -54,9 +54,9 @@ struct tlsq__linger {
 	tlsq__iothread *io;
 	struct event *ev;
 	int fd;
-	int reset_at_deadline;   /* a failure's socket: reset if time runs out */
-	int read_done;           /* the peer's FIN (or an error) was read */
-	struct evbuffer *out;    /* still to write before SHUT_WR, or NULL */
+	int reset_at_deadline; /* a failure's socket: reset if time runs out */
+	int read_done;         /* the peer's FIN (or an error) was read */
+	struct evbuffer *out;  /* still to write before SHUT_WR, or NULL */
 	uint64_t deadline_ms;
 };
 
@@ -206,8 +206,8 @@ void tlsq__linger(tlsq__iothread *io, int fd, int ms, struct evbuffer *out, int 
 	}
 	struct tlsq__linger *l = calloc(1, sizeof *l);
 	if (l)
-		l->ev = event_new(io->base, fd, out ? EV_READ | EV_WRITE : EV_READ, linger_on_event,
-		                  l);
+		l->ev =
+		    event_new(io->base, fd, out ? EV_READ | EV_WRITE : EV_READ, linger_on_event, l);
 	if (!l || !l->ev) {
 		free(l);
 		if (out)

@@ -753,8 +753,10 @@ static int end_alert_for(struct tlsq_conn *c, int err)
 		 * internal_error is fatal everywhere and defined as "unrelated
 		 * to the peer or the correctness of the protocol". */
 		return internal_error; /* 80 */
-	case TLSQ_EMSGSIZE: /* message mode: a length over max_message */
-	case TLSQ_EPROTO:   /* message mode: close_notify inside a message */
+	case TLSQ_EMSGSIZE:
+	case TLSQ_EPROTO:
+		/* Message mode: a length over max_message, or close_notify
+		 * inside a message. */
 		return decode_error; /* 50 */
 	case TLSQ_ETLS:
 		return c->ku_storm ? unexpected_message : -1; /* 10: KeyUpdate storm */
