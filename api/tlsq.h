@@ -151,7 +151,10 @@ typedef struct tlsq_engine_config {
 	                              waits for the peer's close_notify, and how long
 	                              a cleanly closed socket keeps reading (and
 	                              discarding) until the peer's FIN, so that late
-	                              input never turns the close into a RST; 0 =
+	                              input never turns the close into a RST. A
+	                              failed connection (not an abort) ends the same
+	                              way after its fatal alert, and is reset if this
+	                              runs out first (docs/reliability.md). 0 =
 	                              close the socket at once; default 2000 */
 	int keepalive_s;           /* TCP keepalive: probe after this many idle
 	                              seconds, then 3 probes keepalive_s/3 (at
@@ -167,7 +170,8 @@ typedef struct tlsq_engine_config {
 	                              sent; 0 = never (default) */
 	int key_update_interval_ms;/* TLS 1.3: send a KeyUpdate this often; 0 = never (default) */
 	unsigned max_key_updates_per_s; /* peer KeyUpdate(update_requested) tolerated per
-	                                   second before the connection fails; default
+	                                   second before the connection fails (the peer
+	                                   gets an unexpected_message alert); default
 	                                   100. update_not_requested ones are not seen
 	                                   (wolfSSL 5.5.4 gives no hook): they make no
 	                                   reply, so they cost CPU like any record and

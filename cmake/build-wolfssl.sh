@@ -16,12 +16,16 @@
 # tree rebuilds instead of silently keeping the old flags.
 set -eu
 
+here=$(cd "$(dirname "$0")" && pwd)
 work=$1
 prefix=$2
 version=$3
 # r2: --enable-ip-alt-name (IP SANs are parsed, so servers can be verified by
 # IP address).
-FLAGS_REV=r2
+# r3: -DWOLFSSL_TLS13_MIDDLEBOX_COMPAT (RFC 8446 D.4: the dummy
+# ChangeCipherSpec; wolfSSL has no configure option for it) and tlsq's patches
+# in cmake/wolfssl-patches/ (the server side of that mode, which 5.5.4 lacks).
+FLAGS_REV=r3
 stamp="$prefix/.tlsq-wolfssl-$version-$FLAGS_REV"
 
 if [ -f "$stamp" ]; then
@@ -68,6 +72,19 @@ if [ ! -f "$src/configure.ac" ]; then
 		{ cat dpkg-source.log >&2; exit 1; }
 fi
 
+# --- 2b. tlsq's own patches (cmake/wolfssl-patches/*.patch) -----------------
+# Each is applied once; a marker in the source tree remembers it, so a source
+# tree unpacked by an earlier flag set gets the patches too.
+patches=$here/wolfssl-patches
+for p in "$patches"/*.patch; do
+	[ -f "$p" ] || continue
+	mark="$src/.tlsq-patched-$(basename "$p" .patch)"
+	[ -f "$mark" ] && continue
+	(cd "$src" && patch -p1 -N <"$p") >patch.log 2>&1 ||
+		{ cat patch.log >&2; exit 1; }
+	touch "$mark"
+done
+
 # --- 3. configure and build, static -------------------------------------------
 cd "$src"
 if [ ! -f configure ]; then
@@ -82,7 +99,7 @@ fi
 	--enable-ip-alt-name \
 	--enable-opensslextra --enable-certgen --enable-keygen \
 	--disable-examples --disable-crypttests \
-	CFLAGS="-O2" CPPFLAGS="-DWOLFSSL_ALT_NAMES -DWOLFSSL_ALWAYS_KEEP_SNI" \
+	CFLAGS="-O2" CPPFLAGS="-DWOLFSSL_ALT_NAMES -DWOLFSSL_ALWAYS_KEEP_SNI -DWOLFSSL_TLS13_MIDDLEBOX_COMPAT" \
 	>configure.log 2>&1 || { tail -40 configure.log >&2; exit 1; }
 jobs=$(nproc 2>/dev/null || echo 2)
 # Objects from an earlier flag set would be reused by make (it does not track

@@ -19,7 +19,7 @@ if(TLSQ_WOLFSSL STREQUAL "bundled")
   get_filename_component(_wolf_parent ${TLSQ_WOLFSSL_PREFIX} DIRECTORY)
   set(TLSQ_WOLFSSL_WORK ${_wolf_parent}/wolfssl-src)
   # The stamp's suffix is FLAGS_REV in build-wolfssl.sh.
-  if(NOT EXISTS "${TLSQ_WOLFSSL_PREFIX}/.tlsq-wolfssl-${TLSQ_WOLFSSL_DEBIAN_VERSION}-r2")
+  if(NOT EXISTS "${TLSQ_WOLFSSL_PREFIX}/.tlsq-wolfssl-${TLSQ_WOLFSSL_DEBIAN_VERSION}-r3")
     message(STATUS "tlsq: building wolfSSL ${TLSQ_WOLFSSL_DEBIAN_VERSION} from Debian's source package (about a minute)")
   endif()
   execute_process(

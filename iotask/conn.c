@@ -283,18 +283,26 @@ void tlsq__conn_finish(struct tlsq_conn *c)
 			/* After a socket error (other than the peer's FIN) the
 			 * socket is not trusted with more: wolfSSL answers the
 			 * cut record with bad_record_mac, which would blame the
-			 * peer's records for our failed read; abort instead. */
+			 * peer's records for our failed read; abort instead. So
+			 * do tlsq_abort and engine stop (TLSQ_ECLOSED). */
 			int sock_failed = c->rst || c->sock_error != 0;
-			if (failed && !sock_failed && evbuffer_get_length(c->out) > 0)
-				evbuffer_write(c->out, c->fd); /* best effort: the alert */
 			if (failed && (sock_failed || atomic_load(&c->error) == TLSQ_ECLOSED)) {
 				struct linger lg = {1, 0}; /* abort: reset, not FIN */
 				setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-			}
-			if (failed)
 				close(c->fd);
-			else /* a close() now could turn late input into a RST */
-				tlsq__linger(c->io, c->fd, c->engine->cfg.close_linger_ms);
+			} else {
+				/* Any other failure ends like a clean close: its fatal
+				 * alert (wolfSSL's, or the one tlsq's own ends send)
+				 * goes out behind what is queued, then a FIN; a close()
+				 * now would turn unread input into a RST that drops the
+				 * alert (linger.c). */
+				if (failed)
+					tlsq__tls_end_alert(c);
+				tlsq__linger(c->io, c->fd, c->engine->cfg.close_linger_ms,
+				             failed ? c->out : NULL, failed);
+				if (failed)
+					c->out = NULL; /* linger.c has it */
+			}
 			c->fd = -1;
 		}
 		if (c->ev_timer)
@@ -311,7 +319,8 @@ void tlsq__conn_finish(struct tlsq_conn *c)
 		/* rx_cur, rx_hold and the frame decoder stay: what was decrypted
 		 * before the end is still being handed over (pump.c pump_rx). */
 		evbuffer_free(c->in);
-		evbuffer_free(c->out);
+		if (c->out)
+			evbuffer_free(c->out);
 		c->in = c->out = NULL;
 		if (!failed) {
 			c->rx_end_pending = c->rx_end_pending || !c->recv_closed;

@@ -104,7 +104,7 @@ typedef struct tlsq__iothread {
 	_Atomic uint32_t nconns;
 	_Atomic int running;
 	struct event *ev_reclaim;        /* periodic epoch poll */
-	struct tlsq__linger *lingering;  /* closed cleanly, waiting for the peer's FIN (linger.c) */
+	struct tlsq__linger *lingering;  /* ended, waiting for the peer's FIN (linger.c) */
 } tlsq__iothread;
 
 struct tlsq_engine {
@@ -272,10 +272,12 @@ void tlsq__conn_kick(struct tlsq_conn *c);
 void tlsq__conn_request(struct tlsq_conn *c, uint32_t bits);
 
 /* ---- linger.c (IO thread) ---- */
-/* Ends the socket of a cleanly closed connection: FIN after everything
- * queued, then discards input until the peer's FIN, an error or `ms`, then
- * closes fd (never a RST for late input). Takes fd. */
-void tlsq__linger(tlsq__iothread *io, int fd, int ms);
+/* Ends the socket of a connection: writes `out` (NULL or the ciphertext
+ * still queued, the fatal alert of a failure last; taken and freed), then
+ * FIN, then discards input until the peer's FIN, an error or `ms`, then
+ * closes fd (never a RST for late input). `failed`: reset instead if `ms`
+ * runs out. ms <= 0: one best-effort write and close at once. Takes fd. */
+void tlsq__linger(tlsq__iothread *io, int fd, int ms, struct evbuffer *out, int failed);
 /* Closes every socket still lingering (IO thread exit). */
 void tlsq__linger_fini(tlsq__iothread *io);
 
@@ -370,6 +372,12 @@ void tlsq__tls_save_session(struct tlsq_conn *c);
 int tlsq__tls_fail_reason(const struct tlsq_conn *c);
 /* Bytes of plaintext wolfSSL holds decrypted but not yet read. */
 int tlsq__tls_pending(struct tlsq_conn *c);
+/* A failed connection's last record (conn.c, before the WOLFSSL is freed):
+ * if tlsq itself ended it (a timeout once a handshake started, the message
+ * framing, a KeyUpdate storm, out of memory), appends the fatal alert that
+ * fits to c->out. Returns the alert wolfSSL or this call sent (also counted
+ * in the engine's alert counters), -1 for none. */
+int tlsq__tls_end_alert(struct tlsq_conn *c);
 
 /* ---- thread-local error (api) ---- */
 void tlsq__set_last_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

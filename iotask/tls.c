@@ -710,6 +710,95 @@ int tlsq__tls_pending(struct tlsq_conn *c)
 	return c->ssl ? wolfSSL_pending(ssl_of(c)) : 0;
 }
 
+/*
+ * The alert a failing connection ends with.
+ *
+ * wolfSSL 5.5.4 has no public call that sends an alert. Its internal
+ * SendAlert (internal.c; declared WOLFSSL_LOCAL in wolfssl/internal.h, which
+ * is not installed) is a global symbol of the static libwolfssl.a that the
+ * bundled build links into tlsq: WOLFSSL_LOCAL is hidden visibility, which
+ * only hides a symbol across a shared object's boundary, not inside one link.
+ * SendAlert builds the record (encrypted once keys are on: TLS 1.3 handshake
+ * keys after the ServerHello, traffic keys after it), appends it to wolfSSL's
+ * output buffer and calls SendBuffered, that is our send callback, which
+ * never refuses: the record is in c->out when it returns (checked below, and
+ * by tests/peers/alerts.py on the wire). A fatal alert also sets wolfSSL's
+ * isClosed, so no close_notify can follow it. A system wolfSSL
+ * (TLSQ_WOLFSSL=system, a shared library) does not export the symbol: there
+ * the deliberate ends close without an alert (documented in
+ * docs/reliability.md).
+ */
+#ifdef TLSQ_WOLFSSL_DEBIAN
+#define TLS_CAN_SEND_ALERT 1
+int SendAlert(WOLFSSL *ssl, int severity, int type); /* wolfssl/internal.h */
+#else
+#define TLS_CAN_SEND_ALERT 0
+#endif
+
+/* The alert for a failure that tlsq decided (not wolfSSL, not the socket):
+ * -1 for none. See docs/guarantees.md, "Which alert each end sends". */
+static int end_alert_for(struct tlsq_conn *c, int err)
+{
+	switch (err) {
+	case TLSQ_ETIMEDOUT:
+		/* tlsq's own deadlines only (a TCP timeout is a socket error and
+		 * never gets here), and only once a handshake has started: a
+		 * client sent its ClientHello when its WOLFSSL was made, a
+		 * server has seen the peer's first bytes. */
+		if (!atomic_load(&c->opened) && c->role == TLSQ_SERVER && c->first_in_len == 0)
+			return -1;
+		/* TLS has no timeout alert. user_canceled (90) is the closest
+		 * by its definition, but it is a closure alert that a TLS 1.3
+		 * peer ignores (OpenSSL does): the peer would learn nothing.
+		 * internal_error is fatal everywhere and defined as "unrelated
+		 * to the peer or the correctness of the protocol". */
+		return internal_error; /* 80 */
+	case TLSQ_EMSGSIZE:
+	case TLSQ_EPROTO:
+		/* Message mode: a length over max_message, or close_notify
+		 * inside a message. */
+		return decode_error; /* 50 */
+	case TLSQ_ETLS:
+		return c->ku_storm ? unexpected_message : -1; /* 10: KeyUpdate storm */
+	case TLSQ_ENOMEM:
+		return internal_error; /* 80 */
+	default:
+		return -1;
+	}
+}
+
+/* see iotask.h */
+int tlsq__tls_end_alert(struct tlsq_conn *c)
+{
+	WOLFSSL *ssl = ssl_of(c);
+	if (ssl == NULL)
+		return -1;
+	WOLFSSL_ALERT_HISTORY h;
+	memset(&h, 0, sizeof h);
+	wolfSSL_get_alert_history(ssl, &h);
+	if (h.last_rx.level == alert_fatal)
+		tlsq__count(&c->engine->stats.alerts_received, 1);
+	if (h.last_tx.level == alert_fatal) { /* wolfSSL sent it (bad_record_mac, ...) */
+		tlsq__count(&c->engine->stats.alerts_sent, 1);
+		return h.last_tx.code;
+	}
+	int desc = end_alert_for(c, atomic_load(&c->error));
+	/* Nothing after the peer's fatal alert (it has gone) or after our
+	 * close_notify (no record may follow it; wolfSSL_get_shutdown cannot
+	 * tell: it reports both directions shut during a handshake). */
+	if (desc < 0 || h.last_rx.level == alert_fatal || c->send_closed)
+		return -1;
+#if TLS_CAN_SEND_ALERT
+	size_t before = evbuffer_get_length(c->out);
+	if (SendAlert(ssl, alert_fatal, desc) != 0 || evbuffer_get_length(c->out) == before)
+		return -1;
+	tlsq__count(&c->engine->stats.alerts_sent, 1);
+	return desc;
+#else
+	return -1;
+#endif
+}
+
 /* ------------------------------------------------------------------------ */
 /* Profiles                                                                  */
 /* ------------------------------------------------------------------------ */

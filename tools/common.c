@@ -32,6 +32,9 @@ const char tool_engine_help[] =
 	"      --key-update-bytes BYTES\n"
 	"                              TLS 1.3: send a KeyUpdate after every BYTES sent\n"
 	"                              (default 0 = never)\n"
+	"      --max-key-updates N     TLS 1.3: the peer's KeyUpdates (update_requested)\n"
+	"                              tolerated per second; more end the connection with\n"
+	"                              an unexpected_message alert (default 100)\n"
 	"      --status ADDR           serve the HTTP status endpoint on ADDR (PORT alone\n"
 	"                              binds 127.0.0.1; port 0 picks a free port)\n"
 	"      --status-token TOKEN    require 'Authorization: Bearer TOKEN' on the status\n"
@@ -207,6 +210,9 @@ void tool_common_option(struct tool_common *co, int opt, const char *arg, char *
 	case OPT_KEEPALIVE: e->keepalive_s = (int)tool_parse_long("--keepalive", arg, 0, 86400); break;
 	case OPT_MAX_MESSAGE: e->max_message = tool_parse_size("--max-message", arg); break;
 	case OPT_KEY_UPDATE_BYTES: e->key_update_bytes = tool_parse_size("--key-update-bytes", arg); break;
+	case OPT_MAX_KEY_UPDATES:
+		e->max_key_updates_per_s = (unsigned)tool_parse_long("--max-key-updates", arg, 1, 1000000);
+		break;
 	case OPT_STATUS: e->status_addr = tool_addr(arg); break;
 	case OPT_STATUS_TOKEN: e->status_token = arg; break;
 	case OPT_CERT: t->cert = arg; break;

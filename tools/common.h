@@ -45,6 +45,7 @@ enum {
 	OPT_REQUIRE_CLIENT_CERT,
 	OPT_KEY_UPDATE_BYTES,
 	OPT_KEEPALIVE,
+	OPT_MAX_KEY_UPDATES,
 	OPT_PROGRAM_BASE = 2000, /* programs number their own long-only options from here */
 };
 
@@ -59,7 +60,8 @@ enum {
 	{"status", required_argument, NULL, OPT_STATUS},                                           \
 	{"status-token", required_argument, NULL, OPT_STATUS_TOKEN},                               \
 	{"max-message", required_argument, NULL, OPT_MAX_MESSAGE},                                 \
-	{"key-update-bytes", required_argument, NULL, OPT_KEY_UPDATE_BYTES}
+	{"key-update-bytes", required_argument, NULL, OPT_KEY_UPDATE_BYTES},                       \
+	{"max-key-updates", required_argument, NULL, OPT_MAX_KEY_UPDATES}
 
 #define TOOL_TLS_OPTIONS                                                                           \
 	{"cert", required_argument, NULL, OPT_CERT}, {"key", required_argument, NULL, OPT_KEY},    \

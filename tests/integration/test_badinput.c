@@ -681,14 +681,17 @@ static void test_oversize_frame(void **state)
 		assert_int_equal(ci.error, TLSQ_EMSGSIZE);
 		assert_int_equal(tlsq_recv_msg(s, in, MAX_MESSAGE + 1, 0), TLSQ_EMSGSIZE);
 		assert_non_null(strstr(tlsq_conn_error(s), "maximum"));
-		/* The peer sees the end of the stream. */
+		/* The peer is told why: a decode_error alert, then the end
+		 * (issue 19; before, a bare FIN or a reset). */
 		char x[16];
 		ssize_t r = i == 0 ? tlsq_recv_msg(c, x, sizeof x, 5000) : tlsq_recv(c, x, 1, 5000);
-		if (r != TLSQ_ETRUNCATED && r != TLSQ_ECONNRESET)
-			fail_msg("peer got %zd (%s)", r, tlsq_strerror((int)r));
+		if (r != TLSQ_ETLS || !strstr(tlsq_conn_error(c), "decode_error"))
+			fail_msg("peer got %zd (%s: %s), want TLSQ_ETLS naming decode_error", r,
+			         tlsq_strerror((int)r), tlsq_conn_error(c));
 		uint64_t ms = ts_now_ms() - t0;
 		char desc[128];
-		snprintf(desc, sizeof desc, "server recv_msg -> EMSGSIZE (sticky), peer sees %s",
+		snprintf(desc, sizeof desc,
+		         "server recv_msg -> EMSGSIZE (sticky), peer sees %s (decode_error alert)",
 		         rel_err_name((int)r));
 		report(i == 0 ? "frame_max_plus_1" : "frame_4gib",
 		       i == 0 ? "message of max_message + 1 (64 KiB + 1) from a tlsq peer"
