@@ -57,6 +57,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h> /* ssize_t */
+#include <sys/uio.h>   /* struct iovec */
 
 #ifdef __cplusplus
 extern "C" {
@@ -456,6 +457,16 @@ TLSQ_API int tlsq_connect_wait(tlsq_conn *c, int timeout_ms);
 TLSQ_API ssize_t tlsq_send(tlsq_conn *c, const void *buf, size_t len, int timeout_ms);
 
 /*
+ * Gather send: queues the `iovcnt` pieces of `iov`, in order, as ONE send
+ * (atomic like tlsq_send: all or nothing, never interleaved with another
+ * call's bytes), without the caller concatenating them first. Empty pieces
+ * are allowed; iov may be NULL when iovcnt is 0. Returns the total length,
+ * TLSQ_EINVAL (iovcnt < 0, a NULL base with a length, a total above
+ * SSIZE_MAX), or the errors of tlsq_send. Any thread.
+ */
+TLSQ_API ssize_t tlsq_sendv(tlsq_conn *c, const struct iovec *iov, int iovcnt, int timeout_ms);
+
+/*
  * Receives up to `cap` bytes. Returns the count (> 0), 0 once the peer's
  * close_notify was received and everything before it was read, or a negative
  * error: TLSQ_EAGAIN, TLSQ_ETIMEDOUT, TLSQ_ECLOSED (closed locally),
@@ -476,6 +487,14 @@ TLSQ_API ssize_t tlsq_recv(tlsq_conn *c, void *buf, size_t cap, int timeout_ms);
  * TLSQ_OK, TLSQ_EMSGSIZE, or the errors of tlsq_send.
  */
 TLSQ_API int tlsq_send_msg(tlsq_conn *c, const void *buf, size_t len, int timeout_ms);
+
+/*
+ * Sends ONE message made of the `iovcnt` pieces of `iov` in order (a header
+ * and a body, say): the peer receives a single message of the total length.
+ * Returns TLSQ_OK, TLSQ_EMSGSIZE (total above max_message), TLSQ_EINVAL (as
+ * for tlsq_sendv), or the errors of tlsq_send_msg. Any thread.
+ */
+TLSQ_API int tlsq_send_msgv(tlsq_conn *c, const struct iovec *iov, int iovcnt, int timeout_ms);
 
 /*
  * Receives one whole message into buf. Returns its length, 0-length messages
@@ -570,6 +589,44 @@ TLSQ_API int tlsq_key_update(tlsq_conn *c);
  * connection; do not close or read it. Returns the fd or a negative error.
  */
 TLSQ_API int tlsq_conn_pollfd(tlsq_conn *c);
+
+/*
+ * The writable signal: a second descriptor, readable (POLLIN; watch it for
+ * READING, like tlsq_conn_pollfd) while a send of `room` bytes would be
+ * queued without waiting, or the sending side has ended (closed, failed,
+ * after tlsq_shutdown_send: the send then returns its error at once).
+ * `room` 0 means half of tx_budget; a value above tx_budget means "the
+ * transmit queue is empty" (a send that large is admitted only then).
+ *
+ * Use it like POLLOUT on a socket: after a send with timeout 0 returned
+ * TLSQ_EAGAIN, watch this fd and send again when it is readable; stop
+ * watching it while you have nothing to send (it stays readable while
+ * there is room). Level-triggered: the IO task makes it readable when it
+ * takes bytes out of the queue and there is room again; a send that leaves
+ * less room, or one that returns TLSQ_EAGAIN, makes it unreadable. After a
+ * TLSQ_EAGAIN it is readable again only once that send would fit (a
+ * refused send larger than `room` raises `room` to its own size). A
+ * readiness may be stale by one event (another thread sent meanwhile): the
+ * send then returns TLSQ_EAGAIN again; never a busy loop.
+ *
+ * Each call sets `room` and returns the same fd. Owned by the connection:
+ * do not read, write or close it. Returns the fd, TLSQ_EINVAL or TLSQ_EIO.
+ * Any thread; no thread but the IO task ever touches the socket or TLS.
+ */
+TLSQ_API int tlsq_conn_send_pollfd(tlsq_conn *c, size_t room);
+
+/*
+ * Per-connection user data: a pointer the application attaches to the
+ * connection (its session, a dispatch-table entry) and gets back from the
+ * handle, e.g. in an event-loop callback that was given only the
+ * connection. tlsq never looks at it or frees it. Set is a release store
+ * and get an acquire load: what the setter wrote before setting is visible
+ * to a thread that gets the pointer. NULL until set. Any thread, until
+ * tlsq_conn_free. tlsq_conn_set_user returns TLSQ_OK or TLSQ_EINVAL
+ * (NULL connection); tlsq_conn_user returns NULL for a NULL connection.
+ */
+TLSQ_API int tlsq_conn_set_user(tlsq_conn *c, void *user);
+TLSQ_API void *tlsq_conn_user(const tlsq_conn *c);
 
 /* ------------------------------------------------------------------------ */
 /* Information                                                               */

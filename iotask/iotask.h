@@ -188,6 +188,7 @@ struct tlsq_conn {
 	_Atomic int handle_freed;
 	_Atomic int opened;              /* the handshake completed (set once, before state OPEN) */
 	_Atomic uint32_t open_waiters;   /* threads inside tlsq_connect(_wait) (tests) */
+	_Atomic(void *) user;            /* tlsq_conn_set_user: the application's, never ours */
 
 	/* ---- published by the IO task (see design note 3) ---- */
 	_Atomic int state;               /* tlsq_state */
