@@ -262,6 +262,24 @@ typedef struct tlsq_tls_config {
 	                              ECDHE with AES-GCM or ChaCha20 */
 	int session_resumption;    /* 1 (default): servers issue TLS 1.3 tickets,
 	                              clients reuse the last ticket per profile */
+	const char *pins;          /* certificate pinning: comma-separated, each
+	                              "sha256//BASE64" (the SHA-256 of the peer's
+	                              SubjectPublicKeyInfo, as curl's
+	                              --pinnedpubkey) or 64 hex digits, colons
+	                              allowed (the SHA-256 of the peer's
+	                              certificate, as openssl x509 -fingerprint
+	                              -sha256). The peer's leaf must match one,
+	                              checked when the handshake completes, before
+	                              any application byte moves; a mismatch fails
+	                              the connection with TLSQ_ECERT. Clients: in
+	                              addition to verification, or instead of it
+	                              with TLSQ_VERIFY_NONE (trust a self-signed
+	                              peer by its key). Servers: a client
+	                              certificate is required; with
+	                              TLSQ_VERIFY_NONE it is trusted on the pin
+	                              alone, else its chain is verified too; a
+	                              pinned server never resumes sessions. NULL =
+	                              no pinning (default) */
 } tlsq_tls_config;
 
 typedef struct tlsq_tls tlsq_tls;
@@ -660,6 +678,11 @@ struct tlsq_conn_info {
 	char alpn[64];            /* negotiated ALPN protocol or "" */
 	char sni[256];            /* server name (sent by a client, received by a server) */
 	char peer_subject[256];   /* "/CN=localhost", or "" without a peer certificate */
+	char peer_sha256[65];     /* SHA-256 of the peer's certificate (DER), lowercase
+	                             hex, or "" (no certificate, or a resumed session) */
+	char peer_spki_sha256[45];/* SHA-256 of its public key (SubjectPublicKeyInfo),
+	                             base64: pin it as "sha256//" followed by this */
+	char peer_sans[256];      /* its subjectAltNames, "DNS:a.example, IP:10.0.0.1" */
 	int resumed;              /* 1 if the session was resumed */
 	uint64_t bytes_sent;      /* plaintext bytes handed to TLS */
 	uint64_t bytes_received;  /* plaintext bytes decrypted */
@@ -683,6 +706,20 @@ struct tlsq_conn_info {
 
 /* Fills `info` with a consistent snapshot published by the IO task. */
 TLSQ_API int tlsq_conn_info(tlsq_conn *c, struct tlsq_conn_info *info);
+
+/*
+ * The peer's certificates, as the IO task copied them when the handshake
+ * completed (application threads never ask wolfSSL): index 0 is the peer's
+ * own (leaf) certificate; 1, 2, ... the rest of the chain it sent, when the
+ * certificate was verified (up to 8 in all). `pem` 1 gives PEM text
+ * (NUL-terminated), 0 DER bytes. Returns the length (without the NUL); with
+ * buf NULL and cap 0, the length it would copy (PEM needs one byte more for
+ * the NUL); TLSQ_EMSGSIZE if cap is too small; TLSQ_EINVAL when there is
+ * no such certificate (before the handshake, a peer without a certificate,
+ * a resumed session, index past the chain). Any thread, until
+ * tlsq_conn_free.
+ */
+TLSQ_API ssize_t tlsq_conn_peer_cert(tlsq_conn *c, int index, int pem, void *buf, size_t cap);
 
 /*
  * The connection's sticky error as one line ("certificate verify failed:
