@@ -312,3 +312,77 @@ int tlsq_flush(tlsq_conn *c, int timeout_ms)
 	tlsq__conn_unref(c);
 	return rc;
 }
+
+/* ---- gather sends ---------------------------------------------------- */
+
+/* The total of iov, or TLSQ_EINVAL (negative count, NULL base with a
+ * length, a total above `max`). */
+static int64_t iov_total(const struct iovec *iov, int iovcnt, uint64_t max)
+{
+	if (iovcnt < 0 || (iovcnt > 0 && !iov))
+		return TLSQ_EINVAL;
+	uint64_t total = 0;
+	for (int i = 0; i < iovcnt; i++) {
+		if (!iov[i].iov_base && iov[i].iov_len)
+			return TLSQ_EINVAL;
+		if (iov[i].iov_len > max - total)
+			return TLSQ_EINVAL;
+		total += iov[i].iov_len;
+	}
+	return (int64_t)total;
+}
+
+static void iov_copy(unsigned char *dst, const struct iovec *iov, int iovcnt)
+{
+	for (int i = 0; i < iovcnt; i++) {
+		if (iov[i].iov_len)
+			memcpy(dst, iov[i].iov_base, iov[i].iov_len);
+		dst += iov[i].iov_len;
+	}
+}
+
+/* see tlsq.h */
+ssize_t tlsq_sendv(tlsq_conn *c, const struct iovec *iov, int iovcnt, int timeout_ms)
+{
+	int rc = conn_usable(c, TLSQ_MODE_STREAM);
+	if (rc)
+		return rc;
+	/* The limits of tlsq_send: one entry holds a whole call. */
+	uint64_t max = (uint64_t)UINT32_MAX - 64 < (uint64_t)SSIZE_MAX ? (uint64_t)UINT32_MAX - 64
+	                                                                 : (uint64_t)SSIZE_MAX;
+	int64_t len = iov_total(iov, iovcnt, max);
+	if (len <= 0)
+		return (ssize_t)len; /* 0: nothing to send, as tlsq_send */
+	tlsq__buf *b = tlsq__buf_alloc((size_t)len);
+	if (!b)
+		return TLSQ_ENOMEM;
+	iov_copy(b->data, iov, iovcnt);
+	b->wr = (uint32_t)len;
+	rc = tx_push(c, b, timeout_ms);
+	if (rc != TLSQ_OK) {
+		tlsq__buf_free(b);
+		return rc;
+	}
+	return (ssize_t)len;
+}
+
+/* see tlsq.h */
+int tlsq_send_msgv(tlsq_conn *c, const struct iovec *iov, int iovcnt, int timeout_ms)
+{
+	int rc = conn_usable(c, TLSQ_MODE_MESSAGE);
+	if (rc)
+		return rc;
+	int64_t len = iov_total(iov, iovcnt, (uint64_t)SSIZE_MAX);
+	if (len < 0)
+		return (int)len;
+	if ((uint64_t)len > c->engine->cfg.max_message)
+		return TLSQ_EMSGSIZE;
+	void *m = tlsq_msg_alloc((size_t)len);
+	if (!m)
+		return TLSQ_ENOMEM;
+	iov_copy(m, iov, iovcnt);
+	rc = tlsq_msg_send(c, m, timeout_ms);
+	if (rc != TLSQ_OK)
+		tlsq_msg_free(m);
+	return rc;
+}

@@ -198,6 +198,8 @@ static void json_conn(const struct tlsq_conn_info *ci, struct evbuffer *out)
 	json_field_str(out, "alpn", ci->alpn, sizeof ci->alpn);
 	json_field_str(out, "sni", ci->sni, sizeof ci->sni);
 	json_field_str(out, "peer_subject", ci->peer_subject, sizeof ci->peer_subject);
+	json_field_str(out, "peer_sha256", ci->peer_sha256, sizeof ci->peer_sha256);
+	json_field_str(out, "peer_sans", ci->peer_sans, sizeof ci->peer_sans);
 	evbuffer_add_printf(out,
 	                    ",\"resumed\":%s,\"bytes_sent\":%" PRIu64 ",\"bytes_received\":%" PRIu64
 	                    ",\"msgs_sent\":%" PRIu64 ",\"msgs_received\":%" PRIu64
@@ -259,8 +261,10 @@ static void pagewalk_one(struct tlsq_conn *c, void *arg)
 {
 	struct pagewalk *w = arg;
 	uint64_t id = c->id;
-	if (w->n < w->cap && bsearch(&id, w->ids, w->cap, sizeof *w->ids, cmp_u64))
-		tlsq__conn_fill_info(c, &w->info[w->n++]);
+	if (w->n < w->cap && bsearch(&id, w->ids, w->cap, sizeof *w->ids, cmp_u64)) {
+		tlsq__conn_fill_info(c, &w->info[w->n]);
+		tlsq__peer_fill_info(c, &w->info[w->n++]); /* the client identity */
+	}
 }
 
 static int cmp_info(const void *a, const void *b)
@@ -351,6 +355,7 @@ static void attnwalk_one(struct tlsq_conn *c, void *arg)
 		return;
 	struct tlsq_conn_info ci;
 	tlsq__conn_fill_info(c, &ci);
+	tlsq__peer_fill_info(c, &ci);
 	size_t slot = w->n;
 	if (w->n == ATTENTION_MAX) { /* full: replace the least urgent if c is more */
 		slot = 0;

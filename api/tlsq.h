@@ -57,6 +57,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h> /* ssize_t */
+#include <sys/uio.h>   /* struct iovec */
 
 #ifdef __cplusplus
 extern "C" {
@@ -265,6 +266,24 @@ typedef struct tlsq_tls_config {
 	                              ECDHE with AES-GCM or ChaCha20 */
 	int session_resumption;    /* 1 (default): servers issue TLS 1.3 tickets,
 	                              clients reuse the last ticket per profile */
+	const char *pins;          /* certificate pinning: comma-separated, each
+	                              "sha256//BASE64" (the SHA-256 of the peer's
+	                              SubjectPublicKeyInfo, as curl's
+	                              --pinnedpubkey) or 64 hex digits, colons
+	                              allowed (the SHA-256 of the peer's
+	                              certificate, as openssl x509 -fingerprint
+	                              -sha256). The peer's leaf must match one,
+	                              checked when the handshake completes, before
+	                              any application byte moves; a mismatch fails
+	                              the connection with TLSQ_ECERT. Clients: in
+	                              addition to verification, or instead of it
+	                              with TLSQ_VERIFY_NONE (trust a self-signed
+	                              peer by its key). Servers: a client
+	                              certificate is required; with
+	                              TLSQ_VERIFY_NONE it is trusted on the pin
+	                              alone, else its chain is verified too; a
+	                              pinned server never resumes sessions. NULL =
+	                              no pinning (default) */
 } tlsq_tls_config;
 
 typedef struct tlsq_tls tlsq_tls;
@@ -460,6 +479,16 @@ TLSQ_API int tlsq_connect_wait(tlsq_conn *c, int timeout_ms);
 TLSQ_API ssize_t tlsq_send(tlsq_conn *c, const void *buf, size_t len, int timeout_ms);
 
 /*
+ * Gather send: queues the `iovcnt` pieces of `iov`, in order, as ONE send
+ * (atomic like tlsq_send: all or nothing, never interleaved with another
+ * call's bytes), without the caller concatenating them first. Empty pieces
+ * are allowed; iov may be NULL when iovcnt is 0. Returns the total length,
+ * TLSQ_EINVAL (iovcnt < 0, a NULL base with a length, a total above
+ * SSIZE_MAX), or the errors of tlsq_send. Any thread.
+ */
+TLSQ_API ssize_t tlsq_sendv(tlsq_conn *c, const struct iovec *iov, int iovcnt, int timeout_ms);
+
+/*
  * Receives up to `cap` bytes. Returns the count (> 0), 0 once the peer's
  * close_notify was received and everything before it was read, or a negative
  * error: TLSQ_EAGAIN, TLSQ_ETIMEDOUT, TLSQ_ECLOSED (closed locally),
@@ -480,6 +509,14 @@ TLSQ_API ssize_t tlsq_recv(tlsq_conn *c, void *buf, size_t cap, int timeout_ms);
  * TLSQ_OK, TLSQ_EMSGSIZE, or the errors of tlsq_send.
  */
 TLSQ_API int tlsq_send_msg(tlsq_conn *c, const void *buf, size_t len, int timeout_ms);
+
+/*
+ * Sends ONE message made of the `iovcnt` pieces of `iov` in order (a header
+ * and a body, say): the peer receives a single message of the total length.
+ * Returns TLSQ_OK, TLSQ_EMSGSIZE (total above max_message), TLSQ_EINVAL (as
+ * for tlsq_sendv), or the errors of tlsq_send_msg. Any thread.
+ */
+TLSQ_API int tlsq_send_msgv(tlsq_conn *c, const struct iovec *iov, int iovcnt, int timeout_ms);
 
 /*
  * Receives one whole message into buf. Returns its length, 0-length messages
@@ -575,6 +612,44 @@ TLSQ_API int tlsq_key_update(tlsq_conn *c);
  */
 TLSQ_API int tlsq_conn_pollfd(tlsq_conn *c);
 
+/*
+ * The writable signal: a second descriptor, readable (POLLIN; watch it for
+ * READING, like tlsq_conn_pollfd) while a send of `room` bytes would be
+ * queued without waiting, or the sending side has ended (closed, failed,
+ * after tlsq_shutdown_send: the send then returns its error at once).
+ * `room` 0 means half of tx_budget; a value above tx_budget means "the
+ * transmit queue is empty" (a send that large is admitted only then).
+ *
+ * Use it like POLLOUT on a socket: after a send with timeout 0 returned
+ * TLSQ_EAGAIN, watch this fd and send again when it is readable; stop
+ * watching it while you have nothing to send (it stays readable while
+ * there is room). Level-triggered: the IO task makes it readable when it
+ * takes bytes out of the queue and there is room again; a send that leaves
+ * less room, or one that returns TLSQ_EAGAIN, makes it unreadable. After a
+ * TLSQ_EAGAIN it is readable again only once that send would fit (a
+ * refused send larger than `room` raises `room` to its own size). A
+ * readiness may be stale by one event (another thread sent meanwhile): the
+ * send then returns TLSQ_EAGAIN again; never a busy loop.
+ *
+ * Each call sets `room` and returns the same fd. Owned by the connection:
+ * do not read, write or close it. Returns the fd, TLSQ_EINVAL or TLSQ_EIO.
+ * Any thread; no thread but the IO task ever touches the socket or TLS.
+ */
+TLSQ_API int tlsq_conn_send_pollfd(tlsq_conn *c, size_t room);
+
+/*
+ * Per-connection user data: a pointer the application attaches to the
+ * connection (its session, a dispatch-table entry) and gets back from the
+ * handle, e.g. in an event-loop callback that was given only the
+ * connection. tlsq never looks at it or frees it. Set is a release store
+ * and get an acquire load: what the setter wrote before setting is visible
+ * to a thread that gets the pointer. NULL until set. Any thread, until
+ * tlsq_conn_free. tlsq_conn_set_user returns TLSQ_OK or TLSQ_EINVAL
+ * (NULL connection); tlsq_conn_user returns NULL for a NULL connection.
+ */
+TLSQ_API int tlsq_conn_set_user(tlsq_conn *c, void *user);
+TLSQ_API void *tlsq_conn_user(const tlsq_conn *c);
+
 /* ------------------------------------------------------------------------ */
 /* Information                                                               */
 /* ------------------------------------------------------------------------ */
@@ -607,6 +682,11 @@ struct tlsq_conn_info {
 	char alpn[64];            /* negotiated ALPN protocol or "" */
 	char sni[256];            /* server name (sent by a client, received by a server) */
 	char peer_subject[256];   /* "/CN=localhost", or "" without a peer certificate */
+	char peer_sha256[65];     /* SHA-256 of the peer's certificate (DER), lowercase
+	                             hex, or "" (no certificate, or a resumed session) */
+	char peer_spki_sha256[45];/* SHA-256 of its public key (SubjectPublicKeyInfo),
+	                             base64: pin it as "sha256//" followed by this */
+	char peer_sans[256];      /* its subjectAltNames, "DNS:a.example, IP:10.0.0.1" */
 	int resumed;              /* 1 if the session was resumed */
 	uint64_t bytes_sent;      /* plaintext bytes handed to TLS */
 	uint64_t bytes_received;  /* plaintext bytes decrypted */
@@ -630,6 +710,20 @@ struct tlsq_conn_info {
 
 /* Fills `info` with a consistent snapshot published by the IO task. */
 TLSQ_API int tlsq_conn_info(tlsq_conn *c, struct tlsq_conn_info *info);
+
+/*
+ * The peer's certificates, as the IO task copied them when the handshake
+ * completed (application threads never ask wolfSSL): index 0 is the peer's
+ * own (leaf) certificate; 1, 2, ... the rest of the chain it sent, when the
+ * certificate was verified (up to 8 in all). `pem` 1 gives PEM text
+ * (NUL-terminated), 0 DER bytes. Returns the length (without the NUL); with
+ * buf NULL and cap 0, the length it would copy (PEM needs one byte more for
+ * the NUL); TLSQ_EMSGSIZE if cap is too small; TLSQ_EINVAL when there is
+ * no such certificate (before the handshake, a peer without a certificate,
+ * a resumed session, index past the chain). Any thread, until
+ * tlsq_conn_free.
+ */
+TLSQ_API ssize_t tlsq_conn_peer_cert(tlsq_conn *c, int index, int pem, void *buf, size_t cap);
 
 /*
  * The connection's sticky error as one line ("certificate verify failed:

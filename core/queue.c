@@ -44,6 +44,7 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "err.h"
 #include "queue_int.h"
@@ -61,6 +62,7 @@ int tlsq__queue_init(tlsq__queue *q, size_t budget, unsigned nslots)
 	atomic_init(&q->carry, NULL);
 	atomic_init(&q->end_code, CODE_UNSET);
 	atomic_init(&q->close_code, CODE_UNSET);
+	atomic_init(&q->room_fd, -1);
 	tlsq__ec_init(&q->data_ec);
 	tlsq__ec_init(&q->space_ec);
 	return TLSQ_OK;
@@ -93,6 +95,9 @@ void tlsq__queue_fini(tlsq__queue *q)
 	q->tx_batch = NULL;
 	atomic_store(&q->slots, NULL);
 	atomic_store(&q->carry, NULL);
+	int rfd = atomic_exchange(&q->room_fd, -1);
+	if (rfd >= 0)
+		close(rfd);
 }
 
 uint64_t tlsq__queue_bytes(const tlsq__queue *q)
@@ -154,6 +159,7 @@ void tlsq__queue_end(tlsq__queue *q, int code)
 	atomic_compare_exchange_strong(&q->end, &open, ENDED);
 	tlsq__ec_inc(&q->data_ec);
 	tlsq__ec_inc(&q->space_ec);
+	tlsq__txq_room_signal(q); /* a push now fails at once: say so */
 }
 
 int tlsq__queue_was_ended(const tlsq__queue *q)
@@ -175,6 +181,7 @@ void tlsq__queue_close(tlsq__queue *q, int code)
 	atomic_store(&q->end, CLOSED); /* terminal: nothing moves it back */
 	tlsq__ec_inc(&q->data_ec);
 	tlsq__ec_inc(&q->space_ec);
+	tlsq__txq_room_signal(q);
 }
 
 /*
@@ -311,8 +318,10 @@ int tlsq__txq_push_mpsc(tlsq__queue *q, tlsq__buf *b, size_t charge, int timeout
 		if (tlsq__q_reserve(q, bytes, &e))
 			break;
 		if (!waiting) {
-			if ((has_dl = tlsq__timeout_deadline(timeout_ms, &dl)) < 0)
+			if ((has_dl = tlsq__timeout_deadline(timeout_ms, &dl)) < 0) {
+				tlsq__txq_room_after_push(q, bytes, 1);
 				return TLSQ_EAGAIN;
+			}
 			waiting = 1;
 			atomic_fetch_add(&q->waiting_producers, 1);
 			tlsq__count(&q->stats.producer_waits, 1);
@@ -348,6 +357,8 @@ int tlsq__txq_push_mpsc(tlsq__queue *q, tlsq__buf *b, size_t charge, int timeout
 out:
 	if (waiting)
 		atomic_fetch_sub(&q->waiting_producers, 1);
+	if (rc == TLSQ_OK || rc == TLSQ_ETIMEDOUT)
+		tlsq__txq_room_after_push(q, bytes, rc != TLSQ_OK);
 	return rc;
 }
 
@@ -418,6 +429,7 @@ void tlsq__txq_release_sc(tlsq__queue *q, uint64_t bytes, uint32_t entries)
 		return;
 	tlsq__q_give_back(q, bytes, entries);
 	tlsq__count_sw(&q->stats.bytes_out, bytes);
+	tlsq__txq_room_signal(q); /* one load unless an event loop waits for room */
 	/*
 	 * Wake producers only once the queue is at most half full (bytes and
 	 * entries), not on every release: a producer blocked on a full queue

@@ -73,6 +73,9 @@ typedef struct tlsq__queue {
 	_Atomic int64_t unpopped;           /* tx: entries published and not yet popped */
 	_Atomic(tlsq__buf *) tx_stack;      /* tx: pushed entries, newest first (qnext) */
 	tlsq__buf *tx_batch;                /* tx: the consumer's taken entries, oldest first */
+	_Atomic int room_fd;                /* tx: eventfd readable while there is room (txroom.c), -1 */
+	_Atomic uint64_t room_want;         /* tx: the room it waits for, in bytes */
+	_Atomic int room_armed;             /* tx: 1 = cleared; the next room must signal */
 } tlsq__queue;
 
 /* budget >= 1 byte; nslots is rounded up to a power of two >= 4. */
@@ -132,6 +135,29 @@ void tlsq__txq_release_sc(tlsq__queue *q, uint64_t bytes, uint32_t entries);
  * Returns TLSQ_OK, TLSQ_EAGAIN (timeout 0), TLSQ_ETIMEDOUT or the close code.
  */
 int tlsq__txq_wait_drained(tlsq__queue *q, int timeout_ms);
+
+/*
+ * ---- tx room signal (txroom.c): a writable signal for event loops ----
+ *
+ * An eventfd that is readable while a push of `want` bytes would be
+ * admitted at once (the queue has that much room and a free slot; a `want`
+ * above the budget: the queue is empty) or the queue is ended or closed
+ * (the push then fails at once). Level-triggered within one stale signal:
+ * the consumer sets it when a release makes room, a producer clears it
+ * after a push that leaves too little room and after a push that could not
+ * wait (TLSQ_EAGAIN / TLSQ_ETIMEDOUT), then looks again. A stale readable
+ * state therefore lasts until the next refused push at most, never longer.
+ */
+/* Any thread: creates the eventfd on first call (later calls return the
+ * same one) and sets `want` (0: half the budget). Returns the fd or
+ * TLSQ_EIO. The queue closes it in tlsq__queue_fini. */
+int tlsq__txq_room_fd(tlsq__queue *q, uint64_t want);
+/* 1 if a push of the wanted size would be admitted now or the queue is not open. */
+int tlsq__txq_room_ok(tlsq__queue *q);
+/* Consumer (after a release), enders and closers: signals if there is room. */
+void tlsq__txq_room_signal(tlsq__queue *q);
+/* Producers: after a push (refused = it could not wait for room). */
+void tlsq__txq_room_after_push(tlsq__queue *q, uint64_t bytes, int refused);
 
 /* ---- rx: one producer (the IO task), many consumers ---- */
 

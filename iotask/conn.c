@@ -133,6 +133,8 @@ void tlsq__conn_unref(struct tlsq_conn *c)
 	if (pfd >= 0)
 		close(pfd);
 	free(c->host);
+	tlsq__peer_free(atomic_load(&c->peer_cert));
+	tlsq__peer_free(c->peer_pending);
 	tlsq_tls_free(c->tls);
 	free(c);
 	tlsq__engine_unref(e);

@@ -125,6 +125,20 @@ struct tlsq_engine {
 	tlsq__failures failures;         /* every listener's failed handshakes (failures.c) */
 };
 
+/* ---- the peer's certificates (tls.c): published once, at the handshake ---- */
+#define TLSQ__PEER_CHAIN_MAX 8
+typedef struct tlsq__peer {
+	int n;                                   /* certificates: [0] is the leaf */
+	unsigned char *der[TLSQ__PEER_CHAIN_MAX];
+	int len[TLSQ__PEER_CHAIN_MAX];
+	char sha256[65];                         /* the leaf's DER, lowercase hex */
+	char spki_sha256[45];                    /* its SubjectPublicKeyInfo, base64 */
+	char sans[256];                          /* "DNS:a, IP:1.2.3.4" */
+} tlsq__peer;
+void tlsq__peer_free(tlsq__peer *p);
+/* api/peer.c: tlsq_conn_info's peer_* fields from the snapshot. Any thread. */
+void tlsq__peer_fill_info(struct tlsq_conn *c, struct tlsq_conn_info *info);
+
 /* ---- TLS profile (iotask/tls.c) ---- */
 struct tlsq_tls {
 	_Atomic uint32_t refs;
@@ -140,6 +154,10 @@ struct tlsq_tls {
 	char *warnings;                  /* tlsq_tls_warnings: NULL or lines */
 	pthread_mutex_t session_mu;      /* client ticket: taken by IO threads only */
 	void *session;                   /* WOLFSSL_SESSION, last ticket */
+	unsigned char (*pins)[33];       /* [0]: 's' SPKI or 'c' certificate, then SHA-256 */
+	int npins;
+	int pin_only;                    /* a server with pins and no verification:
+	                                    asks for a client certificate, trusts the pin */
 };
 
 /* ---- listener (iotask/net.c) ---- */
@@ -188,6 +206,8 @@ struct tlsq_conn {
 	_Atomic int handle_freed;
 	_Atomic int opened;              /* the handshake completed (set once, before state OPEN) */
 	_Atomic uint32_t open_waiters;   /* threads inside tlsq_connect(_wait) (tests) */
+	_Atomic(void *) user;            /* tlsq_conn_set_user: the application's, never ours */
+	_Atomic(tlsq__peer *) peer_cert; /* published by the IO task at the handshake, or NULL */
 
 	/* ---- published by the IO task (see design note 3) ---- */
 	_Atomic int state;               /* tlsq_state */
@@ -228,6 +248,7 @@ struct tlsq_conn {
 	int finished;                    /* socket and TLS released */
 	int in_read;                     /* inside wolfSSL_read: output is control */
 	char verify_reason[256];         /* the verify callback's first failure (tls.c) */
+	tlsq__peer *peer_pending;        /* the chain as the verify callback saw it (tls.c) */
 	uint64_t out_control;            /* control bytes produced during reads */
 	unsigned char first_in[24];      /* the peer's first bytes, to name a non-TLS peer */
 	uint8_t first_in_len;

@@ -55,6 +55,11 @@ static _Thread_local struct tlsq_conn *tls_current;
 
 static WOLFSSL *ssl_of(struct tlsq_conn *c) { return (WOLFSSL *)c->ssl; }
 
+/* Peer certificates and pins (at the end of this file). */
+static void peer_keep(struct tlsq_conn *c, WOLFSSL_X509 *x, int depth);
+static int tls_peer_done(struct tlsq_conn *c);
+static int tls_pins_load(struct tlsq_tls *t, const char *list);
+
 /* ------------------------------------------------------------------------ */
 /* Process-wide                                                              */
 /* ------------------------------------------------------------------------ */
@@ -288,6 +293,10 @@ static int cert_has_ip(WOLFSSL_X509 *x, const unsigned char *ip, int iplen, char
 static int tls_verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *store)
 {
 	struct tlsq_conn *c = tls_current;
+	if (c != NULL)
+		peer_keep(c, store->current_cert, store->error_depth);
+	if (c != NULL && c->tls->pin_only)
+		return 1; /* trusted on the pin alone: tls_peer_done decides */
 	if (c == NULL || c->verify_reason[0] != 0)
 		return preverify;
 	int err = store->error;
@@ -594,7 +603,7 @@ int tlsq__tls_handshake(struct tlsq_conn *c)
 	int r = c->role == TLSQ_CLIENT ? wolfSSL_connect(ssl) : wolfSSL_accept(ssl);
 	tls_current = NULL;
 	if (r == WOLFSSL_SUCCESS)
-		return 1;
+		return tls_peer_done(c) == 0 ? 1 : TLSQ_ECERT;
 	int e = wolfSSL_get_error(ssl, r);
 	if (e == WOLFSSL_ERROR_WANT_READ || e == WOLFSSL_ERROR_WANT_WRITE)
 		return 0;
@@ -1171,6 +1180,12 @@ static int tls_configure(struct tlsq_tls *t, const tlsq_tls_config *cfg, WOLFSSL
 	if (client && verify == TLSQ_VERIFY_REQUIRE)
 		verify = TLSQ_VERIFY_PEER;
 	t->verify = (tlsq_verify)verify;
+	int rc = tls_pins_load(t, cfg->pins);
+	if (rc)
+		return rc;
+	/* A server with pins asks for a client certificate; without
+	 * verification it trusts the pin alone. */
+	t->pin_only = !client && t->npins && verify == TLSQ_VERIFY_NONE;
 	int have_ca = 0;
 	if (cfg->ca_file || cfg->ca_dir) {
 		if (wolfSSL_CTX_load_verify_locations(ctx, cfg->ca_file, cfg->ca_dir) !=
@@ -1205,6 +1220,14 @@ static int tls_configure(struct tlsq_tls *t, const tlsq_tls_config *cfg, WOLFSSL
 		mode = WOLFSSL_VERIFY_PEER;
 	else if (verify == TLSQ_VERIFY_REQUIRE)
 		mode = WOLFSSL_VERIFY_PEER | WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+	if (!client && t->npins) {
+		mode = WOLFSSL_VERIFY_PEER | WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+		/* A resumed session carries no certificate to check: a pinned
+		 * server never resumes (a ticket could outlive a pin change). */
+		wolfSSL_CTX_no_ticket_TLSv13(ctx);
+		wolfSSL_CTX_NoTicketTLSv12(ctx);
+		wolfSSL_CTX_set_session_cache_mode(ctx, WOLFSSL_SESS_CACHE_OFF);
+	}
 	wolfSSL_CTX_set_verify(ctx, mode, mode == WOLFSSL_VERIFY_NONE ? NULL : tls_verify_cb);
 	return 0;
 }
@@ -1304,6 +1327,7 @@ void tlsq_tls_free(tlsq_tls *t)
 	free(t->alpn);
 	free(t->cert_pem);
 	free(t->warnings);
+	free(t->pins);
 	free(t);
 }
 
@@ -1323,4 +1347,266 @@ ssize_t tlsq_tls_cert_pem(const tlsq_tls *t, char *buf, size_t cap)
 const char *tlsq_tls_warnings(const tlsq_tls *t)
 {
 	return t ? t->warnings : NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Peer certificates and pins                                                */
+/* ------------------------------------------------------------------------ */
+/*
+ * Why a snapshot: application threads never call wolfSSL, so what they may
+ * ask about the peer's certificates is copied once, on the IO thread, when
+ * the handshake completes (the leaf, the rest of the chain the verify
+ * callback saw, fingerprints, SANs) and published with one release store
+ * of c->peer. It never changes afterwards and goes with the connection.
+ *
+ * Pins are checked at the same point, before the IO task reports the
+ * connection open, so no application byte goes to or comes from a peer
+ * whose key does not match.
+ */
+
+static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+static void b64_encode(const unsigned char *in, size_t n, char *out)
+{
+	size_t o = 0;
+	for (size_t i = 0; i < n; i += 3) {
+		unsigned v = (unsigned)in[i] << 16 | (i + 1 < n ? (unsigned)in[i + 1] << 8 : 0) |
+		             (i + 2 < n ? in[i + 2] : 0);
+		out[o++] = b64[v >> 18 & 63];
+		out[o++] = b64[v >> 12 & 63];
+		out[o++] = i + 1 < n ? b64[v >> 6 & 63] : '=';
+		out[o++] = i + 2 < n ? b64[v & 63] : '=';
+	}
+	out[o] = 0;
+}
+
+/* Decodes exactly 32 bytes from 44 base64 characters; 0 on success. */
+static int b64_decode32(const char *in, size_t n, unsigned char out[32])
+{
+	if (n != 44 || in[43] != '=' || in[42] == '=')
+		return -1;
+	unsigned char tmp[33];
+	size_t o = 0;
+	for (size_t i = 0; i < 44; i += 4) {
+		unsigned v = 0;
+		for (int k = 0; k < 4; k++) {
+			char ch = in[i + (size_t)k];
+			const char *p = ch == '=' ? b64 : strchr(b64, ch);
+			if (p == NULL || ch == 0)
+				return -1;
+			v = v << 6 | (unsigned)(p - b64);
+		}
+		tmp[o++] = (unsigned char)(v >> 16);
+		tmp[o++] = (unsigned char)(v >> 8);
+		if (o < 33)
+			tmp[o++] = (unsigned char)v;
+	}
+	memcpy(out, tmp, 32);
+	return 0;
+}
+
+/* Parses one pin: "sha256//BASE64" (SPKI) or 64 hex digits, colons allowed
+ * (the certificate). 0 on success. */
+static int pin_parse(const char *s, size_t n, unsigned char pin[33])
+{
+	while (n && isspace((unsigned char)*s))
+		s++, n--;
+	while (n && isspace((unsigned char)s[n - 1]))
+		n--;
+	if (n > 8 && strncmp(s, "sha256//", 8) == 0) {
+		pin[0] = 's';
+		return b64_decode32(s + 8, n - 8, pin + 1);
+	}
+	int digits = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] == ':')
+			continue;
+		if (!isxdigit((unsigned char)s[i]) || digits == 64)
+			return -1;
+		int v = isdigit((unsigned char)s[i]) ? s[i] - '0'
+		                                     : (tolower((unsigned char)s[i]) - 'a' + 10);
+		if (digits % 2 == 0)
+			pin[1 + digits / 2] = (unsigned char)(v << 4);
+		else
+			pin[1 + digits / 2] |= (unsigned char)v;
+		digits++;
+	}
+	pin[0] = 'c';
+	return digits == 64 ? 0 : -1;
+}
+
+/* Profile builder: cfg->pins into t->pins. TLSQ_EINVAL with the reason. */
+static int tls_pins_load(struct tlsq_tls *t, const char *list)
+{
+	if (list == NULL || list[0] == 0)
+		return 0;
+	size_t cap = 1;
+	for (const char *p = list; *p; p++)
+		cap += *p == ',';
+	t->pins = calloc(cap, sizeof *t->pins);
+	if (t->pins == NULL) {
+		tlsq__set_last_error("out of memory");
+		return TLSQ_ENOMEM;
+	}
+	for (const char *p = list;;) {
+		size_t n = strcspn(p, ",");
+		if (pin_parse(p, n, t->pins[t->npins]) != 0) {
+			tlsq__set_last_error(
+			    "pin '%.*s' is neither sha256//BASE64 (the SHA-256 of the "
+			    "public key) nor 64 hex digits (the certificate's SHA-256)",
+			    (int)(n > 100 ? 100 : n), p);
+			return TLSQ_EINVAL;
+		}
+		t->npins++;
+		if (p[n] == 0)
+			break;
+		p += n + 1;
+	}
+	return 0;
+}
+
+void tlsq__peer_free(tlsq__peer *p)
+{
+	if (p == NULL)
+		return;
+	for (int i = 0; i < TLSQ__PEER_CHAIN_MAX; i++)
+		free(p->der[i]);
+	free(p);
+}
+
+/* Verify callback: keeps a copy of the certificate at `depth`. */
+static void peer_keep(struct tlsq_conn *c, WOLFSSL_X509 *x, int depth)
+{
+	if (x == NULL || depth < 0 || depth >= TLSQ__PEER_CHAIN_MAX)
+		return;
+	if (c->peer_pending == NULL &&
+	    (c->peer_pending = calloc(1, sizeof *c->peer_pending)) == NULL)
+		return;
+	tlsq__peer *p = c->peer_pending;
+	int len = 0;
+	const unsigned char *der = wolfSSL_X509_get_der(x, &len);
+	if (der == NULL || len <= 0 || p->der[depth] != NULL)
+		return;
+	if ((p->der[depth] = malloc((size_t)len)) == NULL)
+		return;
+	memcpy(p->der[depth], der, (size_t)len);
+	p->len[depth] = len;
+}
+
+static void peer_sans(WOLFSSL_X509 *x, char *out, size_t cap)
+{
+	size_t used = 0;
+	out[0] = 0;
+	WOLFSSL_STACK *names = wolfSSL_X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+	int n = names ? wolfSSL_sk_GENERAL_NAME_num(names) : 0;
+	for (int i = 0; i < n && used + 1 < cap; i++) {
+		WOLFSSL_GENERAL_NAME *gn = wolfSSL_sk_GENERAL_NAME_value(names, i);
+		char one[INET6_ADDRSTRLEN + 64] = "";
+		if (gn == NULL)
+			continue;
+		if (gn->type == TLS_GEN_IPADD && gn->d.iPAddress) {
+			const unsigned char *d = wolfSSL_ASN1_STRING_data(gn->d.iPAddress);
+			int len = wolfSSL_ASN1_STRING_length(gn->d.iPAddress);
+			char a[INET6_ADDRSTRLEN];
+			if (d && (len == 4 || len == 16) &&
+			    inet_ntop(len == 4 ? AF_INET : AF_INET6, d, a, sizeof a))
+				snprintf(one, sizeof one, "IP:%s", a);
+		} else if ((gn->type == 2 || gn->type == 1 || gn->type == 6) && gn->d.ia5) {
+			/* GeneralName [2] dNSName, [1] rfc822Name, [6] URI (RFC 5280) */
+			const char *kind = gn->type == 2 ? "DNS" : gn->type == 1 ? "email" : "URI";
+			snprintf(one, sizeof one, "%s:%.*s", kind,
+			         wolfSSL_ASN1_STRING_length(gn->d.ia5),
+			         (const char *)wolfSSL_ASN1_STRING_data(gn->d.ia5));
+		}
+		if (one[0] == 0)
+			continue;
+		int w = snprintf(out + used, cap - used, "%s%s", used ? ", " : "", one);
+		if (w > 0)
+			used += (size_t)w < cap - used ? (size_t)w : cap - used - 1;
+	}
+	if (names)
+		wolfSSL_sk_GENERAL_NAME_pop_free(names, wolfSSL_GENERAL_NAME_free);
+}
+
+/* SHA-256 of the certificate's SubjectPublicKeyInfo. 0 on success. */
+static int spki_sha256(WOLFSSL_X509 *x, unsigned char out[32])
+{
+	WOLFSSL_EVP_PKEY *k = wolfSSL_X509_get_pubkey(x);
+	if (k == NULL)
+		return -1;
+	int n = wolfSSL_i2d_PUBKEY(k, NULL);
+	int rc = -1;
+	unsigned char *der = n > 0 ? malloc((size_t)n) : NULL, *p = der;
+	if (der && wolfSSL_i2d_PUBKEY(k, &p) == n && wc_Sha256Hash(der, (word32)n, out) == 0)
+		rc = 0;
+	free(der);
+	wolfSSL_EVP_PKEY_free(k);
+	return rc;
+}
+
+/*
+ * Handshake done (IO thread): builds the snapshot from the peer's leaf and
+ * what the verify callback kept, checks the pins, publishes. Returns 0, or
+ * TLSQ_ECERT with the connection failed (pin mismatch, no certificate).
+ */
+static int tls_peer_done(struct tlsq_conn *c)
+{
+	struct tlsq_tls *t = c->tls;
+	tlsq__peer *p = c->peer_pending;
+	c->peer_pending = NULL;
+	WOLFSSL_X509 *x = wolfSSL_get_peer_certificate(ssl_of(c));
+	if (x == NULL) {
+		tlsq__peer_free(p);
+		/* A client's resumed session came from a handshake of this
+		 * profile that passed the pins (failed ones are not saved). */
+		if (t->npins && !wolfSSL_session_reused(ssl_of(c))) {
+			tlsq__conn_fail(c, TLSQ_ECERT,
+			                "certificate pin set but the peer sent no certificate");
+			return TLSQ_ECERT;
+		}
+		return 0;
+	}
+	if (p == NULL)
+		p = calloc(1, sizeof *p);
+	unsigned char cert_hash[32], key_hash[32];
+	int have_key = spki_sha256(x, key_hash) == 0;
+	int len = 0;
+	const unsigned char *der = wolfSSL_X509_get_der(x, &len);
+	int have_cert = der && len > 0 && wc_Sha256Hash(der, (word32)len, cert_hash) == 0;
+	if (p) {
+		/* The leaf as the handshake has it (also without verification). */
+		if (p->der[0] == NULL && have_cert && (p->der[0] = malloc((size_t)len)) != NULL) {
+			memcpy(p->der[0], der, (size_t)len);
+			p->len[0] = len;
+		}
+		while (p->n < TLSQ__PEER_CHAIN_MAX && p->der[p->n] != NULL)
+			p->n++;
+		if (have_cert)
+			for (int i = 0; i < 32; i++)
+				snprintf(p->sha256 + 2 * i, 3, "%02x", cert_hash[i]);
+		if (have_key)
+			b64_encode(key_hash, 32, p->spki_sha256);
+		peer_sans(x, p->sans, sizeof p->sans);
+	}
+	wolfSSL_X509_free(x);
+	int pinned = t->npins == 0;
+	for (int i = 0; i < t->npins && !pinned; i++)
+		pinned = (t->pins[i][0] == 's' && have_key &&
+		          memcmp(t->pins[i] + 1, key_hash, 32) == 0) ||
+		         (t->pins[i][0] == 'c' && have_cert &&
+		          memcmp(t->pins[i] + 1, cert_hash, 32) == 0);
+	if (!pinned) {
+		char key_b64[45] = "?";
+		if (have_key)
+			b64_encode(key_hash, 32, key_b64);
+		tlsq__peer_free(p);
+		tlsq__conn_fail(c, TLSQ_ECERT,
+		                "certificate pin mismatch: the peer's public key is sha256//%s, "
+		                "which none of the %d pin(s) names",
+		                key_b64, t->npins);
+		return TLSQ_ECERT;
+	}
+	/* release: the snapshot is complete before anyone can load it. */
+	atomic_store_explicit(&c->peer_cert, p, memory_order_release);
+	return 0;
 }
