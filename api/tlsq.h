@@ -242,9 +242,17 @@ typedef struct tlsq_tls_config {
 	tlsq_role role;
 	tlsq_mode mode;            /* default TLSQ_MODE_STREAM */
 	const char *cert_file;     /* PEM certificate (chain) file */
-	const char *key_file;      /* PEM private key file */
+	const char *key_file;      /* private key file: PEM, or DER (detected: a
+	                              file without a PEM header); encrypted
+	                              (PKCS#8 "ENCRYPTED PRIVATE KEY", or
+	                              traditional "Proc-Type: 4,ENCRYPTED")
+	                              with key_password */
 	const char *cert_pem;      /* or: the PEM certificate in memory */
-	const char *key_pem;       /* or: the PEM key in memory */
+	const char *key_pem;       /* or: the PEM key in memory (encrypted too) */
+	const char *key_password;  /* password of an encrypted key_file/key_pem;
+	                              used by tlsq_tls_new (and tlsq_tls_reload)
+	                              only, never kept. NULL = the key is not
+	                              encrypted */
 	int self_signed;           /* 1: generate an in-memory self-signed ECDSA
 	                              P-256 certificate for "localhost",
 	                              127.0.0.1 and ::1 (demos and tests) */
@@ -297,7 +305,10 @@ TLSQ_API void tlsq_tls_config_init(tlsq_tls_config *cfg, tlsq_role role);
  * Returns TLSQ_OK, TLSQ_EINVAL with the reason in tlsq_last_error(), or
  * TLSQ_ENOMEM. The reasons name the file and the cause: a file that cannot
  * be read (with the system's reason: "No such file or directory"), an
- * encrypted private key, a key or certificate that is not PEM (DER), a file
+ * encrypted private key without key_password ("the private key F is
+ * encrypted: give its password"), a wrong key_password ("cannot decrypt the
+ * private key F: wrong password?"), a certificate that is not PEM (DER), a
+ * key that is neither PEM nor DER, a file
  * holding the other kind of PEM block (certificate and key swapped), a
  * private key that does not belong to the certificate, a CA file that holds
  * no certificate, contradictory settings. The profile may be shared by any

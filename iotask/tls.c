@@ -930,18 +930,81 @@ static void pem_label(const char *text, char *out, size_t cap)
 		snprintf(out, cap, "%.*s", (int)(e - b - 11), b + 11);
 }
 
+/* Reads a whole file (binary: DER keys hold NULs), NUL-terminated for the
+ * text checks; *len without the NUL. NULL with errno on failure. */
+static char *read_file_bytes(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return NULL;
+	size_t cap = 4096, n = 0, got;
+	char *s = malloc(cap);
+	while (s && (got = fread(s + n, 1, cap - n - 1, f)) > 0) {
+		n += got;
+		if (cap - n < 2) {
+			char *t = realloc(s, cap * 2);
+			if (!t) {
+				memset(s, 0, n);
+				free(s);
+				s = NULL;
+				break;
+			}
+			s = t;
+			cap *= 2;
+		}
+	}
+	fclose(f);
+	if (s) {
+		s[n] = 0;
+		*len = n;
+	}
+	return s;
+}
+
+static void free_secret_n(char *s, size_t n)
+{
+	if (s == NULL)
+		return;
+	memset(s, 0, n);
+	__asm__ __volatile__("" : : "r"(s) : "memory");
+	free(s);
+}
+
+static int is_pem(const char *buf, size_t n)
+{
+	return memmem(buf, n, "-----BEGIN ", 11) != NULL;
+}
+
+static int key_encrypted(const char *text)
+{
+	return strstr(text, "ENCRYPTED PRIVATE KEY-----") || strstr(text, "Proc-Type: 4,ENCRYPTED");
+}
+
 /* Why a private key that wolfSSL refused did not load, in words. */
-static void key_load_error(const char *what, const char *text)
+static void key_load_error(const char *what, const char *text, size_t n, int have_password)
 {
 	char label[64];
-	pem_label(text, label, sizeof label);
-	if (strstr(text, "ENCRYPTED PRIVATE KEY-----") || strstr(text, "Proc-Type: 4,ENCRYPTED"))
-		tlsq__set_last_error("the private key %s is encrypted; tlsq needs it unencrypted "
-		                     "(openssl pkey -in KEY -out PLAIN.key)",
+	if (!is_pem(text, n) && have_password) {
+		tlsq__set_last_error("cannot use the DER private key %s: wrong password? (or a "
+		                     "damaged file, or a key type tlsq does not support)",
 		                     what);
-	else if (label[0] == 0)
-		tlsq__set_last_error("the private key %s is not PEM (DER? convert it: openssl pkey "
-		                     "-inform DER -in KEY -out KEY.pem)",
+		return;
+	}
+	if (!is_pem(text, n)) {
+		tlsq__set_last_error("the private key %s is neither PEM nor a DER key tlsq can use "
+		                     "(a damaged file, or a key type tlsq does not support)",
+		                     what);
+		return;
+	}
+	pem_label(text, label, sizeof label);
+	if (key_encrypted(text) && !have_password)
+		tlsq__set_last_error("the private key %s is encrypted: give its password "
+		                     "(key_password; the programs: --key-password-file FILE)",
+		                     what);
+	else if (key_encrypted(text))
+		tlsq__set_last_error("cannot decrypt the private key %s: wrong password? (or an "
+		                     "encryption tlsq does not support: use PKCS#8 with AES, "
+		                     "openssl pkey -aes256)",
 		                     what);
 	else if (strstr(label, "PRIVATE KEY") == NULL)
 		tlsq__set_last_error(
@@ -953,40 +1016,82 @@ static void key_load_error(const char *what, const char *text)
 		                     what, label);
 }
 
-/* Loads the own private key and checks that it belongs to the certificate. */
+/* wolfSSL's password callback for an encrypted key: key_password. */
+static int key_password_cb(char *buf, int size, int rw, void *userdata)
+{
+	(void)rw;
+	const char *pw = userdata;
+	int n = pw ? (int)strlen(pw) : 0;
+	if (n <= 0 || n > size)
+		return -1;
+	memcpy(buf, pw, (size_t)n);
+	return n;
+}
+
+/* Loads the own private key (PEM or DER, encrypted with key_password) and
+ * checks that it belongs to the certificate. */
 static int tls_load_key(const tlsq_tls_config *cfg, WOLFSSL_CTX *ctx)
 {
-	int kr;
+	int kr, enc = 0;
 	char *text = NULL;
+	size_t n = 0;
 	const char *what = cfg->key_file ? cfg->key_file : "(key_pem)";
+	if (cfg->key_password) {
+		/* Only for the load below: the context keeps no pointer to it. */
+		wolfSSL_CTX_set_default_passwd_cb(ctx, key_password_cb);
+		wolfSSL_CTX_set_default_passwd_cb_userdata(ctx, (void *)cfg->key_password);
+	}
 	if (cfg->key_file) {
 		errno = 0;
-		text = read_text_file(cfg->key_file);
+		text = read_file_bytes(cfg->key_file, &n);
 		if (text == NULL) {
 			tlsq__set_last_error("cannot read the private key %s: %s", cfg->key_file,
 			                     errno ? strerror(errno) : "out of memory");
-			return TLSQ_EINVAL;
+			kr = -1;
+			goto out;
 		}
-		kr = wolfSSL_CTX_use_PrivateKey_file(ctx, cfg->key_file, WOLFSSL_FILETYPE_PEM);
+		enc = is_pem(text, n) && key_encrypted(text);
+		kr = wolfSSL_CTX_use_PrivateKey_buffer(ctx, (const unsigned char *)text, (long)n,
+		                                       is_pem(text, n) ? WOLFSSL_FILETYPE_PEM
+		                                                       : WOLFSSL_FILETYPE_ASN1);
+		if (kr != WOLFSSL_SUCCESS)
+			key_load_error(what, text, n, cfg->key_password != NULL);
 	} else if (cfg->key_pem) {
+		n = strlen(cfg->key_pem);
+		enc = key_encrypted(cfg->key_pem);
 		kr = wolfSSL_CTX_use_PrivateKey_buffer(ctx, (const unsigned char *)cfg->key_pem,
-		                                       (long)strlen(cfg->key_pem),
-		                                       WOLFSSL_FILETYPE_PEM);
+		                                       (long)n, WOLFSSL_FILETYPE_PEM);
+		if (kr != WOLFSSL_SUCCESS && !is_pem(cfg->key_pem, n))
+			tlsq__set_last_error("the private key (key_pem) is not PEM (DER keys load "
+			                     "from key_file)");
+		else if (kr != WOLFSSL_SUCCESS)
+			key_load_error(what, cfg->key_pem, n, cfg->key_password != NULL);
 	} else {
 		tlsq__set_last_error("a certificate needs its private key (key_file or key_pem)");
-		return TLSQ_EINVAL;
+		kr = -1;
 	}
-	if (kr != WOLFSSL_SUCCESS)
-		key_load_error(what, text ? text : cfg->key_pem);
-	free_secret(text);
+out:
+	if (cfg->key_password) {
+		wolfSSL_CTX_set_default_passwd_cb(ctx, NULL);
+		wolfSSL_CTX_set_default_passwd_cb_userdata(ctx, NULL);
+	}
+	free_secret_n(text, n);
 	if (kr != WOLFSSL_SUCCESS)
 		return TLSQ_EINVAL;
 	/* wolfSSL loads a key of another certificate without a word; every
 	 * handshake would then fail at the peer (-330 "verify problem based on
 	 * signature"). */
 	if (wolfSSL_CTX_check_private_key(ctx) != WOLFSSL_SUCCESS) {
-		tlsq__set_last_error("the private key %s does not match the certificate %s", what,
-		                     cfg->cert_file ? cfg->cert_file : "(cert_pem)");
+		/* A traditional encrypted PEM key (AES-CBC, no integrity check)
+		 * decrypts with a wrong password into a key of garbage. */
+		if (enc && cfg->key_password)
+			tlsq__set_last_error(
+			    "cannot decrypt the private key %s: wrong password? (if "
+			    "it is right, the key does not match the certificate %s)",
+			    what, cfg->cert_file ? cfg->cert_file : "(cert_pem)");
+		else
+			tlsq__set_last_error("the private key %s does not match the certificate %s",
+			                     what, cfg->cert_file ? cfg->cert_file : "(cert_pem)");
 		return TLSQ_EINVAL;
 	}
 	return 0;

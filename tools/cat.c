@@ -245,5 +245,6 @@ int main(int argc, char **argv)
 	tlsq_engine_free(e);
 	free(addr);
 	free((char *)co.engine.status_addr);
+	free(co.tls.pins);
 	return status;
 }

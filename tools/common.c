@@ -43,7 +43,8 @@ const char tool_engine_help[] =
 const char tool_tls_help[] =
     "TLS:\n"
     "      --cert FILE             PEM certificate (chain): the server's, or a client's for mTLS\n"
-    "      --key FILE              PEM private key of --cert (unencrypted)\n"
+    "      --key FILE              private key of --cert (PEM or DER; encrypted: see\n"
+    "                              --key-password-file)\n"
     "      --self-signed           servers: an in-memory self-signed certificate for\n"
     "                              localhost, 127.0.0.1 and ::1\n"
     "      --ca FILE               PEM file of trusted CAs (clients: default the system's;\n"
@@ -54,16 +55,31 @@ const char tool_tls_help[] =
     "                              matched against the certificate's IP SANs)\n"
     "      --alpn LIST             ALPN protocols, comma-separated (\"h2,http/1.1\")\n"
     "      --tls1.2 | --tls1.3     use only this TLS version\n"
-    "      --require-client-cert   servers: require a client certificate valid under --ca\n";
+    "      --require-client-cert   servers: require a client certificate valid under --ca\n"
+    "      --pin SPEC              accept only a peer whose certificate matches: sha256//BASE64\n"
+    "                              (SHA-256 of its public key, as curl --pinnedpubkey) or 64\n"
+    "                              hex digits (SHA-256 of the certificate); repeat or separate\n"
+    "                              with commas for several. Clients: in addition to --ca, or\n"
+    "                              alone with --insecure. Servers: requires a client\n"
+    "                              certificate (its chain verified too with --ca)\n"
+    "      --key-password-file FILE\n"
+    "                              the password of an encrypted --key (its first line)\n";
 
 const char tool_tls_server_help[] =
     "TLS:\n"
     "      --cert FILE             PEM certificate (chain)\n"
-    "      --key FILE              PEM private key of --cert (unencrypted)\n"
+    "      --key FILE              private key of --cert (PEM or DER; encrypted: see\n"
+    "                              --key-password-file)\n"
     "      --self-signed           an in-memory self-signed certificate for localhost,\n"
     "                              127.0.0.1 and ::1\n"
     "      --ca FILE               PEM file of CAs to verify client certificates against\n"
     "      --require-client-cert   require a client certificate valid under --ca\n"
+    "      --pin SPEC              require a client certificate that matches: sha256//BASE64\n"
+    "                              (SHA-256 of its public key) or 64 hex digits (SHA-256 of\n"
+    "                              the certificate); repeatable. With --ca its chain is\n"
+    "                              verified too, without it the pin alone decides\n"
+    "      --key-password-file FILE\n"
+    "                              the password of an encrypted --key (its first line)\n"
     "      --alpn LIST             ALPN protocols, comma-separated (\"h2,http/1.1\")\n"
     "      --tls1.2 | --tls1.3     use only this TLS version\n";
 
@@ -232,6 +248,20 @@ void tool_common_option(struct tool_common *co, int opt, const char *arg, char *
 		break;
 	}
 	case OPT_REQUIRE_CLIENT_CERT: t->require_client_cert = 1; break;
+	case OPT_PIN: {
+		if (!arg[0])
+			tool_die("--pin: empty (try sha256//BASE64 or 64 hex digits)");
+		size_t old = t->pins ? strlen(t->pins) : 0;
+		char *p = realloc(t->pins, old + strlen(arg) + 2);
+		if (!p)
+			tool_die("out of memory");
+		snprintf(p + old, strlen(arg) + 2, "%s%s", old ? "," : "", arg);
+		t->pins = p;
+		break;
+	}
+	case OPT_KEY_PASSWORD_FILE:
+		t->key_password_file = arg;
+		break;
 	case 'h':
 		if (prog_usage)
 			prog_usage(stdout);
@@ -286,13 +316,49 @@ static const char *system_ca(void)
 	return NULL;
 }
 
-tlsq_tls *tool_tls_new(const struct tool_tls_opts *o, tlsq_role role, tlsq_mode mode)
+/* The first line of --key-password-file (heap; wipe with free_password). */
+static char *read_password(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		tool_die("--key-password-file: cannot read %s: %s", path, strerror(errno));
+	char line[1024];
+	if (!fgets(line, sizeof line, f))
+		line[0] = 0;
+	fclose(f);
+	line[strcspn(line, "\r\n")] = 0;
+	char *pw = strdup(line);
+	memset(line, 0, sizeof line);
+	__asm__ __volatile__("" : : "r"(line) : "memory");
+	if (!pw)
+		tool_die("out of memory");
+	if (!pw[0])
+		tool_die("--key-password-file: %s holds no password (an empty first line)", path);
+	return pw;
+}
+
+static void free_password(char *pw)
+{
+	if (!pw)
+		return;
+	memset(pw, 0, strlen(pw));
+	__asm__ __volatile__("" : : "r"(pw) : "memory");
+	free(pw);
+}
+
+/* tool_tls_new's work: 0 with *out set, or -1 with the reason in `why`
+ * (the profile's contradictions still die: they are start-up errors). */
+static int tls_build(const struct tool_tls_opts *o, tlsq_role role, tlsq_mode mode, tlsq_tls **out,
+                     char *why, size_t cap)
 {
 	tlsq_tls_config c;
 	tlsq_tls_config_init(&c, role);
 	c.mode = mode;
 	if ((o->cert != NULL) != (o->key != NULL))
 		tool_die("--cert and --key go together");
+	if (o->key_password_file && !o->key)
+		tool_die("--key-password-file needs --key");
+	c.pins = o->pins;
 	if (o->cert && o->self_signed)
 		tool_die("--self-signed and --cert exclude each other");
 	c.cert_file = o->cert;
@@ -314,7 +380,9 @@ tlsq_tls *tool_tls_new(const struct tool_tls_opts *o, tlsq_role role, tlsq_mode 
 				tool_die("--require-client-cert needs --ca");
 			c.verify = TLSQ_VERIFY_REQUIRE;
 		} else if (o->ca) {
-			c.verify = TLSQ_VERIFY_PEER;
+			c.verify = o->pins ? TLSQ_VERIFY_REQUIRE : TLSQ_VERIFY_PEER;
+		} else if (o->pins) {
+			c.verify = TLSQ_VERIFY_NONE; /* the pin alone decides */
 		}
 	} else {
 		if (o->require_client_cert)
@@ -336,9 +404,19 @@ tlsq_tls *tool_tls_new(const struct tool_tls_opts *o, tlsq_role role, tlsq_mode 
 				tool_die("no CA to verify the server with: give --ca FILE (or --insecure)");
 		}
 	}
-	tlsq_tls *t = NULL;
-	if (tlsq_tls_new(&c, &t) != TLSQ_OK)
-		tool_die("TLS setup: %s", tlsq_last_error());
+	char *pw = o->key_password_file ? read_password(o->key_password_file) : NULL;
+	c.key_password = pw;
+	int rc = tlsq_tls_new(&c, out);
+	free_password(pw);
+	if (rc != TLSQ_OK) {
+		snprintf(why, cap, "%s", tlsq_last_error());
+		return -1;
+	}
+	return 0;
+}
+
+static void print_warnings(const tlsq_tls *t)
+{
 	/* One line per warning: an expired certificate, a CA as a server's. */
 	const char *w = tlsq_tls_warnings(t);
 	while (w && *w) {
@@ -346,6 +424,15 @@ tlsq_tls *tool_tls_new(const struct tool_tls_opts *o, tlsq_role role, tlsq_mode 
 		tool_err("warning: %.*s", (int)n, w);
 		w += n + (w[n] == '\n');
 	}
+}
+
+tlsq_tls *tool_tls_new(const struct tool_tls_opts *o, tlsq_role role, tlsq_mode mode)
+{
+	tlsq_tls *t = NULL;
+	char why[512];
+	if (tls_build(o, role, mode, &t, why, sizeof why) != 0)
+		tool_die("TLS setup: %s", why);
+	print_warnings(t);
 	return t;
 }
 
@@ -357,6 +444,12 @@ void tool_print_conn(const char *what, tlsq_conn *c)
 	fprintf(stderr, "%s: %s %s: %s %s%s%s%s%s%s\n", prog, what, in.peer, in.version, in.cipher,
 	        in.peer_subject[0] ? ", peer " : "", in.peer_subject, in.alpn[0] ? ", alpn " : "",
 	        in.alpn, in.resumed ? ", resumed" : "");
+	/* The peer's identity; a resumed session carries no certificate. */
+	if (in.peer_sha256[0])
+		fprintf(stderr, "%s: %s identity: subject %s; SANs %s; sha256 %s; pin sha256//%s\n",
+		        prog, in.peer, in.peer_subject[0] ? in.peer_subject : "(none)",
+		        in.peer_sans[0] ? in.peer_sans : "(none)", in.peer_sha256,
+		        in.peer_spki_sha256[0] ? in.peer_spki_sha256 : "?");
 }
 
 void tool_print_failure(const struct tlsq_accept_failure *f)

@@ -46,6 +46,8 @@ enum {
 	OPT_KEY_UPDATE_BYTES,
 	OPT_KEEPALIVE,
 	OPT_MAX_KEY_UPDATES,
+	OPT_PIN,
+	OPT_KEY_PASSWORD_FILE,
 	OPT_PROGRAM_BASE = 2000, /* programs number their own long-only options from here */
 };
 
@@ -70,7 +72,9 @@ enum {
 	{"servername", required_argument, NULL, OPT_SERVERNAME},                                   \
 	{"alpn", required_argument, NULL, OPT_ALPN}, {"tls1.2", no_argument, NULL, OPT_TLS12},     \
 	{"tls1.3", no_argument, NULL, OPT_TLS13},                                                  \
-	{"require-client-cert", no_argument, NULL, OPT_REQUIRE_CLIENT_CERT}
+	{"require-client-cert", no_argument, NULL, OPT_REQUIRE_CLIENT_CERT},                       \
+	{"pin", required_argument, NULL, OPT_PIN},                                                 \
+	{"key-password-file", required_argument, NULL, OPT_KEY_PASSWORD_FILE}
 
 #define TOOL_STD_OPTIONS                                                                           \
 	{"help", no_argument, NULL, 'h'}, {"version", no_argument, NULL, 'V'}
@@ -84,6 +88,8 @@ extern const char tool_tls_server_help[];
 /* The TLS settings a user gave on the command line. */
 struct tool_tls_opts {
 	const char *cert, *key, *ca, *servername, *alpn;
+	char *pins;                    /* every --pin, comma-separated (heap) */
+	const char *key_password_file; /* --key-password-file */
 	int self_signed, insecure, require_client_cert;
 	int min_version, max_version; /* 0 = library default */
 };
@@ -152,7 +158,9 @@ tlsq_tls *tool_tls_new(const struct tool_tls_opts *o, tlsq_role role, tlsq_mode 
 _Noreturn void tool_die_listen(const char *addr);
 
 /* Prints one line about an established connection on stderr (version,
- * cipher, peer, peer certificate subject). */
+ * cipher, peer) and, when the peer sent a certificate, a second line with
+ * its identity: subject, subjectAltNames, SHA-256 fingerprint of the
+ * certificate and the pin of its public key (sha256//BASE64). */
 void tool_print_conn(const char *what, tlsq_conn *c);
 
 /* Prints one line about a connection that never reached tlsq_accept:

@@ -389,8 +389,12 @@ int main(int argc, char **argv)
 	down_o.ca = NULL;
 	down_o.insecure = 0;
 	down_o.servername = NULL;
+	down_o.pins = NULL; /* --pin is for the upstream server */
 	up_o.cert = up_o.key = NULL;
+	up_o.key_password_file = NULL;
 	up_o.self_signed = 0;
+	if (co.tls.pins && !upstream_tls)
+		tool_die("--pin needs --upstream-tls (it pins the upstream server)");
 	if (!listen_tls && (co.tls.cert || co.tls.self_signed))
 		tool_die("--cert/--self-signed need --listen-tls");
 	if (!upstream_tls && (co.tls.ca || co.tls.insecure || co.tls.servername))
@@ -473,5 +477,6 @@ int main(int argc, char **argv)
 	tlsq_tls_free(px.up_tls);
 	free(addr);
 	free((char *)co.engine.status_addr);
+	free(co.tls.pins);
 	return 0;
 }

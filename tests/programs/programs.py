@@ -807,14 +807,14 @@ def profile_error(args, want, what):
 
 
 @group("tls", "key and certificate errors name the cause: mismatch, missing, encrypted, "
-       "DER, swapped; the CA error gives errno")
+       "not a key, swapped; the CA error gives errno")
 def _(procs):
     ck = pki("client")[1]
     enc, der = os.path.join(TMP, "enc.key"), os.path.join(TMP, "der.key")
     subprocess.run(["openssl", "pkey", "-in", SRVKEY, "-aes256", "-passout", "pass:x", "-out",
                     enc], check=True)
-    subprocess.run(["openssl", "pkey", "-in", SRVKEY, "-outform", "DER", "-out", der],
-                   check=True)
+    with open(der, "wb") as f:  # neither PEM nor a DER key (DER keys load: certs.py)
+        f.write(b"\x30\x03\x02\x01\x00garbage")
     missing = os.path.join(TMP, "no-such.key")
     profile_error(["--cert", SRV, "--key", ck],
                   f"the private key {ck} does not match the certificate {SRV}", "mismatch")
@@ -823,8 +823,8 @@ def _(procs):
                   "missing key")
     profile_error(["--cert", SRV, "--key", enc], f"the private key {enc} is encrypted",
                   "encrypted key")
-    profile_error(["--cert", SRV, "--key", der], f"the private key {der} is not PEM (DER?",
-                  "DER key")
+    profile_error(["--cert", SRV, "--key", der], f"the private key {der} is neither PEM nor a DER key",
+                  "not a key")
     profile_error(["--cert", SRVKEY, "--key", SRV], "(certificate and key swapped?)", "swapped")
     profile_error(["--cert", missing, "--key", SRVKEY],
                   f"cannot read the certificate {missing}: No such file or directory",
