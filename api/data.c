@@ -104,24 +104,8 @@ static int rx_pop(struct tlsq_conn *c, tlsq__buf **b, int timeout_ms)
 /* see tlsq.h */
 ssize_t tlsq_send(tlsq_conn *c, const void *buf, size_t len, int timeout_ms)
 {
-	int rc = conn_usable(c, TLSQ_MODE_STREAM);
-	if (rc)
-		return rc;
-	if ((!buf && len) || len > (size_t)SSIZE_MAX || len > UINT32_MAX - 64)
-		return TLSQ_EINVAL;
-	if (len == 0)
-		return 0;
-	tlsq__buf *b = tlsq__buf_alloc(len);
-	if (!b)
-		return TLSQ_ENOMEM;
-	memcpy(b->data, buf, len);
-	b->wr = (uint32_t)len;
-	rc = tx_push(c, b, timeout_ms);
-	if (rc != TLSQ_OK) {
-		tlsq__buf_free(b);
-		return rc;
-	}
-	return (ssize_t)len;
+	struct iovec v = {(void *)buf, len};
+	return tlsq_sendv(c, &v, 1, timeout_ms);
 }
 
 /* see tlsq.h */
@@ -203,22 +187,8 @@ int tlsq_msg_send(tlsq_conn *c, void *msg, int timeout_ms)
 /* see tlsq.h */
 int tlsq_send_msg(tlsq_conn *c, const void *buf, size_t len, int timeout_ms)
 {
-	int rc = conn_usable(c, TLSQ_MODE_MESSAGE);
-	if (rc)
-		return rc;
-	if (!buf && len)
-		return TLSQ_EINVAL;
-	if (len > c->engine->cfg.max_message)
-		return TLSQ_EMSGSIZE;
-	void *m = tlsq_msg_alloc(len);
-	if (!m)
-		return TLSQ_ENOMEM;
-	if (len)
-		memcpy(m, buf, len);
-	rc = tlsq_msg_send(c, m, timeout_ms);
-	if (rc != TLSQ_OK)
-		tlsq_msg_free(m);
-	return rc;
+	struct iovec v = {(void *)buf, len};
+	return tlsq_send_msgv(c, &v, 1, timeout_ms);
 }
 
 /* see tlsq.h */
