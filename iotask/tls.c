@@ -883,33 +883,6 @@ out_nomem:
 	return rc;
 }
 
-static char *read_text_file(const char *path)
-{
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		return NULL;
-	size_t cap = 4096, len = 0;
-	char *s = malloc(cap);
-	size_t n;
-	while (s && (n = fread(s + len, 1, cap - len - 1, f)) > 0) {
-		len += n;
-		if (cap - len < 2) {
-			char *t = realloc(s, cap * 2);
-			if (!t) {
-				free(s);
-				s = NULL;
-				break;
-			}
-			s = t;
-			cap *= 2;
-		}
-	}
-	fclose(f);
-	if (s)
-		s[len] = 0;
-	return s;
-}
-
 /* Wipes and frees a buffer that may hold key material. */
 static void free_secret(char *s)
 {
@@ -959,6 +932,13 @@ static char *read_file_bytes(const char *path, size_t *len)
 		*len = n;
 	}
 	return s;
+}
+
+/* A whole text file, NUL-terminated, or NULL with errno. */
+static char *read_text_file(const char *path)
+{
+	size_t len;
+	return read_file_bytes(path, &len);
 }
 
 static void free_secret_n(char *s, size_t n)
