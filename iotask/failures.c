@@ -131,37 +131,23 @@ static int failures_next(const tlsq__failures *f, uint64_t after, struct tlsq_ac
 	return 0;
 }
 
+struct next_arg {
+	uint64_t after;
+	struct tlsq_accept_failure *out;
+};
+
+static int next_take(struct tlsq_listener *l, void *arg)
+{
+	struct next_arg *a = arg;
+	return failures_next(&l->failures, a->after, a->out);
+}
+
 /* see tlsq.h */
 int tlsq_listener_next_failure(tlsq_listener *l, uint64_t after, struct tlsq_accept_failure *out,
                                int timeout_ms)
 {
 	if (!l || !out)
 		return TLSQ_EINVAL;
-	struct timespec dl;
-	int has_dl = tlsq__timeout_deadline(timeout_ms, &dl);
-	/* This call's own reference: tlsq_listener_free from another thread
-	 * wakes us (closed) and the memory stays until we return. */
-	atomic_fetch_add_explicit(&l->refs, 1, memory_order_relaxed);
-	int rc;
-	for (;;) {
-		uint32_t seen = tlsq__ec_value(&l->failures.ec);
-		if (failures_next(&l->failures, after, out)) {
-			rc = TLSQ_OK;
-			break;
-		}
-		if (atomic_load(&l->closed)) {
-			rc = TLSQ_ECLOSED;
-			break;
-		}
-		if (has_dl < 0) {
-			rc = TLSQ_EAGAIN;
-			break;
-		}
-		if (tlsq__ec_wait(&l->failures.ec, seen, has_dl ? &dl : NULL) < 0) {
-			rc = TLSQ_ETIMEDOUT;
-			break;
-		}
-	}
-	tlsq__listener_unref(l);
-	return rc;
+	struct next_arg a = {after, out};
+	return tlsq__listener_wait(l, &l->failures.ec, next_take, &a, timeout_ms);
 }

@@ -352,6 +352,12 @@ int tlsq__resolve(const char *addr, int passive, struct sockaddr_storage *ss,
 void tlsq__sockaddr_str(const struct sockaddr *sa, char *buf, size_t cap);
 void tlsq__listener_deliver(struct tlsq_listener *l, struct tlsq_conn *c);
 void tlsq__listener_unref(struct tlsq_listener *l);
+/* Application threads: waits on `ec` until take(l, arg) returns 1
+ * (TLSQ_OK), the listener is closed (TLSQ_ECLOSED) or timeout_ms passes,
+ * holding a listener reference meanwhile (tlsq_accept,
+ * tlsq_listener_next_failure). */
+int tlsq__listener_wait(struct tlsq_listener *l, tlsq__ec *ec,
+                        int (*take)(struct tlsq_listener *l, void *arg), void *arg, int timeout_ms);
 /* Engine free: closes every listener (waiters in tlsq_accept get
  * TLSQ_ECLOSED); the application still frees them. Any thread but an IO
  * thread. */

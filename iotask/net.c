@@ -309,13 +309,10 @@ int tlsq_listener_port(const tlsq_listener *l)
 	return l ? l->port : TLSQ_EINVAL;
 }
 
-/* see tlsq.h */
-int tlsq_accept(tlsq_listener *l, tlsq_conn **out, int timeout_ms)
+/* see iotask.h */
+int tlsq__listener_wait(struct tlsq_listener *l, tlsq__ec *ec,
+                        int (*take)(struct tlsq_listener *l, void *arg), void *arg, int timeout_ms)
 {
-	if (out)
-		*out = NULL;
-	if (!l || !out)
-		return TLSQ_EINVAL;
 	struct timespec dl;
 	int has_dl = tlsq__timeout_deadline(timeout_ms, &dl), rc;
 	/* A reference for the wait: tlsq_listener_free from another thread
@@ -323,12 +320,8 @@ int tlsq_accept(tlsq_listener *l, tlsq_conn **out, int timeout_ms)
 	atomic_fetch_add_explicit(&l->refs, 1, memory_order_relaxed);
 	atomic_fetch_add(&l->waiters, 1);
 	for (;;) {
-		uint32_t seen = tlsq__ec_value(&l->ec);
-		void *p;
-		if (ck_ring_dequeue_mpmc(&l->ring, l->slots, &p)) {
-			TSAN_ACQUIRE(p);
-			atomic_fetch_sub(&l->queued, 1);
-			*out = p;
+		uint32_t seen = tlsq__ec_value(ec);
+		if (take(l, arg)) {
 			rc = TLSQ_OK;
 			break;
 		}
@@ -340,7 +333,7 @@ int tlsq_accept(tlsq_listener *l, tlsq_conn **out, int timeout_ms)
 			rc = TLSQ_EAGAIN;
 			break;
 		}
-		if (tlsq__ec_wait(&l->ec, seen, has_dl ? &dl : NULL) < 0) {
+		if (tlsq__ec_wait(ec, seen, has_dl ? &dl : NULL) < 0) {
 			rc = TLSQ_ETIMEDOUT;
 			break;
 		}
@@ -348,6 +341,28 @@ int tlsq_accept(tlsq_listener *l, tlsq_conn **out, int timeout_ms)
 	atomic_fetch_sub(&l->waiters, 1);
 	tlsq__listener_unref(l);
 	return rc;
+}
+
+/* One handshaken connection off the accept queue, if there is one. */
+static int accept_take(struct tlsq_listener *l, void *arg)
+{
+	void *p;
+	if (!ck_ring_dequeue_mpmc(&l->ring, l->slots, &p))
+		return 0;
+	TSAN_ACQUIRE(p);
+	atomic_fetch_sub(&l->queued, 1);
+	*(tlsq_conn **)arg = p;
+	return 1;
+}
+
+/* see tlsq.h */
+int tlsq_accept(tlsq_listener *l, tlsq_conn **out, int timeout_ms)
+{
+	if (out)
+		*out = NULL;
+	if (!l || !out)
+		return TLSQ_EINVAL;
+	return tlsq__listener_wait(l, &l->ec, accept_take, out, timeout_ms);
 }
 
 /* see tlsq.h */
