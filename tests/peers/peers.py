@@ -224,7 +224,9 @@ def _(procs):
 
 
 # --- G6: close_notify vs FIN without it vs reset, seen by a tlsq client ---
-def python_tls_server(port, ending, ready, go):
+def python_tls_server(port, ending, ready, go, payload=b"payload\n", done=None):
+    """Serves one TLS connection: sends payload, waits for go (if any), then
+    ends with close_notify, a FIN without it, or a RST; sets done after."""
     import ssl
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(SRV, SRVKEY)
@@ -236,8 +238,9 @@ def python_tls_server(port, ending, ready, go):
     raw, _ = ls.accept()
     ls.close()
     tls = ctx.wrap_socket(raw, server_side=True)
-    tls.sendall(b"payload\n")
-    go.wait(20)  # the client has the payload: a reset cannot take it back
+    tls.sendall(payload)
+    if go is not None:
+        go.wait(20)  # the client has the payload: a reset cannot take it back
     if ending == "close_notify":
         tls.unwrap().close()
     elif ending == "fin":
@@ -247,7 +250,8 @@ def python_tls_server(port, ending, ready, go):
         import struct
         tls.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         tls.close()
-
+    if done is not None:
+        done.set()
 
 for ending, want_rc, want_text in (("close_notify", 0, None), ("fin", 3, "truncat"),
                                    ("reset", 1, "reset")):
@@ -273,24 +277,6 @@ for ending, want_rc, want_text in (("close_notify", 0, None), ("fin", 3, "trunca
 
 
 # --- G6: a slow reader still gets every byte decrypted before a FIN ---
-def python_bulk_fin_server(port, data, ready, done):
-    import ssl
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(SRV, SRVKEY)
-    ls = socket.socket()
-    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    ls.bind(("127.0.0.1", port))
-    ls.listen(1)
-    ready.set()
-    raw, _ = ls.accept()
-    ls.close()
-    tls = ctx.wrap_socket(raw, server_side=True)
-    tls.sendall(data)
-    tls.shutdown(socket.SHUT_RDWR)  # a FIN, no close_notify
-    tls.close()
-    done.set()
-
-
 @case("G6: a slow reader gets all 1.2 MB sent before a FIN, then exit 3 (truncated)")
 def _(procs):
     # The application (tlsq-cat's stdout) is not drained until the server has
@@ -304,8 +290,8 @@ def _(procs):
         port = free_port()
         data = os.urandom(1_200_000)
         ready, done = threading.Event(), threading.Event()
-        th = threading.Thread(target=python_bulk_fin_server, args=(port, data, ready, done),
-                              daemon=True)
+        th = threading.Thread(target=python_tls_server,
+                              args=(port, "fin", ready, None, data, done), daemon=True)
         th.start()
         if not ready.wait(10):
             raise AssertionError("python server did not start")
