@@ -249,7 +249,7 @@ struct tlsq_conn {
 	int in_read;                     /* inside wolfSSL_read: output is control */
 	char verify_reason[256];         /* the verify callback's first failure (tls.c) */
 	tlsq__peer *peer_pending;        /* the chain as the verify callback saw it (tls.c) */
-	uint64_t out_control;            /* control bytes produced during reads */
+	int notify_built;                /* our close_notify is in c->out: send nothing after it */
 	unsigned char first_in[24];      /* the peer's first bytes, to name a non-TLS peer */
 	uint8_t first_in_len;
 	tlsq__buf *tx_cur;               /* entry partly handed to TLS */

@@ -149,12 +149,18 @@ static int tls_send_cb(WOLFSSL *ssl, char *buf, int sz, void *ctx)
 	(void)ssl;
 	if (sz <= 0)
 		return 0 < sz ? sz : 0;
+	/* Nothing after our close_notify (RFC 8446 6.1): wolfSSL still answers
+	 * a KeyUpdate(update_requested) that crossed it, and those bytes would
+	 * reach a peer that may have closed its socket on seeing our
+	 * close_notify and its own: its kernel answers with a RST that destroys
+	 * the data still in flight to us (torture seed 141). */
+	if (c->notify_built)
+		return sz;
 	/* Never WANT_WRITE: the record is parked in our buffer (G3, note §0.1). */
 	if (evbuffer_add(c->out, buf, (size_t)sz) != 0)
 		return WOLFSSL_CBIO_ERR_GENERAL;
 	tlsq__count(&c->records_sent, 1);
 	if (c->in_read) {
-		c->out_control += (uint64_t)sz;
 		/* A short record sent from inside a TLS 1.3 read after the handshake
 		 * is our answer to the peer's KeyUpdate(update_requested): the only
 		 * way to see peer KeyUpdates in wolfSSL 5.5.4 (note §8). Count them
@@ -682,6 +688,8 @@ int tlsq__tls_shutdown(struct tlsq_conn *c)
 	 * not seen yet), or 1 if the peer's was read already; the record is in
 	 * c->out either way since our send callback never blocks. */
 	int r = wolfSSL_shutdown(ssl);
+	if (wolfSSL_get_shutdown(ssl) & WOLFSSL_SENT_SHUTDOWN)
+		c->notify_built = 1;
 	if (r == WOLFSSL_SHUTDOWN_NOT_DONE || r == WOLFSSL_SUCCESS)
 		return 0;
 	if (wolfSSL_get_shutdown(ssl) & WOLFSSL_SENT_SHUTDOWN)
