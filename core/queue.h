@@ -70,7 +70,7 @@ typedef struct tlsq__queue {
 	_Atomic uint32_t waiting_consumers;
 	tlsq__qstats stats;
 	_Atomic int close_code;             /* what everybody gets after a close */
-	_Atomic int64_t unpopped;           /* tx: entries published and not yet popped */
+	_Atomic int64_t unpopped;           /* entries published and not yet popped */
 	_Atomic(tlsq__buf *) tx_stack;      /* tx: pushed entries, newest first (qnext) */
 	tlsq__buf *tx_batch;                /* tx: the consumer's taken entries, oldest first */
 	_Atomic int room_fd;                /* tx: eventfd readable while there is room (txroom.c), -1 */

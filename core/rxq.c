@@ -81,8 +81,13 @@ static int rx_push(tlsq__queue *q, tlsq__buf *b, size_t charge, int *was_empty, 
 		tlsq__q_give_back(q, bytes, 1);
 		return rc;
 	}
+	/* After publishing: 0 -> 1 means a consumer may have found nothing
+	 * ready (tlsq__rxq_ready) and cleared the pollfd; this push must set it
+	 * again. Counting reservations instead (`e`) made ready() say yes while
+	 * a preempted push was not yet poppable, and a poll loop spun. */
+	int empty = atomic_fetch_add(&q->unpopped, 1) == 0;
 	if (was_empty)
-		*was_empty = e == 0;
+		*was_empty = empty;
 	tlsq__count(atomic_load(&q->waiting_consumers) ? &q->stats.wakeups_sent
 	                                               : &q->stats.wakeups_saved, 1);
 	/* Always: a consumer between its failed pop and its wait has read the
@@ -142,6 +147,7 @@ static tlsq__buf *rx_take(tlsq__queue *q, int *unpark)
 		return NULL;
 	TSAN_ACQUIRE(p);
 	b = p;
+	atomic_fetch_sub(&q->unpopped, 1);
 	tlsq__q_give_back(q, b->qcharge, 1);
 	tlsq__count(&q->stats.bytes_out, b->qcharge);
 	tlsq__count(&q->stats.entries_out, 1);
@@ -215,5 +221,5 @@ int tlsq__rxq_ready(const tlsq__queue *q)
 {
 	tlsq__queue *m = (tlsq__queue *)q;
 	return atomic_load(&m->end) != OPEN || atomic_load(&m->carry) != NULL ||
-	       tlsq__queue_entries(q) > 0;
+	       atomic_load(&m->unpopped) > 0;
 }
