@@ -192,7 +192,9 @@ int tlsq__rxq_pop_mc(tlsq__queue *q, tlsq__buf **out, int timeout_ms, int *unpar
  * set to 1; the caller gives it back with tlsq__rxq_release_mc
  * (b->qcharge) when it is done with the entry (after it freed it or put
  * the rest back: once unpopped, the entry holds none). A put-back entry
- * holds no credit (*held = 0). *unpark as for pop.
+ * is charged again (its remaining length, past the budget if need be:
+ * b->qcharge is set to it), so *held is always 1 on success: everything
+ * lent counts. *unpark as for pop.
  */
 int tlsq__rxq_pop_held_mc(tlsq__queue *q, tlsq__buf **out, int timeout_ms, int *unpark,
                           int *held);

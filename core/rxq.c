@@ -13,11 +13,13 @@
  *   counts entries on the ring (or being pushed); put-back entries hold
  *   none. The exception is a held pop (a lent stream chunk, api/data.c):
  *   its slot (the entry count) goes back at once, but its bytes stay
- *   charged until tlsq__rxq_release_mc, so what is lent counts against the
- *   budget and the producer stays parked meanwhile; the unpark is then
- *   reported by the release.
+ *   charged until tlsq__rxq_release_mc (a put-back rest that is lent is
+ *   charged again), so `reserved` bytes = ring + lent: what is lent counts
+ *   against the budget and the producer stays parked meanwhile; the
+ *   unpark is then reported by the release.
  *   Memory held: budget (or one larger entry) plus at most one put-back
- *   entry per consumer.
+ *   entry per consumer, or per lent chunk (a thread holding several
+ *   chunks may put back a rest of each).
  * - producer_parked is 1 only after a push failed for lack of room; the
  *   consumer that moves it back to 0 (exchange) reports the unpark, so each
  *   park is reported at most once. The store/load pairs that make this
@@ -146,15 +148,25 @@ static void rx_unpark(tlsq__queue *q, int *unpark)
 }
 
 /* One entry without waiting: a put-back one first, then the ring. With
- * `held` NULL the credit goes back now; else a ring entry keeps it and
- * *held says so (a put-back entry holds none: *held = 0). */
+ * `held` NULL the credit goes back now (a put-back one holds none); else
+ * the entry keeps (or gets) a credit of b->qcharge bytes and *held = 1. */
 static tlsq__buf *rx_take(tlsq__queue *q, int *unpark, int *held)
 {
 	tlsq__buf *b = carry_take(q);
 	if (held)
 		*held = 0;
-	if (b != NULL)
+	if (b != NULL) {
+		if (held) {
+			/* A rest put back holds no credit: charge it again while
+			 * it is lent, so that everything lent counts. Past the
+			 * budget if need be (the bytes exist already): the
+			 * producer then stays parked until the release. */
+			b->qcharge = (uint32_t)tlsq__buf_len(b);
+			atomic_fetch_add(&q->reserved, (uint64_t)b->qcharge);
+			*held = 1;
+		}
 		return b;
+	}
 	ck_ring_buffer_t *s = atomic_load_explicit(&q->slots, memory_order_acquire);
 	void *p;
 	if (s == NULL || !ck_ring_dequeue_spmc(&q->ring, s, &p))

@@ -423,6 +423,40 @@ static void test_lent_chunks_hold_the_rx_budget_until_released(void **state)
 	ts_pair_close(&p);
 }
 
+/* A rest put back and lent again is charged again: what is lent counts
+ * (rx_queued = queued + lent), and its release gives it back. */
+static void test_a_lent_rest_counts_as_queued_until_released(void **state)
+{
+	(void)state;
+	ts_pair p;
+	ts_pair_open(&p, NULL, TLSQ_MODE_STREAM);
+	unsigned char msg[100];
+	ts_fill(4, 0, msg, sizeof msg);
+	assert_int_equal(tlsq_send(p.client, msg, sizeof msg, 5000), (ssize_t)sizeof msg);
+	tlsq_chunk *ch;
+	const void *data;
+	struct tlsq_conn_info ci;
+	ssize_t n = tlsq_recv_lend(p.server, &ch, &data, 5000);
+	assert_true(n > 10);
+	assert_int_equal(tlsq_conn_info(p.server, &ci), TLSQ_OK);
+	assert_true(ci.rx_queued >= (uint64_t)n);
+	assert_int_equal(tlsq_recv_release(ch, 10), TLSQ_OK);
+	ssize_t n2 = tlsq_recv_lend(p.server, &ch, &data, 5000);
+	assert_int_equal(n2, n - 10);
+	assert_memory_equal(data, msg + 10, (size_t)n2);
+	assert_int_equal(tlsq_conn_info(p.server, &ci), TLSQ_OK);
+	assert_true(ci.rx_queued >= (uint64_t)n2);
+	if (n == (ssize_t)sizeof msg) { /* all of it was in that chunk */
+		assert_true(ci.rx_queued == (uint64_t)n2);
+		assert_int_equal(tlsq_recv_release(ch, (size_t)n2), TLSQ_OK);
+		assert_int_equal(tlsq_conn_info(p.server, &ci), TLSQ_OK);
+		assert_true(ci.rx_queued == 0);
+	} else {
+		assert_int_equal(tlsq_recv_release(ch, (size_t)n2), TLSQ_OK);
+	}
+	ts_pair_close(&p);
+}
+
 /* ---- the chunk outlives its connection --------------------------------- */
 
 enum { LIFE_LEN = 3000 };
@@ -606,6 +640,7 @@ int main(void)
 	    cmocka_unit_test(
 	        test_pollfd_clears_when_the_last_chunk_is_lent_and_returns_with_a_rest),
 	    cmocka_unit_test(test_lent_chunks_hold_the_rx_budget_until_released),
+	    cmocka_unit_test(test_a_lent_rest_counts_as_queued_until_released),
 	    cmocka_unit_test(test_abort_while_lent_leaves_the_chunk_valid_and_releasable),
 	    cmocka_unit_test(test_close_while_lent_leaves_the_chunk_valid_and_releasable),
 	    cmocka_unit_test(test_conn_free_while_lent_then_release_is_safe),
