@@ -530,8 +530,8 @@ TLSQ_API ssize_t tlsq_recv(tlsq_conn *c, void *buf, size_t cap, int timeout_ms);
  * the stream stays in order as long as only the rest of the LAST chunk it
  * lent goes back (rests put back go out last-in first-out; a thread that
  * holds several chunks releases all but the last one whole). Returns
- * TLSQ_OK, or TLSQ_EINVAL for a NULL
- * chunk or consumed above the length (the chunk then stays lent).
+ * TLSQ_OK, or TLSQ_EINVAL for a NULL chunk or consumed above the length
+ * (the chunk then stays lent).
  * Releasing a chunk twice, or using its bytes after the release, is
  * undefined, as with free(3) (a second release is refused with TLSQ_EINVAL
  * on a best-effort basis only).
