@@ -511,6 +511,63 @@ TLSQ_API ssize_t tlsq_sendv(tlsq_conn *c, const struct iovec *iov, int iovcnt, i
  */
 TLSQ_API ssize_t tlsq_recv(tlsq_conn *c, void *buf, size_t cap, int timeout_ms);
 
+/*
+ * Zero-copy stream receive: a lend and a release instead of a copy.
+ *
+ * tlsq_recv_lend lends the caller the next received chunk as it came from
+ * the IO task (a record or a few, up to about 16 KiB; or the unconsumed
+ * rest of one): *data points at its bytes, the return value is their count
+ * (> 0), and *chunk is the handle that gives it back. The bytes are
+ * read-only and stay valid and unchanged until the release. Returns what
+ * tlsq_recv returns: the count, 0 at the clean end (close_notify, all read),
+ * or the same errors, with *chunk and *data NULL whenever nothing was lent.
+ * TLSQ_EINVAL: NULL arguments, or a message-mode connection.
+ *
+ * tlsq_recv_release(chunk, consumed) gives the chunk back after the caller
+ * used its first `consumed` bytes (0 .. the length lent). The rest, if
+ * any, goes back to the front of the receive queue: the next tlsq_recv or
+ * tlsq_recv_lend on the connection starts there. For one receiving thread
+ * the stream stays in order as long as only the rest of the LAST chunk it
+ * lent goes back (rests put back go out last-in first-out; a thread that
+ * holds several chunks releases all but the last one whole). Returns
+ * TLSQ_OK, or TLSQ_EINVAL for a NULL chunk or consumed above the length
+ * (the chunk then stays lent).
+ * Releasing a chunk twice, or using its bytes after the release, is
+ * undefined, as with free(3) (a second release is refused with TLSQ_EINVAL
+ * on a best-effort basis only).
+ *
+ * Threads: any number of threads may lend at once; each gets a different
+ * chunk, exactly as each concurrent tlsq_recv gets a different piece:
+ * chunks are not handed out in stream order across threads, and a rest put
+ * back by one thread may go to another. One thread may hold several chunks.
+ * A chunk may be released by any thread, not only the one that lent it, and
+ * tlsq_recv_lend, tlsq_recv_release and tlsq_recv mix freely.
+ *
+ * Budget: a lent chunk still counts against rx_budget (and in
+ * tlsq_conn_info's rx_queued) until it is released: the IO task stops
+ * reading from the socket while the queue plus what is lent fill the
+ * budget. So release what you are done with before waiting for more: a
+ * caller that keeps rx_budget bytes lent and lends again waits for data
+ * that cannot come (it gets TLSQ_ETIMEDOUT, or waits forever with -1).
+ *
+ * Pollfd: tlsq_conn_pollfd is readable while something is left to lend or
+ * receive; lending the last queued chunk makes it unreadable, and a
+ * release that puts a rest back makes it readable again.
+ *
+ * Lifetime: a chunk lives on its own until released, whatever happens to
+ * its connection. tlsq_close, tlsq_abort, a failure, tlsq_conn_free and
+ * tlsq_engine_free leave lent bytes valid, and tlsq_recv_release stays
+ * safe after all of them, including after tlsq_conn_free and
+ * tlsq_engine_free have returned: the chunk keeps the memory it needs (the
+ * connection's, freed at the last release). Every lent chunk must be
+ * released once, or its memory and the connection's leak. After a close,
+ * abort or free a rest given back is discarded, as unread data is.
+ */
+typedef struct tlsq_chunk tlsq_chunk;
+TLSQ_API ssize_t tlsq_recv_lend(tlsq_conn *c, tlsq_chunk **chunk, const void **data,
+                                int timeout_ms);
+TLSQ_API int tlsq_recv_release(tlsq_chunk *chunk, size_t consumed);
+
 /* ------------------------------------------------------------------------ */
 /* Message mode                                                              */
 /* ------------------------------------------------------------------------ */
@@ -706,7 +763,7 @@ struct tlsq_conn_info {
 	uint64_t tls_bytes_received;
 	uint64_t records_sent, records_received;
 	uint64_t tx_queued;       /* bytes waiting in the transmit queue */
-	uint64_t rx_queued;       /* bytes waiting for recv */
+	uint64_t rx_queued;       /* bytes waiting for recv (lent chunks included until released) */
 	uint32_t blocked_senders, blocked_receivers;
 	uint32_t key_updates_sent;
 	uint32_t key_updates_received;

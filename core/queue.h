@@ -186,6 +186,22 @@ int tlsq__rxq_push_last_sp(tlsq__queue *q, tlsq__buf *b, size_t charge, int *was
  */
 int tlsq__rxq_pop_mc(tlsq__queue *q, tlsq__buf **out, int timeout_ms, int *unpark);
 /*
+ * Consumers: tlsq__rxq_pop_mc for an entry that is lent out (stream
+ * zero-copy receive): an entry taken from the ring keeps its byte credit
+ * (its slot is given back: it no longer counts as queued), and *held is
+ * set to 1; the caller gives it back with tlsq__rxq_release_mc
+ * (b->qcharge) when it is done with the entry (after it freed it or put
+ * the rest back: once unpopped, the entry holds none). A put-back entry
+ * is charged again (its remaining length, past the budget if need be:
+ * b->qcharge is set to it), so *held is always 1 on success: everything
+ * lent counts. *unpark as for pop.
+ */
+int tlsq__rxq_pop_held_mc(tlsq__queue *q, tlsq__buf **out, int timeout_ms, int *unpark,
+                          int *held);
+/* Gives back the credit of a held pop (`charge` = the entry's qcharge,
+ * read before the entry was freed or put back); *unpark as for pop. */
+void tlsq__rxq_release_mc(tlsq__queue *q, uint32_t charge, int *unpark);
+/*
  * Consumers: puts back a partly consumed entry (or a message that did not
  * fit the caller's buffer) so that the next pop returns it first. Its
  * credits were already returned by the pop and are not charged again.
