@@ -1,29 +1,19 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * The "openssl" peer of tlsq-bench: blocking OpenSSL 3, one SSL per
- * connection on a blocking socket, every call under one mutex (as the
- * wolfssl peer, and with the same W4 deadlock).
+ * connection on a blocking socket, every call under one mutex (bench_naive.c,
+ * as the wolfssl peer, and with the same W4 deadlock).
  */
-#include <pthread.h>
-#include <stdlib.h>
-#include <unistd.h>
-
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
 #include "bench.h"
 
-struct oconn {
-	SSL *ssl;
-	int fd;
-	pthread_mutex_t mu;
-};
-
 static SSL_CTX *sctx, *cctx;
-static int lfd = -1;
 
 static int o_init(const char *cert, const char *key, int workload)
 {
+	(void)workload;
 	sctx = SSL_CTX_new(TLS_server_method());
 	cctx = SSL_CTX_new(TLS_client_method());
 	if (!sctx || !cctx)
@@ -39,84 +29,52 @@ static int o_init(const char *cert, const char *key, int workload)
 	return 0;
 }
 
-static int o_listen(void)
+static void *o_session(int fd, int server)
 {
-	int port;
-	lfd = bench_tcp_listen_fd(&port);
-	return lfd < 0 ? -1 : port;
-}
-
-static void *o_wrap(SSL_CTX *ctx, int fd, int server)
-{
-	if (fd < 0)
+	SSL *ssl = SSL_new(server ? sctx : cctx);
+	if (!ssl)
 		return NULL;
-	struct oconn *c = calloc(1, sizeof *c);
-	c->fd = fd;
-	c->ssl = SSL_new(ctx);
-	pthread_mutex_init(&c->mu, NULL);
-	SSL_set_fd(c->ssl, fd);
-	if ((server ? SSL_accept(c->ssl) : SSL_connect(c->ssl)) != 1) {
-		SSL_free(c->ssl);
-		close(fd);
-		free(c);
+	SSL_set_fd(ssl, fd);
+	if ((server ? SSL_accept(ssl) : SSL_connect(ssl)) != 1) {
+		SSL_free(ssl);
 		return NULL;
 	}
-	return c;
+	return ssl;
 }
+
+static int o_write(void *s, const void *buf, int len)
+{
+	return SSL_write(s, buf, len);
+}
+
+static int o_read(void *s, void *buf, int cap)
+{
+	int n = SSL_read(s, buf, cap);
+	if (n > 0)
+		return n;
+	return SSL_get_error(s, n) == SSL_ERROR_ZERO_RETURN ? 0 : -1;
+}
+
+static void o_shutdown(void *s)
+{
+	SSL_shutdown(s);
+}
+
+static void o_free(void *s)
+{
+	SSL_free(s);
+}
+
+static const struct bench_naive_lib openssl_lib = {o_session, o_write, o_read, o_shutdown, o_free};
 
 static void *o_accept(void)
 {
-	return o_wrap(sctx, bench_tcp_accept_fd(lfd), 1);
+	return bench_naive_accept(&openssl_lib);
 }
 
 static void *o_connect(int port)
 {
-	return o_wrap(cctx, bench_tcp_connect_fd(port), 0);
-}
-
-static int o_send(void *p, const void *buf, size_t len)
-{
-	struct oconn *c = p;
-	const char *b = buf;
-	while (len > 0) {
-		pthread_mutex_lock(&c->mu);
-		int n = SSL_write(c->ssl, b, len > 1 << 30 ? 1 << 30 : (int)len);
-		pthread_mutex_unlock(&c->mu);
-		if (n <= 0)
-			return -1;
-		b += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-static ssize_t o_recv(void *p, void *buf, size_t cap)
-{
-	struct oconn *c = p;
-	pthread_mutex_lock(&c->mu);
-	int n = SSL_read(c->ssl, buf, cap > 1 << 30 ? 1 << 30 : (int)cap);
-	int err = n <= 0 ? SSL_get_error(c->ssl, n) : 0;
-	pthread_mutex_unlock(&c->mu);
-	if (n > 0)
-		return n;
-	return err == SSL_ERROR_ZERO_RETURN ? 0 : -1;
-}
-
-static void o_shutdown(void *p)
-{
-	struct oconn *c = p;
-	pthread_mutex_lock(&c->mu);
-	SSL_shutdown(c->ssl);
-	pthread_mutex_unlock(&c->mu);
-}
-
-static void o_close(void *p)
-{
-	struct oconn *c = p;
-	SSL_free(c->ssl);
-	close(c->fd);
-	pthread_mutex_destroy(&c->mu);
-	free(c);
+	return bench_naive_connect(&openssl_lib, port);
 }
 
 static const char *o_version(void)
@@ -127,12 +85,12 @@ static const char *o_version(void)
 const struct bench_peer bench_openssl = {
     .name = "openssl",
     .init = o_init,
-    .listen = o_listen,
+    .listen = bench_naive_listen,
     .accept = o_accept,
     .connect = o_connect,
-    .send = o_send,
-    .recv = o_recv,
-    .shutdown = o_shutdown,
-    .close = o_close,
+    .send = bench_naive_send,
+    .recv = bench_naive_recv,
+    .shutdown = bench_naive_shutdown,
+    .close = bench_naive_close,
     .version = o_version,
 };

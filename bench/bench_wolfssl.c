@@ -1,32 +1,19 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * The "wolfssl" peer of tlsq-bench: naive blocking wolfSSL, with the same
- * wolfSSL build tlsq links. One WOLFSSL per connection on a blocking socket;
- * every call under one mutex, so that W4's reader and writer threads may
- * share it (wolfSSL objects are not thread-safe) — which is exactly what
- * deadlocks a full-duplex protocol: the reader sleeps in wolfSSL_read
- * holding the mutex while the writer waits for it.
+ * wolfSSL build tlsq links. One WOLFSSL per connection on a blocking socket,
+ * every call under one mutex (bench_naive.c, with its W4 deadlock).
  */
-#include <pthread.h>
-#include <stdlib.h>
-#include <unistd.h>
-
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
 
 #include "bench.h"
 
-struct wconn {
-	WOLFSSL *ssl;
-	int fd;
-	pthread_mutex_t mu;
-};
-
 static WOLFSSL_CTX *sctx, *cctx;
-static int lfd = -1;
 
 static int w_init(const char *cert, const char *key, int workload)
 {
+	(void)workload;
 	wolfSSL_Init();
 	sctx = wolfSSL_CTX_new(wolfTLSv1_3_server_method());
 	cctx = wolfSSL_CTX_new(wolfTLSv1_3_client_method());
@@ -41,85 +28,52 @@ static int w_init(const char *cert, const char *key, int workload)
 	return 0;
 }
 
-static int w_listen(void)
+static void *w_session(int fd, int server)
 {
-	int port;
-	lfd = bench_tcp_listen_fd(&port);
-	return lfd < 0 ? -1 : port;
-}
-
-static void *w_wrap(WOLFSSL_CTX *ctx, int fd, int server)
-{
-	if (fd < 0)
+	WOLFSSL *ssl = wolfSSL_new(server ? sctx : cctx);
+	if (!ssl)
 		return NULL;
-	struct wconn *c = calloc(1, sizeof *c);
-	c->fd = fd;
-	c->ssl = wolfSSL_new(ctx);
-	pthread_mutex_init(&c->mu, NULL);
-	wolfSSL_set_fd(c->ssl, fd);
-	int r = server ? wolfSSL_accept(c->ssl) : wolfSSL_connect(c->ssl);
-	if (r != WOLFSSL_SUCCESS) {
-		wolfSSL_free(c->ssl);
-		close(fd);
-		free(c);
+	wolfSSL_set_fd(ssl, fd);
+	if ((server ? wolfSSL_accept(ssl) : wolfSSL_connect(ssl)) != WOLFSSL_SUCCESS) {
+		wolfSSL_free(ssl);
 		return NULL;
 	}
-	return c;
+	return ssl;
 }
+
+static int w_write(void *s, const void *buf, int len)
+{
+	return wolfSSL_write(s, buf, len);
+}
+
+static int w_read(void *s, void *buf, int cap)
+{
+	int n = wolfSSL_read(s, buf, cap);
+	if (n > 0)
+		return n;
+	return wolfSSL_get_error(s, n) == WOLFSSL_ERROR_ZERO_RETURN ? 0 : -1;
+}
+
+static void w_shutdown(void *s)
+{
+	wolfSSL_shutdown(s);
+}
+
+static void w_free(void *s)
+{
+	wolfSSL_free(s);
+}
+
+static const struct bench_naive_lib wolfssl_lib = {w_session, w_write, w_read, w_shutdown, w_free};
 
 static void *w_accept(void)
 {
-	return w_wrap(sctx, bench_tcp_accept_fd(lfd), 1);
+	return bench_naive_accept(&wolfssl_lib);
 }
 
 static void *w_connect(int port)
 {
-	return w_wrap(cctx, bench_tcp_connect_fd(port), 0);
-}
-
-static int w_send(void *p, const void *buf, size_t len)
-{
-	struct wconn *c = p;
-	const char *b = buf;
-	while (len > 0) {
-		pthread_mutex_lock(&c->mu);
-		int n = wolfSSL_write(c->ssl, b, len > 1 << 30 ? 1 << 30 : (int)len);
-		pthread_mutex_unlock(&c->mu);
-		if (n <= 0)
-			return -1;
-		b += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-static ssize_t w_recv(void *p, void *buf, size_t cap)
-{
-	struct wconn *c = p;
-	pthread_mutex_lock(&c->mu);
-	int n = wolfSSL_read(c->ssl, buf, cap > 1 << 30 ? 1 << 30 : (int)cap);
-	int err = n <= 0 ? wolfSSL_get_error(c->ssl, n) : 0;
-	pthread_mutex_unlock(&c->mu);
-	if (n > 0)
-		return n;
-	return err == WOLFSSL_ERROR_ZERO_RETURN ? 0 : -1;
-}
-
-static void w_shutdown(void *p)
-{
-	struct wconn *c = p;
-	pthread_mutex_lock(&c->mu);
-	wolfSSL_shutdown(c->ssl);
-	pthread_mutex_unlock(&c->mu);
-}
-
-static void w_close(void *p)
-{
-	struct wconn *c = p;
-	wolfSSL_free(c->ssl);
-	close(c->fd);
-	pthread_mutex_destroy(&c->mu);
-	free(c);
+	return bench_naive_connect(&wolfssl_lib, port);
 }
 
 static const char *w_version(void)
@@ -130,12 +84,12 @@ static const char *w_version(void)
 const struct bench_peer bench_wolfssl = {
     .name = "wolfssl",
     .init = w_init,
-    .listen = w_listen,
+    .listen = bench_naive_listen,
     .accept = w_accept,
     .connect = w_connect,
-    .send = w_send,
-    .recv = w_recv,
-    .shutdown = w_shutdown,
-    .close = w_close,
+    .send = bench_naive_send,
+    .recv = bench_naive_recv,
+    .shutdown = bench_naive_shutdown,
+    .close = bench_naive_close,
     .version = w_version,
 };
