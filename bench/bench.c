@@ -241,7 +241,7 @@ static int run_once(const struct bench_peer *p, int w, const struct bench_opts *
 	pid_t cli = port > 0 ? fork() : -1;
 	if (cli == 0)
 		child(p, w, 0, -1, cp[1], gp[0], port, o);
-	uint64_t deadline = bench_now_ns() + (uint64_t)(budget(w, o) * 1e9);
+	uint64_t deadline = bench_now_ns() + (uint64_t)(budget(w, o) * o->slow * 1e9);
 	double cpu = 0;
 	int hang = (cli > 0 ? reap(cli, deadline, &cpu) : 0) < 0;
 	hang |= reap(srv, hang ? bench_now_ns() : deadline + 5000000000ull, &cpu) < 0;
@@ -458,6 +458,8 @@ static void usage(FILE *f)
 	    "      --duplex-bytes N      W4 bytes each way (default 512 MiB)\n"
 	    "      --connections N       W5 connections (default 2000)\n"
 	    "      --idle-connections N  W6 connections (default 10000)\n"
+	    "      --slow F              multiply every run's deadline by F (default 1; for\n"
+	    "                            valgrind: bench/callgrind.py)\n"
 	    "  -h, --help                this text\n"
 	    "  -V, --version             versions of tlsq, the crypto library and the peers\n\n"
 	    "Progress goes to stderr, the table to stdout. Exit status: 1 if any run\n"
@@ -533,7 +535,7 @@ static int peer_index(const char *t)
 static void parse_args(int argc, char **argv, struct bench_opts *o, int *want_w, int *want_p,
                        const char **json)
 {
-	enum { O_BULK = 1000, O_DUR, O_RT, O_DUP, O_CONN, O_IDLE };
+	enum { O_BULK = 1000, O_DUR, O_RT, O_DUP, O_CONN, O_IDLE, O_SLOW };
 	static const struct option lo[] = {
 	    {"workloads", required_argument, NULL, 'w'},
 	    {"peers", required_argument, NULL, 'p'},
@@ -548,6 +550,7 @@ static void parse_args(int argc, char **argv, struct bench_opts *o, int *want_w,
 	    {"duplex-bytes", required_argument, NULL, O_DUP},
 	    {"connections", required_argument, NULL, O_CONN},
 	    {"idle-connections", required_argument, NULL, O_IDLE},
+	    {"slow", required_argument, NULL, O_SLOW},
 	    {NULL, 0, NULL, 0},
 	};
 	int ch;
@@ -594,6 +597,9 @@ static void parse_args(int argc, char **argv, struct bench_opts *o, int *want_w,
 		case O_CONN:
 			o->conns[5] = parse_size(optarg);
 			break;
+		case O_SLOW:
+			o->slow = strtod(optarg, NULL);
+			break;
 		case O_IDLE:
 			o->conns[6] = parse_size(optarg);
 			break;
@@ -613,9 +619,10 @@ static void parse_args(int argc, char **argv, struct bench_opts *o, int *want_w,
 			exit(2);
 		}
 	}
-	if (optind < argc || o->bulk < 16384 || o->duplex < 16384 || o->duration <= 0) {
-		fprintf(stderr,
-		        "tlsq-bench: sizes must be at least 16k and the duration positive\n");
+	if (optind < argc || o->bulk < 16384 || o->duplex < 16384 || o->duration <= 0 ||
+	    o->slow < 1) {
+		fprintf(stderr, "tlsq-bench: sizes must be at least 16k, the duration positive and "
+		                "--slow at least 1\n");
 		exit(2);
 	}
 }
@@ -695,6 +702,7 @@ int main(int argc, char **argv)
 	                       .duplex = 512ull << 20,
 	                       .round_trips = 100000,
 	                       .duration = 5.0,
+	                       .slow = 1.0,
 	                       .runs = 3};
 	o.conns[5] = 2000;
 	o.conns[6] = 10000;

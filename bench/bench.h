@@ -55,6 +55,7 @@ struct bench_opts {
 	uint64_t bulk, duplex, round_trips;
 	uint64_t conns[BENCH_NWORK + 1]; /* W5, W6: connections */
 	double duration;
+	double slow; /* --slow: every run's deadline multiplied by this (valgrind) */
 	int runs;
 };
 
