@@ -3,7 +3,7 @@
 """Instructions per GB for tlsq and naive wolfSSL, repeatable (docs/benchmarks.md).
 
 usage: bench/callgrind.py [--bench PATH] [--bytes 64m] [--peers tlsq,wolfssl]
-                          [--top 25] [--keep DIR] [--json FILE]
+                          [--top 25] [--keep DIR] [--json FILE] [--vector-copies]
 
 Runs tlsq-bench's W1 (bulk one way in 16 KiB writes) under
 valgrind --tool=callgrind for each peer, twice: once with --bytes (64 MiB) and
@@ -23,6 +23,15 @@ MB/s; they count user-space instructions only: the kernel's side (syscalls,
 futex and eventfd wake-ups, socket copies) is not in them, and tlsq-bench's
 CPU s/GB is where that shows. The bench's own byte hash (FNV-1a, about
 1.1 G Ir/GB on each side) is in every peer's figure alike.
+
+Copies. glibc's memcpy moves blocks of 4 KiB and more (tlsq's and wolfSSL's
+16 KiB records) with `rep movsb`, which valgrind counts one instruction per
+byte: so by default a copy of every byte costs 1 G Ir/GB, the memcpy line
+reads as "copies of each byte", and copies weigh far more in the Ir total
+than in a real CPU's cycles. --vector-copies runs the programs with
+GLIBC_TUNABLES=glibc.cpu.x86_rep_movsb_threshold=2147483647, so that memcpy
+uses its AVX loop (about 0.1 Ir per byte copied): an Ir total closer to the
+cost in cycles. Report which one a figure is.
 
 Needs valgrind (tools/setup --test) and a tlsq-bench without sanitizers
 (the default build/bench/tlsq-bench). About 2-3 minutes with 64 MiB.
@@ -120,6 +129,29 @@ FOLDER = {f: d for d in ("bench", "core", "iotask", "api", "status")
                     else [])}
 
 
+CALLER = re.compile(r"^\s*([\d,]+) \([ \d.]+%\)\s+<\s+(.*?) \([\d,]+x\)")
+
+
+def copy_callers(path):
+    """Ir of memcpy/memmove by the function that called it: {caller: Ir}."""
+    out = subprocess.run(["callgrind_annotate", "--tree=caller", "--threshold=100", path],
+                         capture_output=True, text=True, check=True).stdout
+    res, block = collections.Counter(), []
+    for ln in out.splitlines():
+        if not ln.strip():
+            block = []
+            continue
+        if "*  " in ln and re.search(r":(__)?mem(cpy|move)\w*", ln):
+            for b in block:
+                m = CALLER.match(b)
+                if m:
+                    res[short(m.group(2))] += int(m.group(1).replace(",", ""))
+            block = []
+            continue
+        block.append(ln)
+    return res
+
+
 def group(name, obj):
     """Which part of the stack a function belongs to."""
     fn = name.rsplit(":", 1)[-1]
@@ -164,8 +196,12 @@ def main():
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--keep", help="keep the callgrind profiles in this folder")
     ap.add_argument("--json", help="also write the figures as JSON")
+    ap.add_argument("--vector-copies", action="store_true",
+                    help="memcpy without rep movsb (see the description)")
     a = ap.parse_args()
     a.bytes = a.bytes // 16384 * 16384
+    if a.vector_copies:
+        os.environ["GLIBC_TUNABLES"] = "glibc.cpu.x86_rep_movsb_threshold=2147483647"
     peers = a.peers.split(",")
     if a.bytes <= SMALL or not shutil.which("valgrind") or not os.access(a.bench, os.X_OK):
         sys.exit("callgrind.py: needs valgrind, an executable --bench and --bytes > 16k")
@@ -186,13 +222,17 @@ def main():
             t0, f0 = functions(small[side])
             t1, f1 = functions(large[side])
             fns = collections.Counter({k: (f1[k] - f0.get(k, 0)) * per_gb for k in f1})
-            fig[peer][side] = ((t1 - t0) * per_gb, fns)
+            c0, c1 = copy_callers(small[side]), copy_callers(large[side])
+            copies = collections.Counter({k: (c1[k] - c0.get(k, 0)) * per_gb for k in c1})
+            fig[peer][side] = ((t1 - t0) * per_gb, fns, copies)
 
     def gir(v):
         return f"{v / 1e9:8.2f}"
 
     print(f"\nW1 one way, 16 KiB writes: ({a.bytes >> 20} MiB run) - (16 KiB run), "
-          "user-space instructions (Ir) per GB moved, in G Ir/GB")
+          "user-space instructions (Ir) per GB moved, in G Ir/GB; memcpy "
+          + ("without rep movsb (--vector-copies)" if a.vector_copies else
+             "as glibc runs it (rep movsb: 1 Ir per byte copied)"))
     print(f"{'peer':10} {'sender':>8} {'receiver':>8} {'both':>8}")
     for peer in peers:
         s, r = fig[peer]["client"][0], fig[peer]["server"][0]
@@ -203,6 +243,12 @@ def main():
         both = (sum(fig[base][x][0] for x in fig[base]) /
                 sum(fig[peer][x][0] for x in fig[peer]))
         print(f"{base + '/' + peer:10} {rs[0]:7.2f}x {rs[1]:7.2f}x {both:7.2f}x")
+    if not a.vector_copies:
+        print("memcpy Ir per byte moved (= copies of each byte, rep movsb):")
+        for peer in peers:
+            c = [sum(v for (n, o), v in fig[peer][x][1].items()
+                     if group(n, o).startswith("copies")) / 1e9 for x in ("client", "server")]
+            print(f"{peer:10} {c[0]:8.2f} {c[1]:8.2f} {c[0] + c[1]:8.2f}")
 
     for side, what in (("client", "sender"), ("server", "receiver")):
         print(f"\nTop functions of {base}'s {what} (self, G Ir/GB; callgrind_annotate "
@@ -211,6 +257,14 @@ def main():
             if v <= 0:
                 break
             print(f"  {gir(v)}  {short(name)} [{obj}]")
+
+    for peer in peers:
+        for side, what in (("client", "sender"), ("server", "receiver")):
+            print(f"\nmemcpy/memmove in {peer}'s {what}, by caller (G Ir/GB):")
+            for n, v in fig[peer][side][2].most_common(6):
+                if v < 0.005e9:
+                    break
+                print(f"  {gir(v)}  {n}")
 
     for peer in peers[1:]:
         print(f"\nWhere {base}'s extra instructions go, against {peer} "
@@ -236,8 +290,9 @@ def main():
 
     if a.json:
         with open(a.json, "w") as f:
-            json.dump({"bytes": a.bytes, "peers": {
+            json.dump({"bytes": a.bytes, "vector_copies": a.vector_copies, "peers": {
                 pr: {side: {"ir_per_gb": fig[pr][side][0],
+                            "copies_by_caller": dict(fig[pr][side][2].most_common(20)),
                             "functions": {f"{n} [{o}]": v for (n, o), v in
                                           fig[pr][side][1].most_common(200)}}
                      for side in fig[pr]} for pr in peers}}, f, indent=1)
