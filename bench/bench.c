@@ -412,11 +412,11 @@ static int write_json(const char *path, struct result res[][NPEERS], const int *
 					fprintf(f, "\"median\": null, \"status\": \"%s\", ",
 					        r->status == B_HANG ? "hang" : "failed");
 				else
-					fprintf(f, "\"median\": %.3f, \"status\": \"ok\", ",
+					fprintf(f, "\"median\": %.6g, \"status\": \"ok\", ",
 					        r->med[m]);
 				fprintf(f, "\"runs\": [");
 				for (int k = 0; k < r->n; k++)
-					fprintf(f, "%s%.3f", k ? ", " : "", r->v[m][k]);
+					fprintf(f, "%s%.6g", k ? ", " : "", r->v[m][k]);
 				fprintf(f, "]}");
 			}
 		}

@@ -15,7 +15,7 @@ import sys
 def fmt(v):
     if v is None:
         return "–"
-    if v >= 100000:
+    if v >= 1000:
         return f"{v:,.0f}"
     if v >= 100:
         return f"{v:,.1f}"
