@@ -319,10 +319,38 @@ TLSQ_API int tlsq_tls_new(const tlsq_tls_config *cfg, tlsq_tls **out);
 TLSQ_API void tlsq_tls_free(tlsq_tls *tls);
 
 /*
+ * Certificate rotation without a restart: gives a running profile a new
+ * certificate, key, CA set, verification mode, pins and cipher list, read
+ * from cfg the way tlsq_tls_new reads them (so passing the same cfg again
+ * re-reads the same files, e.g. after an ACME client renewed them). role,
+ * mode, versions, server_name, alpn and session_resumption stay as the
+ * profile was built; cfg->role must equal the profile's.
+ *
+ * Atomic: the new set is built completely on the calling thread first
+ * (files read, key checked against the certificate), then swapped in.
+ * Handshakes that start afterwards use the new set; connections and
+ * handshakes already under way keep the set they started with until they
+ * end; no handshake ever sees a mix. A client profile also forgets its
+ * saved session ticket, so its next handshake is verified under the new
+ * CAs and pins.
+ *
+ * Returns TLSQ_OK; or TLSQ_EINVAL (a file that cannot be read or parsed, a
+ * key that does not match the certificate, a role that differs: the same
+ * reasons as tlsq_tls_new, one line in tlsq_last_error()) or TLSQ_ENOMEM,
+ * and then the profile is unchanged and keeps serving with its previous
+ * set. Reloads are counted in the status endpoint ("cert_reloads",
+ * tlsq_cert_reloads_total). Any application thread, concurrently with
+ * connections using the profile; concurrent reloads of one profile are
+ * safe and the last swap wins. Never call it from a tlsq callback.
+ */
+TLSQ_API int tlsq_tls_reload(tlsq_tls *tls, const tlsq_tls_config *cfg);
+
+/*
  * Copies the profile's own certificate, in PEM, into buf (NUL-terminated).
  * Returns its length, TLSQ_EMSGSIZE if cap is too small, TLSQ_EINVAL if the
  * profile has no certificate. Lets a client trust a self-signed server:
- * pass the PEM as the client's ca_pem.
+ * pass the PEM as the client's ca_pem. After tlsq_tls_reload, the new
+ * certificate. Any thread.
  */
 TLSQ_API ssize_t tlsq_tls_cert_pem(const tlsq_tls *tls, char *buf, size_t cap);
 
@@ -332,8 +360,9 @@ TLSQ_API ssize_t tlsq_tls_cert_pem(const tlsq_tls *tls, char *buf, size_t cap);
  * expired or is not valid yet, or (servers) it is a CA certificate
  * (basicConstraints CA:TRUE). Returns NULL when there is none, else one or
  * more lines separated by '\n' (no trailing newline), each naming the file;
- * the string lives as long as the profile. Not checked for self_signed.
- * Any thread.
+ * the string lives as long as the profile, or until its next successful
+ * tlsq_tls_reload (it then describes the new certificate: call again). Not
+ * checked for self_signed. Any thread.
  */
 TLSQ_API const char *tlsq_tls_warnings(const tlsq_tls *tls);
 
