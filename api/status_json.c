@@ -170,6 +170,10 @@ static void json_engine(const tlsq__status_view *v, struct evbuffer *out)
 	                    C(alerts_sent), C(alerts_received));
 	evbuffer_add_printf(out, ",\"key_updates\":{\"sent\":%" PRIu64 ",\"received\":%" PRIu64 "}",
 	                    C(key_updates_sent), C(key_updates_received));
+	uint64_t rl_ok, rl_failed; /* tlsq_tls_reload, all profiles of the process */
+	tlsq__tls_reload_counts(&rl_ok, &rl_failed);
+	evbuffer_add_printf(out, ",\"cert_reloads\":{\"ok\":%" PRIu64 ",\"failed\":%" PRIu64 "}",
+	                    rl_ok, rl_failed);
 	evbuffer_add_printf(out, ",\"accept_dropped\":%" PRIu64 ",\"errors\":{", C(accept_dropped));
 	for (int i = 1; i < NERR_NAMES; i++)
 		evbuffer_add_printf(out, "%s\"%s\":%" PRIu64, i > 1 ? "," : "", err_names[i],
@@ -552,6 +556,11 @@ static void metrics_engine(const tlsq__status_view *v, struct evbuffer *out)
 	     "direction", "sent", C(msgs_sent), "received", C(msgs_received));
 	pair(out, "tlsq_key_updates_total", "TLS 1.3 KeyUpdates by direction.", "direction", "sent",
 	     C(key_updates_sent), "received", C(key_updates_received));
+	uint64_t rl_ok, rl_failed;
+	tlsq__tls_reload_counts(&rl_ok, &rl_failed);
+	pair(out, "tlsq_cert_reloads_total",
+	     "Certificate reloads (tlsq_tls_reload, SIGHUP) of the process, by result.", "result",
+	     "ok", rl_ok, "failed", rl_failed);
 	one(out, "tlsq_accept_dropped_total", "counter",
 	    "Handshaken connections dropped because the accept queue was full.", C(accept_dropped));
 	head(out, "tlsq_errors_total", "counter", "Connections failed, by error code.");

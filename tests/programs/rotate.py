@@ -21,6 +21,7 @@ Every wait is a polled condition with a deadline (never a sleep), ports are
 picked free.
 """
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -30,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 from harness import Proc, case, finish, free_port, listening, wait_for  # noqa: E402
@@ -163,8 +165,9 @@ def sighup_and_wait(proc, what, before):
 @case("echo: handshakes under load across SIGHUP reloads; broken reload keeps the old")
 def echo_rotation(procs):
     install(0)
-    port = free_port()
-    srv = Proc([ECHO, "--listen", f"127.0.0.1:{port}", "--cert", LIVE_CERT, "--key", LIVE_KEY])
+    port, sport = free_port(), free_port()
+    srv = Proc([ECHO, "--listen", f"127.0.0.1:{port}", "--cert", LIVE_CERT, "--key", LIVE_KEY,
+                "--status", f"127.0.0.1:{sport}"])
     procs.append(srv)
     wait_for(listening(port), "tlsq-echo listening")
     if s_client_fingerprint(port) != FP[0]:
@@ -220,6 +223,15 @@ def echo_rotation(procs):
         raise AssertionError(f"both certificates should have served: {load.seen}")
     if got != b"still here\n":
         raise AssertionError(f"the connection from before the reloads echoed {got!r}")
+    # The reloads are counted in /status and /metrics.
+    st = json.load(urllib.request.urlopen(f"http://127.0.0.1:{sport}/status", timeout=30))
+    if st["engine"]["cert_reloads"] != {"ok": reloads, "failed": 1}:
+        raise AssertionError(f"/status cert_reloads: {st['engine']['cert_reloads']}")
+    m = urllib.request.urlopen(f"http://127.0.0.1:{sport}/metrics", timeout=30).read().decode()
+    for want in (f'tlsq_cert_reloads_total{{result="ok"}} {reloads}\n',
+                 'tlsq_cert_reloads_total{result="failed"} 1\n'):
+        if want not in m:
+            raise AssertionError(f"/metrics lacks {want!r}")
     srv.p.send_signal(signal.SIGTERM)
     if srv.wait(60) != 0:
         raise AssertionError("tlsq-echo did not exit 0 on SIGTERM")
