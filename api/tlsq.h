@@ -503,6 +503,30 @@ TLSQ_API int tlsq_connect_start(tlsq_engine *e, const char *addr, tlsq_tls *tls,
  * connection has ended since) or failed (its error). */
 TLSQ_API int tlsq_connect_wait(tlsq_conn *c, int timeout_ms);
 
+/*
+ * Adopts a socket that is already connected: a Unix domain socket (one end
+ * of socketpair(), a connect() or accept() of the application's), a socket
+ * from socket activation, a TCP connection accepted elsewhere. `fd` must be
+ * a connected SOCK_STREAM socket. The TLS handshake runs in the role of
+ * `tls`: a server profile answers a client on the other end, a client
+ * profile starts the handshake and needs the server's name, `host` (or the
+ * profile's server_name), for SNI and to verify the certificate (with pins
+ * and TLSQ_VERIFY_NONE any name will do). Returns at once, like
+ * tlsq_connect_start: finish with tlsq_connect_wait (both roles), or start
+ * sending. The connection never appears in tlsq_accept.
+ *
+ * On TLSQ_OK the fd belongs to tlsq: it is made non-blocking and
+ * close-on-exec, and closed by tlsq when the connection ends; do not read,
+ * write or close it afterwards. On an error the fd is untouched (except,
+ * for TLSQ_EIO, its O_NONBLOCK flag) and still the caller's. Returns
+ * TLSQ_OK; TLSQ_EINVAL (NULL argument, not a connected stream socket, a
+ * client without a name: the reason in tlsq_last_error); TLSQ_EIO;
+ * TLSQ_ENOMEM. The peer address in tlsq_conn_info is "unix:PATH" (or
+ * "unix:(unnamed)") for a Unix socket. Any application thread.
+ */
+TLSQ_API int tlsq_adopt(tlsq_engine *e, tlsq_tls *tls, int fd, const char *host,
+                        tlsq_conn **out);
+
 /* ------------------------------------------------------------------------ */
 /* Stream mode                                                               */
 /* ------------------------------------------------------------------------ */
