@@ -238,6 +238,42 @@ typedef enum tlsq_verify {
  * framing mode. Fill with tlsq_tls_config_init(), then set what you need.
  * All strings are copied by tlsq_tls_new().
  */
+typedef struct tlsq_conn tlsq_conn;
+
+/*
+ * What a verify hook (tlsq_tls_config.verify_hook) sees of the peer's own
+ * certificate: copies made by the IO task, never wolfSSL objects. Valid
+ * during the call only.
+ */
+typedef struct tlsq_peer_view {
+	const unsigned char *der; /* the leaf certificate, DER */
+	size_t der_len;
+	const char *subject;      /* one line, "/O=.../CN=..." */
+	const char *sans;         /* "DNS:a, IP:1.2.3.4", "" if none */
+	const char *sha256;       /* of the certificate: 64 lowercase hex digits */
+	const char *spki_sha256;  /* of its public key: base64 (as a pin, without
+	                             "sha256//") */
+	int verified;             /* 1: the chain was verified against the CAs
+	                             (the profile's verify mode was not NONE) */
+} tlsq_peer_view;
+
+/*
+ * A verify hook: the application's own decision on the peer's certificate,
+ * after tlsq's checks (chain, host name, pins) passed. Return 0 to accept;
+ * anything else rejects, and the connection fails with TLSQ_ECERT and
+ * "certificate rejected by the verify hook: REASON" (write REASON, one
+ * line, into `reason`, `cap` bytes with the NUL). Runs on the connection's
+ * IO thread, inside the handshake: it must not block or wait (no tlsq call
+ * with a timeout, no tlsq_*_free of this connection); it may call
+ * tlsq_conn_peer_cert(c, ...) for the rest of the chain and
+ * tlsq_conn_user(c). It runs once per full handshake that presented a
+ * certificate. A resumed session presents none and does not call it; a
+ * client resumes only sessions that passed it, and a server with a hook
+ * never resumes (as with pins).
+ */
+typedef int (*tlsq_verify_hook)(tlsq_conn *c, const tlsq_peer_view *peer, void *arg,
+                                char *reason, size_t cap);
+
 typedef struct tlsq_tls_config {
 	tlsq_role role;
 	tlsq_mode mode;            /* default TLSQ_MODE_STREAM */
@@ -292,6 +328,14 @@ typedef struct tlsq_tls_config {
 	                              alone, else its chain is verified too; a
 	                              pinned server never resumes sessions. NULL =
 	                              no pinning (default) */
+	tlsq_verify_hook verify_hook; /* NULL (default), or the application's
+	                              check of the peer's certificate (see
+	                              tlsq_verify_hook): clients, in addition to
+	                              verification or, with TLSQ_VERIFY_NONE,
+	                              instead of it; servers: a client
+	                              certificate is then required, and with
+	                              TLSQ_VERIFY_NONE the hook alone decides */
+	void *verify_hook_arg;     /* passed to verify_hook */
 } tlsq_tls_config;
 
 typedef struct tlsq_tls tlsq_tls;
@@ -371,7 +415,6 @@ TLSQ_API const char *tlsq_tls_warnings(const tlsq_tls *tls);
 /* ------------------------------------------------------------------------ */
 
 typedef struct tlsq_listener tlsq_listener;
-typedef struct tlsq_conn tlsq_conn;
 
 /*
  * Listens on "HOST:PORT", "[v6]:PORT" or ":PORT" (all addresses). Port 0

@@ -71,8 +71,10 @@ struct tlsq__cred {
 	char *warnings;            /* tlsq_tls_warnings: NULL or lines */
 	unsigned char (*pins)[33]; /* [0]: 's' SPKI or 'c' certificate, then SHA-256 */
 	int npins;
-	int pin_only; /* a server with pins and no verification:
-	                 asks for a client certificate, trusts the pin */
+	int pin_only; /* a server with pins or a hook and no verification:
+	                 asks for a client certificate, trusts the pin/hook */
+	tlsq_verify_hook hook; /* tlsq_tls_config.verify_hook */
+	void *hook_arg;
 };
 
 static void cred_unref(struct tlsq__cred *k)
@@ -1334,7 +1336,9 @@ static int tls_configure(const struct tlsq_tls *p, struct tlsq__cred *t, const t
 		return rc;
 	/* A server with pins asks for a client certificate; without
 	 * verification it trusts the pin alone. */
-	t->pin_only = !client && t->npins && verify == TLSQ_VERIFY_NONE;
+	t->hook = cfg->verify_hook;
+	t->hook_arg = cfg->verify_hook_arg;
+	t->pin_only = !client && (t->npins || t->hook) && verify == TLSQ_VERIFY_NONE;
 	int have_ca = 0;
 	if (cfg->ca_file || cfg->ca_dir) {
 		if (wolfSSL_CTX_load_verify_locations(ctx, cfg->ca_file, cfg->ca_dir) !=
@@ -1369,10 +1373,11 @@ static int tls_configure(const struct tlsq_tls *p, struct tlsq__cred *t, const t
 		mode = WOLFSSL_VERIFY_PEER;
 	else if (verify == TLSQ_VERIFY_REQUIRE)
 		mode = WOLFSSL_VERIFY_PEER | WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT;
-	if (!client && t->npins) {
+	if (!client && (t->npins || t->hook)) {
 		mode = WOLFSSL_VERIFY_PEER | WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT;
 		/* A resumed session carries no certificate to check: a pinned
-		 * server never resumes (a ticket could outlive a pin change). */
+		 * server never resumes (a ticket could outlive a pin change; and
+		 * TLS 1.3 tickets go out before the hook has judged the client). */
 		wolfSSL_CTX_no_ticket_TLSv13(ctx);
 		wolfSSL_CTX_NoTicketTLSv12(ctx);
 		wolfSSL_CTX_set_session_cache_mode(ctx, WOLFSSL_SESS_CACHE_OFF);
@@ -1790,9 +1795,9 @@ static int tls_peer_done(struct tlsq_conn *c)
 		tlsq__peer_free(p);
 		/* A client's resumed session came from a handshake of this
 		 * profile that passed the pins (failed ones are not saved). */
-		if (t->npins && !wolfSSL_session_reused(ssl_of(c))) {
-			tlsq__conn_fail(c, TLSQ_ECERT,
-			                "certificate pin set but the peer sent no certificate");
+		if ((t->npins || t->hook) && !wolfSSL_session_reused(ssl_of(c))) {
+			tlsq__conn_fail(c, TLSQ_ECERT, "certificate %s set but the peer sent no certificate",
+			                t->npins ? "pin" : "verify hook");
 			return TLSQ_ECERT;
 		}
 		return 0;
@@ -1819,6 +1824,9 @@ static int tls_peer_done(struct tlsq_conn *c)
 			b64_encode(key_hash, 32, p->spki_sha256);
 		peer_sans(x, p->sans, sizeof p->sans);
 	}
+	char subject[256] = "";
+	if (t->hook)
+		cert_subject(x, subject, sizeof subject);
 	wolfSSL_X509_free(x);
 	int pinned = t->npins == 0;
 	for (int i = 0; i < t->npins && !pinned; i++)
@@ -1839,5 +1847,24 @@ static int tls_peer_done(struct tlsq_conn *c)
 	}
 	/* release: the snapshot is complete before anyone can load it. */
 	atomic_store_explicit(&c->peer_cert, p, memory_order_release);
+	if (t->hook && p && p->der[0]) {
+		tlsq_peer_view v = {.der = p->der[0],
+		                    .der_len = (size_t)p->len[0],
+		                    .subject = subject,
+		                    .sans = p->sans,
+		                    .sha256 = p->sha256,
+		                    .spki_sha256 = p->spki_sha256,
+		                    .verified = t->verify != TLSQ_VERIFY_NONE};
+		char why[200] = "";
+		if (t->hook(c, &v, t->hook_arg, why, sizeof why) != 0) {
+			why[sizeof why - 1] = 0;
+			tlsq__conn_fail(c, TLSQ_ECERT, "certificate rejected by the verify hook: %s",
+			                why[0] ? why : "(no reason given)");
+			return TLSQ_ECERT;
+		}
+	} else if (t->hook) {
+		tlsq__conn_fail(c, TLSQ_ECERT, "out of memory copying the peer's certificate");
+		return TLSQ_ECERT;
+	}
 	return 0;
 }
