@@ -75,6 +75,8 @@ struct tlsq__cred {
 	                 asks for a client certificate, trusts the pin/hook */
 	tlsq_verify_hook hook; /* tlsq_tls_config.verify_hook */
 	void *hook_arg;
+	char subject[256];     /* own certificate, for the status endpoint */
+	int64_t not_after;     /* Unix time, 0 if none */
 };
 
 static void cred_unref(struct tlsq__cred *k)
@@ -1400,6 +1402,35 @@ void tlsq_tls_config_init(tlsq_tls_config *cfg, tlsq_role role)
 	cfg->session_resumption = 1;
 }
 
+/* The own certificate's subject and expiry, for tlsq__tls_cert_summary. */
+static void cred_summary(struct tlsq__cred *k)
+{
+	if (k->cert_pem == NULL)
+		return;
+	WOLFSSL_X509 *x = wolfSSL_X509_load_certificate_buffer(
+	    (const unsigned char *)k->cert_pem, (int)strlen(k->cert_pem), WOLFSSL_FILETYPE_PEM);
+	if (x == NULL)
+		return;
+	cert_subject(x, k->subject, sizeof k->subject);
+	struct tm tm;
+	memset(&tm, 0, sizeof tm);
+	const WOLFSSL_ASN1_TIME *na = wolfSSL_X509_get_notAfter(x);
+	if (na && wolfSSL_ASN1_TIME_to_tm(na, &tm) == WOLFSSL_SUCCESS)
+		k->not_after = (int64_t)timegm(&tm);
+	wolfSSL_X509_free(x);
+}
+
+int tlsq__tls_cert_summary(const struct tlsq_tls *t, char *subject, size_t cap,
+                           int64_t *not_after)
+{
+	struct tlsq__cred *k = cred_get(t);
+	int rc = k->subject[0] ? 0 : -1;
+	snprintf(subject, cap, "%s", k->subject);
+	*not_after = k->not_after;
+	cred_unref(k);
+	return rc;
+}
+
 /* A complete credential set for profile p from cfg, or NULL with the error
  * in *rc and the reason in tlsq_last_error. Application thread. */
 static struct tlsq__cred *cred_build(const struct tlsq_tls *p, const tlsq_tls_config *cfg, int *rc)
@@ -1425,6 +1456,7 @@ static struct tlsq__cred *cred_build(const struct tlsq_tls *p, const tlsq_tls_co
 		cred_unref(k);
 		return NULL;
 	}
+	cred_summary(k);
 	return k;
 }
 

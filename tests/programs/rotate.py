@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
@@ -227,8 +228,14 @@ def echo_rotation(procs):
     st = json.load(urllib.request.urlopen(f"http://127.0.0.1:{sport}/status", timeout=30))
     if st["engine"]["cert_reloads"] != {"ok": reloads, "failed": 1}:
         raise AssertionError(f"/status cert_reloads: {st['engine']['cert_reloads']}")
+    certs = st["certificates"]
+    now = time.time()
+    if (len(certs) != 1 or certs[0]["port"] != port or "CN=localhost" not in certs[0]["subject"]
+            or not now < certs[0]["not_after_unix"] < now + 367 * 86400):
+        raise AssertionError(f"/status certificates: {certs}")
     m = urllib.request.urlopen(f"http://127.0.0.1:{sport}/metrics", timeout=30).read().decode()
     for want in (f'tlsq_cert_reloads_total{{result="ok"}} {reloads}\n',
+                 f'tlsq_certificate_not_after_seconds{{port="{port}",subject="',
                  'tlsq_cert_reloads_total{result="failed"} 1\n'):
         if want not in m:
             raise AssertionError(f"/metrics lacks {want!r}")
