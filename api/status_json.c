@@ -591,8 +591,8 @@ static void metrics_engine(const tlsq__status_view *v, struct evbuffer *out)
 		int64_t na;
 		if (tlsq__tls_cert_summary(l->tls, subj, sizeof subj, &na) != 0)
 			continue;
-		evbuffer_add_printf(out, "tlsq_certificate_not_after_seconds{port=\"%d\",subject=\"",
-		                    l->port);
+		evbuffer_add_printf(
+		    out, "tlsq_certificate_not_after_seconds{port=\"%d\",subject=\"", l->port);
 		label_value(out, subj);
 		evbuffer_add_printf(out, "\"} %" PRId64 "\n", na);
 	}

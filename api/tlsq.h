@@ -248,13 +248,13 @@ typedef struct tlsq_conn tlsq_conn;
 typedef struct tlsq_peer_view {
 	const unsigned char *der; /* the leaf certificate, DER */
 	size_t der_len;
-	const char *subject;      /* one line, "/O=.../CN=..." */
-	const char *sans;         /* "DNS:a, IP:1.2.3.4", "" if none */
-	const char *sha256;       /* of the certificate: 64 lowercase hex digits */
-	const char *spki_sha256;  /* of its public key: base64 (as a pin, without
-	                             "sha256//") */
-	int verified;             /* 1: the chain was verified against the CAs
-	                             (the profile's verify mode was not NONE) */
+	const char *subject;     /* one line, "/O=.../CN=..." */
+	const char *sans;        /* "DNS:a, IP:1.2.3.4", "" if none */
+	const char *sha256;      /* of the certificate: 64 lowercase hex digits */
+	const char *spki_sha256; /* of its public key: base64 (as a pin, without
+	                            "sha256//") */
+	int verified;            /* 1: the chain was verified against the CAs
+	                            (the profile's verify mode was not NONE) */
 } tlsq_peer_view;
 
 /*
@@ -271,8 +271,8 @@ typedef struct tlsq_peer_view {
  * client resumes only sessions that passed it, and a server with a hook
  * never resumes (as with pins).
  */
-typedef int (*tlsq_verify_hook)(tlsq_conn *c, const tlsq_peer_view *peer, void *arg,
-                                char *reason, size_t cap);
+typedef int (*tlsq_verify_hook)(tlsq_conn *c, const tlsq_peer_view *peer, void *arg, char *reason,
+                                size_t cap);
 
 typedef struct tlsq_tls_config {
 	tlsq_role role;
@@ -335,7 +335,7 @@ typedef struct tlsq_tls_config {
 	                              instead of it; servers: a client
 	                              certificate is then required, and with
 	                              TLSQ_VERIFY_NONE the hook alone decides */
-	void *verify_hook_arg;     /* passed to verify_hook */
+	void *verify_hook_arg;        /* passed to verify_hook */
 } tlsq_tls_config;
 
 typedef struct tlsq_tls tlsq_tls;
@@ -567,8 +567,7 @@ TLSQ_API int tlsq_connect_wait(tlsq_conn *c, int timeout_ms);
  * TLSQ_ENOMEM. The peer address in tlsq_conn_info is "unix:PATH" (or
  * "unix:(unnamed)") for a Unix socket. Any application thread.
  */
-TLSQ_API int tlsq_adopt(tlsq_engine *e, tlsq_tls *tls, int fd, const char *host,
-                        tlsq_conn **out);
+TLSQ_API int tlsq_adopt(tlsq_engine *e, tlsq_tls *tls, int fd, const char *host, tlsq_conn **out);
 
 /* ------------------------------------------------------------------------ */
 /* Stream mode                                                               */

@@ -164,8 +164,7 @@ struct tlsq_tls {
 void tlsq__tls_reload_counts(uint64_t *ok, uint64_t *failed);
 /* The profile's current own certificate: subject and notAfter (Unix time).
  * -1 when it has none. Any thread. */
-int tlsq__tls_cert_summary(const struct tlsq_tls *t, char *subject, size_t cap,
-                           int64_t *not_after);
+int tlsq__tls_cert_summary(const struct tlsq_tls *t, char *subject, size_t cap, int64_t *not_after);
 
 /* ---- listener (iotask/net.c) ---- */
 struct tlsq_listener {

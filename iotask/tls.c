@@ -71,12 +71,12 @@ struct tlsq__cred {
 	char *warnings;            /* tlsq_tls_warnings: NULL or lines */
 	unsigned char (*pins)[33]; /* [0]: 's' SPKI or 'c' certificate, then SHA-256 */
 	int npins;
-	int pin_only; /* a server with pins or a hook and no verification:
-	                 asks for a client certificate, trusts the pin/hook */
+	int pin_only;          /* a server with pins or a hook and no verification:
+	                          asks for a client certificate, trusts the pin/hook */
 	tlsq_verify_hook hook; /* tlsq_tls_config.verify_hook */
 	void *hook_arg;
-	char subject[256];     /* own certificate, for the status endpoint */
-	int64_t not_after;     /* Unix time, 0 if none */
+	char subject[256]; /* own certificate, for the status endpoint */
+	int64_t not_after; /* Unix time, 0 if none */
 };
 
 static void cred_unref(struct tlsq__cred *k)
@@ -1420,8 +1420,7 @@ static void cred_summary(struct tlsq__cred *k)
 	wolfSSL_X509_free(x);
 }
 
-int tlsq__tls_cert_summary(const struct tlsq_tls *t, char *subject, size_t cap,
-                           int64_t *not_after)
+int tlsq__tls_cert_summary(const struct tlsq_tls *t, char *subject, size_t cap, int64_t *not_after)
 {
 	struct tlsq__cred *k = cred_get(t);
 	int rc = k->subject[0] ? 0 : -1;
@@ -1828,7 +1827,8 @@ static int tls_peer_done(struct tlsq_conn *c)
 		/* A client's resumed session came from a handshake of this
 		 * profile that passed the pins (failed ones are not saved). */
 		if ((t->npins || t->hook) && !wolfSSL_session_reused(ssl_of(c))) {
-			tlsq__conn_fail(c, TLSQ_ECERT, "certificate %s set but the peer sent no certificate",
+			tlsq__conn_fail(c, TLSQ_ECERT,
+			                "certificate %s set but the peer sent no certificate",
 			                t->npins ? "pin" : "verify hook");
 			return TLSQ_ECERT;
 		}
@@ -1890,7 +1890,8 @@ static int tls_peer_done(struct tlsq_conn *c)
 		char why[200] = "";
 		if (t->hook(c, &v, t->hook_arg, why, sizeof why) != 0) {
 			why[sizeof why - 1] = 0;
-			tlsq__conn_fail(c, TLSQ_ECERT, "certificate rejected by the verify hook: %s",
+			tlsq__conn_fail(c, TLSQ_ECERT,
+			                "certificate rejected by the verify hook: %s",
 			                why[0] ? why : "(no reason given)");
 			return TLSQ_ECERT;
 		}
