@@ -154,11 +154,12 @@ struct tlsq_tls {
 	int session_resumption;
 	char *server_name;
 	char *alpn;                      /* wolfSSL form: comma separated */
-	pthread_mutex_t cred_mu;         /* cred's swap and the taking of a reference
-	                                    only: held for a few instructions */
-	struct tlsq__cred *cred;         /* current credentials, guarded by cred_mu */
+	struct tlsq__cred *_Atomic cred; /* current credentials (tls.c cred_get) */
+	_Atomic uint32_t cred_readers;   /* threads between loading cred and taking
+	                                    their reference: a reload waits for 0 */
 	pthread_mutex_t session_mu;      /* client ticket: taken by IO threads only */
 	void *session;                   /* WOLFSSL_SESSION, last ticket */
+	uint64_t session_gen;            /* the cred generation it was verified under */
 };
 /* Reloads of all profiles of the process (tlsq_tls_reload), for /status. */
 void tlsq__tls_reload_counts(uint64_t *ok, uint64_t *failed);

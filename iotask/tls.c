@@ -17,9 +17,9 @@
  * - Certificate rotation: what a profile derives from its files (the
  *   WOLFSSL_CTX, verification mode, pins, own certificate) sits in one
  *   reference-counted struct tlsq__cred. tlsq_tls_reload builds a complete
- *   new one on the calling application thread, then swaps the pointer under
- *   cred_mu; a connection takes a reference when its SSL is created (IO
- *   thread) and drops it when its SSL is freed. A handshake therefore sees
+ *   new one on the calling application thread, then swaps the pointer; a
+ *   connection takes a reference when its SSL is created (IO thread, no
+ *   lock: see cred_get) and drops it when its SSL is freed. A handshake therefore sees
  *   one credential set from first byte to last, never a half-loaded one, and
  *   live connections keep the set they started with.
  * - wolfSSL_shutdown is called once per connection (a second call would
@@ -39,6 +39,7 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,6 +74,7 @@ struct tlsq__cred {
 	int npins;
 	int pin_only;          /* a server with pins or a hook and no verification:
 	                          asks for a client certificate, trusts the pin/hook */
+	uint64_t gen;          /* distinct per set: tells a ticket's set */
 	tlsq_verify_hook hook; /* tlsq_tls_config.verify_hook */
 	void *hook_arg;
 	char subject[256]; /* own certificate, for the status endpoint */
@@ -91,19 +93,32 @@ static void cred_unref(struct tlsq__cred *k)
 	free(k);
 }
 
-/* The profile's current credentials, with a reference for the caller. The
- * mutex makes the load and the increment one step against a concurrent
- * swap-and-release in tlsq_tls_reload (a plain atomic load could hand out
- * a set whose last reference is being dropped). */
+/* The profile's current credentials, with a reference for the caller.
+ * Lock-free, because the IO thread calls it and must never wait for an
+ * application thread: the reader count brackets the load and the increment,
+ * and cred_swap waits (on the application thread) until no reader is inside
+ * before it drops the old set's reference. All seq_cst: a reader that
+ * enters after cred_swap saw readers == 0 is ordered after the exchange and
+ * loads the new set; one that entered before holds readers up until its
+ * reference on whichever set it loaded is taken. */
 static struct tlsq__cred *cred_get(const struct tlsq_tls *tc)
 {
 	struct tlsq_tls *t = (struct tlsq_tls *)tc;
-	pthread_mutex_lock(&t->cred_mu);
-	struct tlsq__cred *k = t->cred;
-	if (k)
-		atomic_fetch_add_explicit(&k->refs, 1, memory_order_relaxed);
-	pthread_mutex_unlock(&t->cred_mu);
+	atomic_fetch_add(&t->cred_readers, 1);
+	struct tlsq__cred *k = atomic_load(&t->cred);
+	atomic_fetch_add(&k->refs, 1);
+	atomic_fetch_sub(&t->cred_readers, 1);
 	return k;
+}
+
+/* Installs k, then drops the profile's reference on the set it replaces.
+ * Application thread only (tlsq_tls_reload). */
+static void cred_swap(struct tlsq_tls *t, struct tlsq__cred *k)
+{
+	struct tlsq__cred *old = atomic_exchange(&t->cred, k);
+	while (atomic_load(&t->cred_readers) != 0)
+		sched_yield(); /* a reader is two instructions from done */
+	cred_unref(old);
 }
 
 /* Peer certificates and pins (at the end of this file). */
@@ -600,7 +615,8 @@ int tlsq__tls_ssl_new(struct tlsq_conn *c, const char *host)
 		}
 		if (t->session_resumption) {
 			pthread_mutex_lock(&t->session_mu);
-			if (t->session)
+			/* Not a ticket verified under credentials a reload replaced. */
+			if (t->session && t->session_gen == k->gen)
 				wolfSSL_set_session(ssl, (WOLFSSL_SESSION *)t->session);
 			pthread_mutex_unlock(&t->session_mu);
 		}
@@ -773,6 +789,7 @@ void tlsq__tls_save_session(struct tlsq_conn *c)
 	pthread_mutex_lock(&t->session_mu);
 	WOLFSSL_SESSION *old = t->session;
 	t->session = s;
+	t->session_gen = c->cred->gen;
 	pthread_mutex_unlock(&t->session_mu);
 	if (old)
 		wolfSSL_SESSION_free(old);
@@ -1441,6 +1458,8 @@ static struct tlsq__cred *cred_build(const struct tlsq_tls *p, const tlsq_tls_co
 		return NULL;
 	}
 	atomic_init(&k->refs, 1);
+	static _Atomic uint64_t next_gen = 1;
+	k->gen = atomic_fetch_add_explicit(&next_gen, 1, memory_order_relaxed);
 	k->ctx = wolfSSL_CTX_new(p->role == TLSQ_CLIENT ? wolfSSLv23_client_method()
 	                                                : wolfSSLv23_server_method());
 	if (k->ctx == NULL) {
@@ -1511,7 +1530,6 @@ int tlsq_tls_new(const tlsq_tls_config *cfg, tlsq_tls **out)
 	t->max_version = maxv;
 	t->session_resumption = cfg->session_resumption;
 	pthread_mutex_init(&t->session_mu, NULL);
-	pthread_mutex_init(&t->cred_mu, NULL);
 	if (cfg->server_name && !(t->server_name = strdup(cfg->server_name)))
 		goto nomem;
 	if (cfg->alpn && cfg->alpn[0] && !(t->alpn = strdup(cfg->alpn)))
@@ -1551,21 +1569,10 @@ int tlsq_tls_reload(tlsq_tls *t, const tlsq_tls_config *cfg)
 		atomic_fetch_add_explicit(&tls_reloads_failed, 1, memory_order_relaxed);
 		return rc; /* the old credentials keep serving */
 	}
-	pthread_mutex_lock(&t->cred_mu);
-	struct tlsq__cred *old = t->cred;
-	t->cred = k;
-	pthread_mutex_unlock(&t->cred_mu);
-	/* Connections made from old keep their references; the last one frees
-	 * it (on its IO thread), or this does. */
-	cred_unref(old);
-	/* A client's saved ticket was verified against the old CAs and pins:
-	 * the next handshake is a full one under the new set. */
-	pthread_mutex_lock(&t->session_mu);
-	WOLFSSL_SESSION *s = t->session;
-	t->session = NULL;
-	pthread_mutex_unlock(&t->session_mu);
-	if (s)
-		wolfSSL_SESSION_free(s);
+	/* Connections made from the old set keep their references; the last
+	 * one frees it (on its IO thread), or this does. A client's saved
+	 * ticket carries the old set's generation and is no longer offered. */
+	cred_swap(t, k);
 	atomic_fetch_add_explicit(&tls_reloads_ok, 1, memory_order_relaxed);
 	return 0;
 }
@@ -1579,7 +1586,6 @@ void tlsq_tls_free(tlsq_tls *t)
 		wolfSSL_SESSION_free((WOLFSSL_SESSION *)t->session);
 	cred_unref(t->cred);
 	pthread_mutex_destroy(&t->session_mu);
-	pthread_mutex_destroy(&t->cred_mu);
 	free(t->server_name);
 	free(t->alpn);
 	free(t);
