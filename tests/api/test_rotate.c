@@ -160,6 +160,52 @@ static void test_failed_reload_keeps_old_cert_and_says_why(void **state)
 	tlsq_conn_free(s);
 }
 
+/* One connection of `t` to the listener, closed cleanly; 1 if it resumed. */
+static int resumed_once(tlsq_tls *t)
+{
+	tlsq_conn *c, *s;
+	assert_int_equal(tlsq_connect(engine, addr, t, &c, 10000), TLSQ_OK);
+	assert_int_equal(tlsq_accept(listener, &s, 10000), TLSQ_OK);
+	/* A round trip: the server's ticket is read before the close. */
+	echo_check(c, s, 19);
+	struct tlsq_conn_info ci;
+	assert_int_equal(tlsq_conn_info(c, &ci), TLSQ_OK);
+	assert_int_equal(tlsq_shutdown_send(c), TLSQ_OK);
+	char b;
+	assert_int_equal(tlsq_recv(s, &b, 1, 10000), 0);
+	assert_int_equal(tlsq_close(s, 10000, NULL), TLSQ_OK);
+	assert_int_equal(tlsq_recv(c, &b, 1, 10000), 0);
+	tlsq_conn_free(c);
+	tlsq_conn_free(s);
+	return ci.resumed;
+}
+
+static void test_client_reload_forgets_the_ticket_of_the_old_credentials(void **state)
+{
+	(void)state;
+	char pem[8192];
+	assert_true(tlsq_tls_cert_pem(server, pem, sizeof pem) > 0);
+	tlsq_tls_config cc;
+	tlsq_tls_config_init(&cc, TLSQ_CLIENT);
+	cc.ca_pem = pem;
+	cc.server_name = "localhost";
+	tlsq_tls *t;
+	assert_int_equal(tlsq_tls_new(&cc, &t), TLSQ_OK);
+	/* The ticket is saved when a connection ends, on its IO thread: keep
+	 * connecting until one resumes (bounded). */
+	int resumed = 0;
+	for (int i = 0; i < 50 && !resumed; i++)
+		resumed = resumed_once(t);
+	assert_true(resumed);
+	assert_int_equal(tlsq_tls_reload(t, &cc), TLSQ_OK);
+	assert_int_equal(resumed_once(t), 0); /* a full handshake, verified anew */
+	resumed = 0;
+	for (int i = 0; i < 50 && !resumed; i++)
+		resumed = resumed_once(t); /* and tickets of the new set resume again */
+	assert_true(resumed);
+	tlsq_tls_free(t);
+}
+
 /* ---- many handshakes while another thread reloads ---- */
 
 #define CLIENTS  4
@@ -312,6 +358,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_reload_new_handshakes_get_new_cert_live_connection_untouched),
 	    cmocka_unit_test(test_failed_reload_keeps_old_cert_and_says_why),
+	    cmocka_unit_test(test_client_reload_forgets_the_ticket_of_the_old_credentials),
 	    cmocka_unit_test(test_handshakes_during_reloads_each_see_one_whole_certificate),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
