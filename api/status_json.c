@@ -170,6 +170,10 @@ static void json_engine(const tlsq__status_view *v, struct evbuffer *out)
 	                    C(alerts_sent), C(alerts_received));
 	evbuffer_add_printf(out, ",\"key_updates\":{\"sent\":%" PRIu64 ",\"received\":%" PRIu64 "}",
 	                    C(key_updates_sent), C(key_updates_received));
+	uint64_t rl_ok, rl_failed; /* tlsq_tls_reload, all profiles of the process */
+	tlsq__tls_reload_counts(&rl_ok, &rl_failed);
+	evbuffer_add_printf(out, ",\"cert_reloads\":{\"ok\":%" PRIu64 ",\"failed\":%" PRIu64 "}",
+	                    rl_ok, rl_failed);
 	evbuffer_add_printf(out, ",\"accept_dropped\":%" PRIu64 ",\"errors\":{", C(accept_dropped));
 	for (int i = 1; i < NERR_NAMES; i++)
 		evbuffer_add_printf(out, "%s\"%s\":%" PRIu64, i > 1 ? "," : "", err_names[i],
@@ -431,6 +435,26 @@ static void json_failures(const tlsq__status_view *v, struct evbuffer *out)
 	evbuffer_add(out, "]}", 2);
 }
 
+/* The certificate each TLS listener serves now (after any reload). */
+static void json_certs(const tlsq__status_view *v, struct evbuffer *out)
+{
+	struct tlsq_engine *e = (struct tlsq_engine *)v->engine;
+	int n = 0;
+	evbuffer_add(out, "[", 1);
+	pthread_mutex_lock(&e->lmu);
+	for (struct tlsq_listener *l = e->listeners; l; l = l->next) {
+		char subj[256];
+		int64_t na;
+		if (tlsq__tls_cert_summary(l->tls, subj, sizeof subj, &na) != 0)
+			continue;
+		evbuffer_add_printf(out, "%s{\"port\":%d,\"subject\":", n++ ? "," : "", l->port);
+		tlsq__json_string(out, subj, sizeof subj);
+		evbuffer_add_printf(out, ",\"not_after_unix\":%" PRId64 "}", na);
+	}
+	pthread_mutex_unlock(&e->lmu);
+	evbuffer_add(out, "]", 1);
+}
+
 /* see status.h */
 int tlsq__status_json(const tlsq__status_view *v, uint64_t offset, uint64_t limit,
                       struct evbuffer *out)
@@ -439,6 +463,8 @@ int tlsq__status_json(const tlsq__status_view *v, uint64_t offset, uint64_t limi
 	json_engine(v, out);
 	evbuffer_add_printf(out, ",\"failures\":");
 	json_failures(v, out);
+	evbuffer_add_printf(out, ",\"certificates\":");
+	json_certs(v, out);
 	evbuffer_add_printf(out, ",\"attention\":");
 	int arc = json_attention(v, out);
 	evbuffer_add_printf(out, ",\"connections\":");
@@ -552,6 +578,25 @@ static void metrics_engine(const tlsq__status_view *v, struct evbuffer *out)
 	     "direction", "sent", C(msgs_sent), "received", C(msgs_received));
 	pair(out, "tlsq_key_updates_total", "TLS 1.3 KeyUpdates by direction.", "direction", "sent",
 	     C(key_updates_sent), "received", C(key_updates_received));
+	uint64_t rl_ok, rl_failed;
+	tlsq__tls_reload_counts(&rl_ok, &rl_failed);
+	pair(out, "tlsq_cert_reloads_total",
+	     "Certificate reloads (tlsq_tls_reload, SIGHUP) of the process, by result.", "result",
+	     "ok", rl_ok, "failed", rl_failed);
+	head(out, "tlsq_certificate_not_after_seconds", "gauge",
+	     "When the certificate a TLS listener serves now expires, Unix time.");
+	pthread_mutex_lock((pthread_mutex_t *)&e->lmu);
+	for (struct tlsq_listener *l = e->listeners; l; l = l->next) {
+		char subj[256];
+		int64_t na;
+		if (tlsq__tls_cert_summary(l->tls, subj, sizeof subj, &na) != 0)
+			continue;
+		evbuffer_add_printf(
+		    out, "tlsq_certificate_not_after_seconds{port=\"%d\",subject=\"", l->port);
+		label_value(out, subj);
+		evbuffer_add_printf(out, "\"} %" PRId64 "\n", na);
+	}
+	pthread_mutex_unlock((pthread_mutex_t *)&e->lmu);
 	one(out, "tlsq_accept_dropped_total", "counter",
 	    "Handshaken connections dropped because the accept queue was full.", C(accept_dropped));
 	head(out, "tlsq_errors_total", "counter", "Connections failed, by error code.");
