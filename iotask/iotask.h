@@ -231,6 +231,7 @@ struct tlsq_conn {
 	struct event *ev_cont; /* fd-less: activated to continue after a yield */
 	struct evbuffer *in, *out;       /* ciphertext */
 	int reading, writing;            /* which events are armed */
+	int read_drained;                /* the last read found the socket empty */
 	int registered;                  /* on the IO thread's list */
 	int eof, rst;                    /* socket saw FIN / RST */
 	int sock_error;                  /* errno of a failed socket call */

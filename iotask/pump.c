@@ -103,11 +103,16 @@ int tlsq__sock_fail(struct tlsq_conn *c, int err, const char *during)
 	return TLSQ_EIO;
 }
 
-/* Reads at most cipher_buffer bytes of ciphertext in. Returns bytes read. */
+/* Reads at most cipher_buffer bytes of ciphertext in. Returns bytes read.
+ * After a read that found the socket empty (EAGAIN, or fewer bytes than
+ * asked: a TCP read stops only when the receive queue is empty), the step's
+ * speculative reads are skipped until the socket is reported readable
+ * again (tlsq__conn_on_read): in a ping-pong they were three failed readv
+ * per message and side. EV_READ is level-triggered, so nothing is missed. */
 static int sock_read(struct tlsq_conn *c)
 {
 	size_t quota = c->engine->cfg.cipher_buffer, have = evbuffer_get_length(c->in);
-	if (c->fd < 0 || c->eof || c->rst || have >= quota)
+	if (c->fd < 0 || c->eof || c->rst || have >= quota || c->read_drained)
 		return 0;
 	size_t want = quota - have;
 	if (want > 256 * 1024)
@@ -136,6 +141,7 @@ static int sock_read(struct tlsq_conn *c)
 			got -= v[used].iov_len;
 		}
 		evbuffer_commit_space(c->in, v, used);
+		c->read_drained = (size_t)n < want;
 		tlsq__count(&c->tls_bytes_received, (uint64_t)n);
 		tlsq__count(&c->engine->stats.tls_bytes_received, (uint64_t)n);
 		c->last_io_ms = tlsq__now_ms();
@@ -143,7 +149,9 @@ static int sock_read(struct tlsq_conn *c)
 	}
 	if (n == 0) {
 		c->eof = 1;
-	} else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+	} else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+		c->read_drained = 1;
+	} else if (errno != EINTR) {
 		c->sock_error = errno;
 		c->rst = errno == ECONNRESET;
 		if (!c->rst)
@@ -768,6 +776,7 @@ end:
 /* Socket readable / writable. */
 void tlsq__conn_on_read(struct tlsq_conn *c)
 {
+	c->read_drained = 0;
 	sock_read(c);
 	tlsq__conn_step(c);
 }
