@@ -239,6 +239,7 @@ struct tlsq_conn {
 	struct event *ev_cont; /* fd-less: activated to continue after a yield */
 	struct evbuffer *in, *out;       /* ciphertext */
 	int reading, writing;            /* which events are armed */
+	int read_drained;                /* the last read found the socket empty */
 	int registered;                  /* on the IO thread's list */
 	int eof, rst;                    /* socket saw FIN / RST */
 	int sock_error;                  /* errno of a failed socket call */
@@ -344,6 +345,11 @@ void tlsq__conn_fail(struct tlsq_conn *c, int err, const char *fmt, ...)
  * errors TCP reports instead when it gives up -> TLSQ_ETIMEDOUT,
  * anything else -> TLSQ_EIO. Returns the tlsq error. */
 int tlsq__sock_fail(struct tlsq_conn *c, int err, const char *during);
+/* pump.c (IO thread, the send callback): writes up to n bytes of ciphertext
+ * straight to the socket when that is allowed (an open socket, no error
+ * seen); returns the bytes written, 0 if none. A hard error is left for
+ * the next flush to find and report. */
+size_t tlsq__sock_send_direct(struct tlsq_conn *c, const void *p, size_t n);
 /* The sticky error (0 if none), as soon as anyone may have seen it: also
  * while tlsq__conn_fail is between ending the rx queue and storing the
  * error. The reason is complete when this is non-zero. Any thread. */

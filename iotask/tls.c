@@ -3,11 +3,13 @@
  * tls.c - the wolfSSL binding. The only file of tlsq that includes wolfSSL.
  *
  * Invariants (see shared notes on wolfSSL 5.5.4, §0):
- * - wolfSSL does no IO. The send callback appends every record to the IO
- *   task's ciphertext-out evbuffer and returns the full size: it never
+ * - The send callback writes each record straight to the socket when the
+ *   IO task's ciphertext-out evbuffer is empty, and appends what the socket
+ *   did not take (or the whole record, when something waits in front of it)
+ *   to that evbuffer; it returns the full size either way: it never
  *   returns WANT_WRITE, so wolfSSL's WANT_WRITE retry paths (which lose or
  *   mix data in 5.5.4) are never entered, and wolfSSL_write always completes
- *   or fails. Backpressure sits above wolfSSL, in conn.c.
+ *   or fails. Backpressure sits above wolfSSL, in pump.c.
  * - The recv callback hands out what the IO task read from the socket. It
  *   returns WANT_READ when nothing is buffered, CONN_CLOSE/CONN_RST once the
  *   socket saw FIN/RST, and never 0.
@@ -222,8 +224,12 @@ static int tls_send_cb(WOLFSSL *ssl, char *buf, int sz, void *ctx)
 	 * the data still in flight to us (torture seed 141). */
 	if (c->notify_built)
 		return sz;
-	/* Never WANT_WRITE: the record is parked in our buffer (G3, note §0.1). */
-	if (evbuffer_add(c->out, buf, (size_t)sz) != 0)
+	/* Straight to the socket when nothing waits in front of the record (no
+	 * copy); whatever the socket does not take now is parked in our buffer.
+	 * Never WANT_WRITE (G3, note §0.1). */
+	size_t done =
+	    evbuffer_get_length(c->out) == 0 ? tlsq__sock_send_direct(c, buf, (size_t)sz) : 0;
+	if (done < (size_t)sz && evbuffer_add(c->out, buf + done, (size_t)sz - done) != 0)
 		return WOLFSSL_CBIO_ERR_GENERAL;
 	tlsq__count(&c->records_sent, 1);
 	if (c->in_read) {
@@ -879,8 +885,9 @@ int tlsq__tls_end_alert(struct tlsq_conn *c)
 	if (desc < 0 || h.last_rx.level == alert_fatal || c->send_closed)
 		return -1;
 #if TLS_CAN_SEND_ALERT
-	size_t before = evbuffer_get_length(c->out);
-	if (SendAlert(ssl, alert_fatal, desc) != 0 || evbuffer_get_length(c->out) == before)
+	/* (the record may have gone straight to the socket: count records) */
+	uint64_t before = tlsq__counter_get(&c->records_sent);
+	if (SendAlert(ssl, alert_fatal, desc) != 0 || tlsq__counter_get(&c->records_sent) == before)
 		return -1;
 	tlsq__count(&c->engine->stats.alerts_sent, 1);
 	return desc;
