@@ -617,13 +617,14 @@ int tlsq__status_start(struct tlsq_engine *e)
 		free(st);
 		return rc;
 	}
-	e->status = st;
+	e->upper = st; /* freed with the engine's memory (its epoch record) */
+	e->upper_free = free;
 	return 0;
 }
 
 void tlsq__status_stop(struct tlsq_engine *e)
 {
-	tlsq__status *st = e->status;
+	tlsq__status *st = e->upper;
 	if (!st || st->stopped)
 		return;
 	st->stopped = 1;
@@ -636,7 +637,7 @@ void tlsq__status_stop(struct tlsq_engine *e)
 /* see tlsq.h */
 int tlsq_engine_status_port(const tlsq_engine *e)
 {
-	if (!e || !e->status)
+	if (!e || !e->upper)
 		return TLSQ_EINVAL;
-	return e->status->port;
+	return ((const tlsq__status *)e->upper)->port;
 }

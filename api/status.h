@@ -17,6 +17,13 @@
 #include "iotask.h"
 
 struct evbuffer;
+typedef struct tlsq__status tlsq__status;
+
+/* The endpoint's life, for api/ (tlsq_engine_new, tlsq_engine_free): start
+ * sets e->upper; stop joins the status thread (the memory goes with the
+ * engine's, see struct tlsq_engine). */
+int tlsq__status_start(struct tlsq_engine *e);
+void tlsq__status_stop(struct tlsq_engine *e);
 
 /* Pagination of GET /status. */
 #define TLSQ__STATUS_LIMIT_DEFAULT 100

@@ -1,8 +1,16 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
-/* Error codes: core uses the public enum so no translation is ever needed. */
+/*
+ * Errors and their names (err.c). Core uses the public enums of tlsq.h, the
+ * one header outside core/ that core/ includes (the public contract, free of
+ * foreign types), so no translation is ever needed.
+ */
 #ifndef TLSQ_CORE_ERR_H
 #define TLSQ_CORE_ERR_H
 
 #include "../api/tlsq.h"
+
+/* Records the calling thread's last error (tlsq_last_error), printf-style.
+ * Any thread, any layer. */
+void tlsq__set_last_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #endif

@@ -36,6 +36,7 @@
 
 #include "../api/tlsq.h"
 #include "buf.h"
+#include "err.h"
 #include "frame.h"
 #include "logring.h"
 #include "notify.h"
@@ -47,7 +48,6 @@ struct event_base;
 struct event;
 struct evbuffer;
 typedef struct tlsq__tls_ssl tlsq__tls_ssl; /* a WOLFSSL, opaque outside tls.c */
-typedef struct tlsq__status tlsq__status;
 
 /* requests: bits set by application threads, taken by the IO task. */
 enum {
@@ -120,7 +120,12 @@ struct tlsq_engine {
 	uint64_t started_mono_ms;
 	struct tlsq_listener *listeners; /* live listeners, guarded by lmu */
 	pthread_mutex_t lmu;             /* listener list only: never on the IO path */
-	tlsq__status *status;
+	/* The layer above's own state for this engine (api/ puts the status
+	 * endpoint's here) and how to free it: called with the engine's memory,
+	 * at the last reference, as it may hold an epoch record (ck never
+	 * unlists one). iotask never looks inside. */
+	void *upper;
+	void (*upper_free)(void *upper);
 	_Atomic int stopping;
 	tlsq__failures failures;         /* every listener's failed handshakes (failures.c) */
 };
@@ -308,6 +313,11 @@ struct tlsq_conn *tlsq__conn_new(struct tlsq_engine *e, struct tlsq_tls *tls, in
                                  tlsq_state state);
 void tlsq__conn_ref(struct tlsq_conn *c);
 void tlsq__conn_unref(struct tlsq_conn *c);
+/* Releases the application's handle (tlsq_conn_free; a listener's accept
+ * queue at its end): closes the rx queue, ends the tx queue, asks the IO task
+ * to finish and drops the handle's reference. Once per connection; any
+ * thread. */
+void tlsq__conn_release(struct tlsq_conn *c);
 /* IO thread: handles requests and drives the state machine. */
 void tlsq__conn_run(struct tlsq_conn *c);
 /* pump.c (IO thread): the state machine and its event entry points. */
@@ -330,7 +340,7 @@ void tlsq__conn_rx_end_if_idle(struct tlsq_conn *c);
 /* Records the first fatal error (IO thread only), printf-style reason. */
 void tlsq__conn_fail(struct tlsq_conn *c, int err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
-/* pump.c (IO thread): fails c for the socket error `err` (an errno) that
+/* conn.c (IO thread): fails c for the socket error `err` (an errno) that
  * happened `during` ("while sending"): ECONNRESET/EPIPE -> TLSQ_ECONNRESET,
  * ETIMEDOUT (keepalive or retransmissions gave up) and the unreachable
  * errors TCP reports instead when it gives up -> TLSQ_ETIMEDOUT,
@@ -405,12 +415,5 @@ int tlsq__tls_pending(struct tlsq_conn *c);
  * fits to c->out. Returns the alert wolfSSL or this call sent (also counted
  * in the engine's alert counters), -1 for none. */
 int tlsq__tls_end_alert(struct tlsq_conn *c);
-
-/* ---- thread-local error (api) ---- */
-void tlsq__set_last_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-/* ---- status endpoint (api/status.c) ---- */
-int tlsq__status_start(struct tlsq_engine *e);
-void tlsq__status_stop(struct tlsq_engine *e);
 
 #endif

@@ -145,7 +145,7 @@ void tlsq__listener_unref(struct tlsq_listener *l)
 	void *p;
 	while (ck_ring_dequeue_mpmc(&l->ring, l->slots, &p)) {
 		TSAN_ACQUIRE(p);
-		tlsq_conn_free(p);
+		tlsq__conn_release(p);
 	}
 	struct tlsq_engine *e = l->engine;
 	tlsq_tls_free(l->tls);
