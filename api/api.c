@@ -333,7 +333,6 @@ int tlsq_conn_info(tlsq_conn *c, struct tlsq_conn_info *info)
 	if (!c || !info)
 		return TLSQ_EINVAL;
 	tlsq__conn_fill_info(c, info);
-	tlsq__peer_fill_info(c, info); /* api/peer.c */
 	return TLSQ_OK;
 }
 

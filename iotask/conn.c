@@ -494,4 +494,12 @@ void tlsq__conn_fill_info(struct tlsq_conn *c, struct tlsq_conn_info *info)
 	info->error = tlsq__conn_error_code(c);
 	if (info->error)
 		memcpy(info->error_reason, c->error_reason, sizeof info->error_reason);
+	/* The peer's certificate, from the snapshot published at the handshake
+	 * (tls.c; immutable once published, acquire pairs with its release). */
+	const tlsq__peer *p = atomic_load_explicit(&c->peer_cert, memory_order_acquire);
+	if (p) {
+		memcpy(info->peer_sha256, p->sha256, sizeof info->peer_sha256);
+		memcpy(info->peer_spki_sha256, p->spki_sha256, sizeof info->peer_spki_sha256);
+		memcpy(info->peer_sans, p->sans, sizeof info->peer_sans);
+	}
 }

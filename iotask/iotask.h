@@ -141,8 +141,6 @@ typedef struct tlsq__peer {
 	char sans[256];                          /* "DNS:a, IP:1.2.3.4" */
 } tlsq__peer;
 void tlsq__peer_free(tlsq__peer *p);
-/* api/peer.c: tlsq_conn_info's peer_* fields from the snapshot. Any thread. */
-void tlsq__peer_fill_info(struct tlsq_conn *c, struct tlsq_conn_info *info);
 
 /* ---- TLS profile (iotask/tls.c) ---- */
 struct tlsq_tls {
@@ -350,7 +348,9 @@ int tlsq__sock_fail(struct tlsq_conn *c, int err, const char *during);
  * while tlsq__conn_fail is between ending the rx queue and storing the
  * error. The reason is complete when this is non-zero. Any thread. */
 int tlsq__conn_error_code(struct tlsq_conn *c);
-/* Fills info from the published fields. Any thread. */
+/* The one snapshot of a connection: fills info from the published fields
+ * and the peer's certificate snapshot (tlsq_conn_info, the status
+ * endpoint). Any thread. */
 void tlsq__conn_fill_info(struct tlsq_conn *c, struct tlsq_conn_info *info);
 /* Signals the pollfd (if any) that data or the end is ready. */
 void tlsq__conn_pollfd_signal(struct tlsq_conn *c);
@@ -360,6 +360,12 @@ void tlsq__conn_pollfd_signal(struct tlsq_conn *c);
 int tlsq__resolve(const char *addr, int passive, struct sockaddr_storage *ss,
                   unsigned *sslen, char *host, size_t hostcap);
 void tlsq__sockaddr_str(const struct sockaddr *sa, char *buf, size_t cap);
+/* Opens a non-blocking listening socket on addr ("HOST:PORT", "[v6]:PORT",
+ * ":PORT" for every address, v4 and v6): SO_REUSEADDR, sockbuf (> 0) as
+ * SO_SNDBUF/SO_RCVBUF before listen, the backlog. Returns the fd and sets
+ * *port (the bound one), or returns a tlsq error with the last error set
+ * (tlsq_listen, the status endpoint). Any thread. */
+int tlsq__listen_socket(const char *addr, int backlog, int sockbuf, int *port);
 void tlsq__listener_deliver(struct tlsq_listener *l, struct tlsq_conn *c);
 void tlsq__listener_unref(struct tlsq_listener *l);
 /* Application threads: waits on `ec` until take(l, arg) returns 1

@@ -486,32 +486,18 @@ static void *status_main(void *arg)
 	return NULL;
 }
 
-/* Binds the listening socket; returns its fd or -1 (last error set). */
+/* Binds the listening socket (iotask's, as tlsq_listen's); returns its fd
+ * or -1 (last error set). */
 static int status_listen(const char *addr, int *port)
 {
-	struct sockaddr_storage ss;
-	unsigned sslen;
-	if (tlsq__resolve(addr, 1, &ss, &sslen, NULL, 0) != 0) {
+	int fd = tlsq__listen_socket(addr, LISTEN_BACKLOG, 0, port);
+	if (fd < 0) {
 		char why[256];
 		snprintf(why, sizeof why, "%s", tlsq_last_error());
 		tlsq__set_last_error("status endpoint: %s", why);
 		return -1;
 	}
-	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1;
-	if (fd >= 0) {
-		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-		socklen_t len = sizeof ss;
-		if (bind(fd, (struct sockaddr *)&ss, sslen) == 0 && listen(fd, LISTEN_BACKLOG) == 0 &&
-		    getsockname(fd, (struct sockaddr *)&ss, &len) == 0) {
-			*port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-			                                       : ((struct sockaddr_in *)&ss)->sin_port);
-			return fd;
-		}
-	}
-	tlsq__set_last_error("status endpoint: cannot listen on %s: %s", addr, strerror(errno));
-	if (fd >= 0)
-		close(fd);
-	return -1;
+	return fd;
 }
 
 static int status_http_init(tlsq__status *st, int fd)
