@@ -2,6 +2,9 @@
 /*
  * api.c - the thin public API over the queues and the IO task.
  *
+ * Folder rule: api/ implements tlsq.h on top of core/, iotask/ and status/
+ * (it starts and stops the status endpoint); nothing below calls into it.
+ *
  * Application threads never touch TLS: every function here either moves
  * plaintext through a queue (core/queue.h) or sets a request bit for the IO
  * task (tlsq__conn_request), and waits on an event count when it must.
@@ -21,16 +24,6 @@
 
 #include "iotask.h"
 #include "status.h"
-
-/* ------------------------------------------------------------------------ */
-/* Version                                                                  */
-/* ------------------------------------------------------------------------ */
-
-/* see tlsq.h */
-const char *tlsq_version(void)
-{
-	return TLSQ_VERSION_STRING;
-}
 
 /* ------------------------------------------------------------------------ */
 /* Engine                                                                    */

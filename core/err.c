@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * err.c - errors and their names: tlsq_strerror, the state and failure
- * names, and the thread-local last error every layer records into
- * (tlsq__set_last_error) and tlsq_last_error reads. Depends on nothing but
- * the public enums.
+ * names, tlsq_version, and the thread-local last error every layer records
+ * into (tlsq__set_last_error) and tlsq_last_error reads. Depends on nothing
+ * but the public enums.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -89,4 +89,10 @@ const char *tlsq_fail_phase_name(int phase)
 {
 	static const char *const names[] = {"connected", "handshake", "accept"};
 	return phase >= 0 && phase <= TLSQ_PHASE_ACCEPT ? names[phase] : "unknown";
+}
+
+/* see tlsq.h */
+const char *tlsq_version(void)
+{
+	return TLSQ_VERSION_STRING;
 }

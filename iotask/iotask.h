@@ -2,6 +2,13 @@
 /*
  * iotask: the IO threads and the per-connection IO task.
  *
+ * Folder rule: iotask/ (IO threads, the IO task, the wolfSSL binding,
+ * sockets and listeners) uses core/ and the public contract tlsq.h only. It
+ * never calls or includes anything of api/ or status/; what a layer above
+ * keeps per engine hangs on the engine as an opaque pointer (upper). Only
+ * iotask/ includes wolfSSL headers. Checked by tools/check-includes
+ * (ctest layers_include_graph, layers_link_graph).
+ *
  * Design notes (the invariants everything in iotask/ and api/ relies on):
  *
  * 1. A connection is pinned to one IO thread (c->io) for its whole life.
