@@ -415,11 +415,9 @@ void tlsq__conn_run(struct tlsq_conn *c)
 		tlsq__conn_kill(c);
 		return;
 	}
-	if (req & (TLSQ__REQ_ABORT | TLSQ__REQ_STOP)) {
+	if (req & TLSQ__REQ_ABORT) {
 		if (!c->finished)
-			tlsq__conn_fail(c, TLSQ_ECLOSED, (req & TLSQ__REQ_STOP)
-			                                     ? "engine stopped"
-			                                     : "aborted by the application");
+			tlsq__conn_fail(c, TLSQ_ECLOSED, "aborted by the application");
 	}
 	if (req & TLSQ__REQ_FREE) {
 		c->app_gone = 1;

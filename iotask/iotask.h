@@ -65,7 +65,6 @@ enum {
 	TLSQ__REQ_KEY_UPDATE = 1u << 4, /* send KeyUpdate(update_requested) */
 	TLSQ__REQ_FREE = 1u << 5,       /* the application released its handle */
 	TLSQ__REQ_RX_ROOM = 1u << 6,    /* a consumer made room in the rx queue */
-	TLSQ__REQ_STOP = 1u << 7,       /* engine shutdown: abort */
 };
 
 /* ---- failed handshakes (failures.c): one per listener, one per engine ---- */
@@ -420,8 +419,6 @@ int tlsq__tls_key_update(struct tlsq_conn *c);
 void tlsq__tls_save_session(struct tlsq_conn *c);
 /* The tlsq_fail_reason of a server connection whose handshake failed. */
 int tlsq__tls_fail_reason(const struct tlsq_conn *c);
-/* Bytes of plaintext wolfSSL holds decrypted but not yet read. */
-int tlsq__tls_pending(struct tlsq_conn *c);
 /* A failed connection's last record (conn.c, before the WOLFSSL is freed):
  * if tlsq itself ended it (a timeout once a handshake started, the message
  * framing, a KeyUpdate storm, out of memory), appends the fatal alert that

@@ -27,16 +27,7 @@
 #include <event2/event.h>
 
 #include "iotask.h"
-
-#if defined(TLSQ_TSAN)
-void __tsan_acquire(void *addr);
-void __tsan_release(void *addr);
-#define TSAN_ACQUIRE(p) __tsan_acquire(p)
-#define TSAN_RELEASE(p) __tsan_release(p)
-#else
-#define TSAN_ACQUIRE(p) ((void)0)
-#define TSAN_RELEASE(p) ((void)0)
-#endif
+#include "tsan.h"
 
 int tlsq__resolve(const char *addr, int passive, struct sockaddr_storage *ss, unsigned *sslen,
                   char *host, size_t hostcap)
@@ -203,6 +194,23 @@ static void listener_on_accept(evutil_socket_t lfd, short what, void *arg)
 	}
 }
 
+/* The argument checks of tlsq_listen and tlsq_connect_start: TLSQ_EINVAL
+ * (last error set) for a NULL argument or a profile of the other role. */
+static int check_args(const char *fn, const tlsq_engine *e, const char *addr, const tlsq_tls *tls,
+                      const void *out, tlsq_role role)
+{
+	if (!e || !addr || !tls || !out) {
+		tlsq__set_last_error("%s: NULL argument", fn);
+		return TLSQ_EINVAL;
+	}
+	if (tls->role != role) {
+		tlsq__set_last_error("%s needs a %s TLS profile", fn,
+		                     role == TLSQ_SERVER ? "server" : "client");
+		return TLSQ_EINVAL;
+	}
+	return 0;
+}
+
 /* see iotask.h */
 int tlsq__listen_socket(const char *addr, int backlog, int sockbuf, int *port)
 {
@@ -255,14 +263,9 @@ int tlsq_listen(tlsq_engine *e, const char *addr, tlsq_tls *tls, tlsq_listener *
 {
 	if (out)
 		*out = NULL;
-	if (!e || !addr || !tls || !out) {
-		tlsq__set_last_error("tlsq_listen: NULL argument");
-		return TLSQ_EINVAL;
-	}
-	if (tls->role != TLSQ_SERVER) {
-		tlsq__set_last_error("tlsq_listen needs a server TLS profile");
-		return TLSQ_EINVAL;
-	}
+	int rc = check_args("tlsq_listen", e, addr, tls, out, TLSQ_SERVER);
+	if (rc)
+		return rc;
 	int port = 0;
 	int fd = tlsq__listen_socket(addr, 4096, e->cfg.socket_buffer, &port);
 	if (fd < 0)
@@ -419,18 +422,13 @@ int tlsq_connect_start(tlsq_engine *e, const char *addr, tlsq_tls *tls, tlsq_con
 {
 	if (out)
 		*out = NULL;
-	if (!e || !addr || !tls || !out) {
-		tlsq__set_last_error("tlsq_connect: NULL argument");
-		return TLSQ_EINVAL;
-	}
-	if (tls->role != TLSQ_CLIENT) {
-		tlsq__set_last_error("tlsq_connect needs a client TLS profile");
-		return TLSQ_EINVAL;
-	}
+	int rc = check_args("tlsq_connect", e, addr, tls, out, TLSQ_CLIENT);
+	if (rc)
+		return rc;
 	struct sockaddr_storage ss;
 	unsigned sslen;
 	char host[256];
-	int rc = tlsq__resolve(addr, 0, &ss, &sslen, host, sizeof host);
+	rc = tlsq__resolve(addr, 0, &ss, &sslen, host, sizeof host);
 	if (rc)
 		return rc;
 	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);

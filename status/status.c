@@ -358,6 +358,19 @@ static int query_u64(const struct evkeyvalq *q, const char *key, uint64_t def, u
 	return 0;
 }
 
+/* Replies with the document b that a builder returned rc for (b NULL: not
+ * allocated): 200 and b, or 500 if either failed. Frees b. */
+static void reply_doc(tlsq__status *st, struct evhttp_request *req, struct evbuffer *b, int rc,
+                      const char *type)
+{
+	if (b && rc == 0)
+		reply(st, req, 200, "OK", type, b);
+	else
+		reply_text(st, req, 500, "Internal Server Error", "out of memory\n");
+	if (b)
+		evbuffer_free(b);
+}
+
 static void serve_status(tlsq__status *st, struct evhttp_request *req, const char *query)
 {
 	struct evkeyvalq q;
@@ -373,27 +386,15 @@ static void serve_status(tlsq__status *st, struct evhttp_request *req, const cha
 	}
 	evhttp_clear_headers(&q);
 	struct evbuffer *b = evbuffer_new();
-	if (!b || tlsq__status_json(&st->view, offset, limit, b) != 0) {
-		if (b)
-			evbuffer_free(b);
-		reply_text(st, req, 500, "Internal Server Error", "out of memory\n");
-		return;
-	}
-	reply(st, req, 200, "OK", "application/json", b);
-	evbuffer_free(b);
+	reply_doc(st, req, b, b ? tlsq__status_json(&st->view, offset, limit, b) : TLSQ_ENOMEM,
+	          "application/json");
 }
 
 static void serve_metrics(tlsq__status *st, struct evhttp_request *req)
 {
 	struct evbuffer *b = evbuffer_new();
-	if (!b || tlsq__status_metrics(&st->view, &st->hs, b) != 0) {
-		if (b)
-			evbuffer_free(b);
-		reply_text(st, req, 500, "Internal Server Error", "out of memory\n");
-		return;
-	}
-	reply(st, req, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", b);
-	evbuffer_free(b);
+	reply_doc(st, req, b, b ? tlsq__status_metrics(&st->view, &st->hs, b) : TLSQ_ENOMEM,
+	          "text/plain; version=0.0.4; charset=utf-8");
 }
 
 static void serve_page(tlsq__status *st, struct evhttp_request *req)

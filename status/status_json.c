@@ -223,6 +223,16 @@ static void json_conn(const struct tlsq_conn_info *ci, struct evbuffer *out)
 	evbuffer_add(out, "}", 1);
 }
 
+/* The n connections as JSON objects separated by commas. */
+static void json_conn_items(const struct tlsq_conn_info *info, size_t n, struct evbuffer *out)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			evbuffer_add(out, ",", 1);
+		json_conn(&info[i], out);
+	}
+}
+
 /* Walk 1: the ids of every listed connection. */
 struct idwalk {
 	uint64_t *ids;
@@ -316,11 +326,7 @@ static int json_conns(const tlsq__status_view *v, uint64_t offset, uint64_t limi
 	                    "{\"total\":%zu,\"offset\":%" PRIu64 ",\"limit\":%" PRIu64
 	                    ",\"count\":%zu,\"items\":[",
 	                    ids.n, offset, limit, pw.n);
-	for (size_t i = 0; i < pw.n; i++) {
-		if (i)
-			evbuffer_add(out, ",", 1);
-		json_conn(&pw.info[i], out);
-	}
+	json_conn_items(pw.info, pw.n, out);
 	evbuffer_add(out, "]}", 2);
 	free(pw.info);
 	free(ids.ids);
@@ -381,11 +387,7 @@ static int json_attention(const tlsq__status_view *v, struct evbuffer *out)
 	tlsq__conn_foreach(v->engine, v->epoch, attnwalk_one, &w);
 	qsort(w.info, w.n, sizeof *w.info, cmp_attn);
 	evbuffer_add(out, "[", 1);
-	for (size_t i = 0; i < w.n; i++) {
-		if (i)
-			evbuffer_add(out, ",", 1);
-		json_conn(&w.info[i], out);
-	}
+	json_conn_items(w.info, w.n, out);
 	evbuffer_add(out, "]", 1);
 	free(w.info);
 	return 0;
