@@ -11,6 +11,17 @@
  * A receive pops one entry; a stream receive that takes only part of it puts
  * the rest back (unpop) for the next call.
  *
+ * A lent chunk (tlsq_recv_lend) is the popped entry itself, handed to the
+ * caller as an opaque tlsq_chunk. While lent it carries what its release
+ * needs, so that the release never needs the caller's handle:
+ * - b->tag: the connection, with a reference of its own (taken at the
+ *   lend, dropped at the release). The connection's memory, its rx queue
+ *   and its engine's memory therefore outlive tlsq_conn_free and
+ *   tlsq_engine_free until the last chunk is released.
+ * - b->flags LENT_CREDIT: the entry still holds its rx credit (it came
+ *   from the ring, not from the put-back list): the release gives it back.
+ * Both are cleared at the release, before the rest (if any) is put back.
+ *
  * Message buffers have the layout of core/frame.h: data[0..4) the header,
  * data[4..4+len) the payload, tag = len. A zero-copy message pointer is
  * data + 4.
@@ -21,7 +32,8 @@
 
 #include "iotask.h"
 
-#define MSG_OFF TLSQ__FRAME_HDR
+#define MSG_OFF     TLSQ__FRAME_HDR
+#define LENT_CREDIT 0x1 /* b->flags of a lent chunk: holds its rx credit */
 
 static tlsq__buf *msg_buf(const void *msg)
 {
@@ -84,12 +96,13 @@ static void pollfd_after_pop(struct tlsq_conn *c)
 }
 
 /* Pops one entry. Returns 0 with *b set, 0 with *b NULL at a clean end, or
- * an error. */
-static int rx_pop(struct tlsq_conn *c, tlsq__buf **b, int timeout_ms)
+ * an error. With `held` (a lend), the entry keeps its credit if *held. */
+static int rx_pop(struct tlsq_conn *c, tlsq__buf **b, int timeout_ms, int *held)
 {
 	int unpark = 0;
 	*b = NULL;
-	int rc = tlsq__rxq_pop_mc(&c->rxq, b, timeout_ms, &unpark);
+	int rc = held ? tlsq__rxq_pop_held_mc(&c->rxq, b, timeout_ms, &unpark, held)
+	              : tlsq__rxq_pop_mc(&c->rxq, b, timeout_ms, &unpark);
 	if (unpark)
 		tlsq__conn_request(c, TLSQ__REQ_RX_ROOM);
 	/* The IO task signals the pollfd after its push, so a consumer may
@@ -118,7 +131,7 @@ ssize_t tlsq_recv(tlsq_conn *c, void *buf, size_t cap, int timeout_ms)
 		return TLSQ_EINVAL;
 	tlsq__buf *b;
 	tlsq__conn_ref(c);
-	rc = rx_pop(c, &b, timeout_ms);
+	rc = rx_pop(c, &b, timeout_ms, NULL);
 	if (rc != TLSQ_OK || b == NULL) {
 		tlsq__conn_unref(c);
 		return rc; /* 0 here is the clean end */
@@ -136,6 +149,67 @@ ssize_t tlsq_recv(tlsq_conn *c, void *buf, size_t cap, int timeout_ms)
 	}
 	tlsq__conn_unref(c);
 	return (ssize_t)n;
+}
+
+/* see tlsq.h */
+ssize_t tlsq_recv_lend(tlsq_conn *c, tlsq_chunk **chunk, const void **data, int timeout_ms)
+{
+	if (chunk)
+		*chunk = NULL;
+	if (data)
+		*data = NULL;
+	int rc = conn_usable(c, TLSQ_MODE_STREAM);
+	if (rc)
+		return rc;
+	if (!chunk || !data)
+		return TLSQ_EINVAL;
+	tlsq__buf *b;
+	int held = 0;
+	tlsq__conn_ref(c); /* on success: the chunk's, dropped at its release */
+	rc = rx_pop(c, &b, timeout_ms, &held);
+	if (rc != TLSQ_OK || b == NULL) {
+		tlsq__conn_unref(c);
+		return rc; /* 0 here is the clean end */
+	}
+	/* The chunk is out of the queue: if that emptied it, the pollfd must
+	 * stop saying readable (a partial release signals it again). */
+	pollfd_after_pop(c);
+	b->tag = (uint64_t)(uintptr_t)c;
+	b->flags = held ? LENT_CREDIT : 0;
+	*chunk = (tlsq_chunk *)b;
+	*data = b->data + b->rd;
+	return (ssize_t)tlsq__buf_len(b);
+}
+
+/* see tlsq.h */
+int tlsq_recv_release(tlsq_chunk *chunk, size_t consumed)
+{
+	tlsq__buf *b = (tlsq__buf *)chunk;
+	/* tag 0: not lent (already released: a best-effort check only) */
+	if (!b || b->tag == 0 || consumed > tlsq__buf_len(b))
+		return TLSQ_EINVAL;
+	struct tlsq_conn *c = (struct tlsq_conn *)(uintptr_t)b->tag;
+	int held = b->flags & LENT_CREDIT;
+	uint32_t charge = b->qcharge; /* read now: once put back, b is not ours */
+	b->tag = 0;
+	b->flags = 0;
+	b->rd += (uint32_t)consumed;
+	/* The rest goes back for the next recv/lend, unless nobody can take it
+	 * any more (the handle was freed). After a close or abort the queue
+	 * frees it (the next receiver's drain, or the connection's end). */
+	if (tlsq__buf_len(b) > 0 && !atomic_load(&c->handle_freed)) {
+		rx_unpop(c, b);
+	} else {
+		tlsq__buf_free(b);
+	}
+	if (held) {
+		int unpark = 0;
+		tlsq__rxq_release_mc(&c->rxq, charge, &unpark);
+		if (unpark) /* a no-op once the engine is stopping */
+			tlsq__conn_request(c, TLSQ__REQ_RX_ROOM);
+	}
+	tlsq__conn_unref(c); /* the chunk's: may free the connection */
+	return TLSQ_OK;
 }
 
 /* see tlsq.h */
@@ -203,7 +277,7 @@ ssize_t tlsq_msg_recv(tlsq_conn *c, void **msg, int timeout_ms)
 		return TLSQ_EINVAL;
 	tlsq__buf *b;
 	tlsq__conn_ref(c);
-	rc = rx_pop(c, &b, timeout_ms);
+	rc = rx_pop(c, &b, timeout_ms, NULL);
 	if (rc == TLSQ_OK && b == NULL)
 		rc = TLSQ_ECLOSED; /* message mode: the end is ECLOSED, not 0 */
 	if (rc != TLSQ_OK) {
@@ -226,7 +300,7 @@ ssize_t tlsq_recv_msg(tlsq_conn *c, void *buf, size_t cap, int timeout_ms)
 		return TLSQ_EINVAL;
 	tlsq__buf *b;
 	tlsq__conn_ref(c);
-	rc = rx_pop(c, &b, timeout_ms);
+	rc = rx_pop(c, &b, timeout_ms, NULL);
 	if (rc == TLSQ_OK && b == NULL)
 		rc = TLSQ_ECLOSED;
 	if (rc != TLSQ_OK) {

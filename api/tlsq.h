@@ -241,6 +241,42 @@ typedef enum tlsq_verify {
  * framing mode. Fill with tlsq_tls_config_init(), then set what you need.
  * All strings are copied by tlsq_tls_new().
  */
+typedef struct tlsq_conn tlsq_conn;
+
+/*
+ * What a verify hook (tlsq_tls_config.verify_hook) sees of the peer's own
+ * certificate: copies made by the IO task, never wolfSSL objects. Valid
+ * during the call only.
+ */
+typedef struct tlsq_peer_view {
+	const unsigned char *der; /* the leaf certificate, DER */
+	size_t der_len;
+	const char *subject;     /* one line, "/O=.../CN=..." */
+	const char *sans;        /* "DNS:a, IP:1.2.3.4", "" if none */
+	const char *sha256;      /* of the certificate: 64 lowercase hex digits */
+	const char *spki_sha256; /* of its public key: base64 (as a pin, without
+	                            "sha256//") */
+	int verified;            /* 1: the chain was verified against the CAs
+	                            (the profile's verify mode was not NONE) */
+} tlsq_peer_view;
+
+/*
+ * A verify hook: the application's own decision on the peer's certificate,
+ * after tlsq's checks (chain, host name, pins) passed. Return 0 to accept;
+ * anything else rejects, and the connection fails with TLSQ_ECERT and
+ * "certificate rejected by the verify hook: REASON" (write REASON, one
+ * line, into `reason`, `cap` bytes with the NUL). Runs on the connection's
+ * IO thread, inside the handshake: it must not block or wait (no tlsq call
+ * with a timeout, no tlsq_*_free of this connection); it may call
+ * tlsq_conn_peer_cert(c, ...) for the rest of the chain and
+ * tlsq_conn_user(c). It runs once per full handshake that presented a
+ * certificate. A resumed session presents none and does not call it; a
+ * client resumes only sessions that passed it, and a server with a hook
+ * never resumes (as with pins).
+ */
+typedef int (*tlsq_verify_hook)(tlsq_conn *c, const tlsq_peer_view *peer, void *arg, char *reason,
+                                size_t cap);
+
 typedef struct tlsq_tls_config {
 	tlsq_role role;
 	tlsq_mode mode;            /* default TLSQ_MODE_STREAM */
@@ -295,6 +331,14 @@ typedef struct tlsq_tls_config {
 	                              alone, else its chain is verified too; a
 	                              pinned server never resumes sessions. NULL =
 	                              no pinning (default) */
+	tlsq_verify_hook verify_hook; /* NULL (default), or the application's
+	                              check of the peer's certificate (see
+	                              tlsq_verify_hook): clients, in addition to
+	                              verification or, with TLSQ_VERIFY_NONE,
+	                              instead of it; servers: a client
+	                              certificate is then required, and with
+	                              TLSQ_VERIFY_NONE the hook alone decides */
+	void *verify_hook_arg;        /* passed to verify_hook */
 } tlsq_tls_config;
 
 typedef struct tlsq_tls tlsq_tls;
@@ -322,10 +366,38 @@ TLSQ_API int tlsq_tls_new(const tlsq_tls_config *cfg, tlsq_tls **out);
 TLSQ_API void tlsq_tls_free(tlsq_tls *tls);
 
 /*
+ * Certificate rotation without a restart: gives a running profile a new
+ * certificate, key, CA set, verification mode, pins and cipher list, read
+ * from cfg the way tlsq_tls_new reads them (so passing the same cfg again
+ * re-reads the same files, e.g. after an ACME client renewed them). role,
+ * mode, versions, server_name, alpn and session_resumption stay as the
+ * profile was built; cfg->role must equal the profile's.
+ *
+ * Atomic: the new set is built completely on the calling thread first
+ * (files read, key checked against the certificate), then swapped in.
+ * Handshakes that start afterwards use the new set; connections and
+ * handshakes already under way keep the set they started with until they
+ * end; no handshake ever sees a mix. A client profile also forgets its
+ * saved session ticket, so its next handshake is verified under the new
+ * CAs and pins.
+ *
+ * Returns TLSQ_OK; or TLSQ_EINVAL (a file that cannot be read or parsed, a
+ * key that does not match the certificate, a role that differs: the same
+ * reasons as tlsq_tls_new, one line in tlsq_last_error()) or TLSQ_ENOMEM,
+ * and then the profile is unchanged and keeps serving with its previous
+ * set. Reloads are counted in the status endpoint ("cert_reloads",
+ * tlsq_cert_reloads_total). Any application thread, concurrently with
+ * connections using the profile; concurrent reloads of one profile are
+ * safe and the last swap wins. Never call it from a tlsq callback.
+ */
+TLSQ_API int tlsq_tls_reload(tlsq_tls *tls, const tlsq_tls_config *cfg);
+
+/*
  * Copies the profile's own certificate, in PEM, into buf (NUL-terminated).
  * Returns its length, TLSQ_EMSGSIZE if cap is too small, TLSQ_EINVAL if the
  * profile has no certificate. Lets a client trust a self-signed server:
- * pass the PEM as the client's ca_pem.
+ * pass the PEM as the client's ca_pem. After tlsq_tls_reload, the new
+ * certificate. Any thread.
  */
 TLSQ_API ssize_t tlsq_tls_cert_pem(const tlsq_tls *tls, char *buf, size_t cap);
 
@@ -335,8 +407,9 @@ TLSQ_API ssize_t tlsq_tls_cert_pem(const tlsq_tls *tls, char *buf, size_t cap);
  * expired or is not valid yet, or (servers) it is a CA certificate
  * (basicConstraints CA:TRUE). Returns NULL when there is none, else one or
  * more lines separated by '\n' (no trailing newline), each naming the file;
- * the string lives as long as the profile. Not checked for self_signed.
- * Any thread.
+ * the string lives as long as the profile, or until its next successful
+ * tlsq_tls_reload (it then describes the new certificate: call again). Not
+ * checked for self_signed. Any thread.
  */
 TLSQ_API const char *tlsq_tls_warnings(const tlsq_tls *tls);
 
@@ -345,7 +418,6 @@ TLSQ_API const char *tlsq_tls_warnings(const tlsq_tls *tls);
 /* ------------------------------------------------------------------------ */
 
 typedef struct tlsq_listener tlsq_listener;
-typedef struct tlsq_conn tlsq_conn;
 
 /*
  * Listens on "HOST:PORT", "[v6]:PORT" or ":PORT" (all addresses). Port 0
@@ -477,6 +549,29 @@ TLSQ_API int tlsq_connect_start(tlsq_engine *e, const char *addr, tlsq_tls *tls,
  * connection has ended since) or failed (its error). */
 TLSQ_API int tlsq_connect_wait(tlsq_conn *c, int timeout_ms);
 
+/*
+ * Adopts a socket that is already connected: a Unix domain socket (one end
+ * of socketpair(), a connect() or accept() of the application's), a socket
+ * from socket activation, a TCP connection accepted elsewhere. `fd` must be
+ * a connected SOCK_STREAM socket. The TLS handshake runs in the role of
+ * `tls`: a server profile answers a client on the other end, a client
+ * profile starts the handshake and needs the server's name, `host` (or the
+ * profile's server_name), for SNI and to verify the certificate (with pins
+ * and TLSQ_VERIFY_NONE any name will do). Returns at once, like
+ * tlsq_connect_start: finish with tlsq_connect_wait (both roles), or start
+ * sending. The connection never appears in tlsq_accept.
+ *
+ * On TLSQ_OK the fd belongs to tlsq: it is made non-blocking and
+ * close-on-exec, and closed by tlsq when the connection ends; do not read,
+ * write or close it afterwards. On an error the fd is untouched (except,
+ * for TLSQ_EIO, its O_NONBLOCK flag) and still the caller's. Returns
+ * TLSQ_OK; TLSQ_EINVAL (NULL argument, not a connected stream socket, a
+ * client without a name: the reason in tlsq_last_error); TLSQ_EIO;
+ * TLSQ_ENOMEM. The peer address in tlsq_conn_info is "unix:PATH" (or
+ * "unix:(unnamed)") for a Unix socket. Any application thread.
+ */
+TLSQ_API int tlsq_adopt(tlsq_engine *e, tlsq_tls *tls, int fd, const char *host, tlsq_conn **out);
+
 /* ------------------------------------------------------------------------ */
 /* Stream mode                                                               */
 /* ------------------------------------------------------------------------ */
@@ -513,6 +608,63 @@ TLSQ_API ssize_t tlsq_sendv(tlsq_conn *c, const struct iovec *iov, int iovcnt, i
  * threads (use message mode to share work among threads).
  */
 TLSQ_API ssize_t tlsq_recv(tlsq_conn *c, void *buf, size_t cap, int timeout_ms);
+
+/*
+ * Zero-copy stream receive: a lend and a release instead of a copy.
+ *
+ * tlsq_recv_lend lends the caller the next received chunk as it came from
+ * the IO task (a record or a few, up to about 16 KiB; or the unconsumed
+ * rest of one): *data points at its bytes, the return value is their count
+ * (> 0), and *chunk is the handle that gives it back. The bytes are
+ * read-only and stay valid and unchanged until the release. Returns what
+ * tlsq_recv returns: the count, 0 at the clean end (close_notify, all read),
+ * or the same errors, with *chunk and *data NULL whenever nothing was lent.
+ * TLSQ_EINVAL: NULL arguments, or a message-mode connection.
+ *
+ * tlsq_recv_release(chunk, consumed) gives the chunk back after the caller
+ * used its first `consumed` bytes (0 .. the length lent). The rest, if
+ * any, goes back to the front of the receive queue: the next tlsq_recv or
+ * tlsq_recv_lend on the connection starts there. For one receiving thread
+ * the stream stays in order as long as only the rest of the LAST chunk it
+ * lent goes back (rests put back go out last-in first-out; a thread that
+ * holds several chunks releases all but the last one whole). Returns
+ * TLSQ_OK, or TLSQ_EINVAL for a NULL chunk or consumed above the length
+ * (the chunk then stays lent).
+ * Releasing a chunk twice, or using its bytes after the release, is
+ * undefined, as with free(3) (a second release is refused with TLSQ_EINVAL
+ * on a best-effort basis only).
+ *
+ * Threads: any number of threads may lend at once; each gets a different
+ * chunk, exactly as each concurrent tlsq_recv gets a different piece:
+ * chunks are not handed out in stream order across threads, and a rest put
+ * back by one thread may go to another. One thread may hold several chunks.
+ * A chunk may be released by any thread, not only the one that lent it, and
+ * tlsq_recv_lend, tlsq_recv_release and tlsq_recv mix freely.
+ *
+ * Budget: a lent chunk still counts against rx_budget (and in
+ * tlsq_conn_info's rx_queued) until it is released: the IO task stops
+ * reading from the socket while the queue plus what is lent fill the
+ * budget. So release what you are done with before waiting for more: a
+ * caller that keeps rx_budget bytes lent and lends again waits for data
+ * that cannot come (it gets TLSQ_ETIMEDOUT, or waits forever with -1).
+ *
+ * Pollfd: tlsq_conn_pollfd is readable while something is left to lend or
+ * receive; lending the last queued chunk makes it unreadable, and a
+ * release that puts a rest back makes it readable again.
+ *
+ * Lifetime: a chunk lives on its own until released, whatever happens to
+ * its connection. tlsq_close, tlsq_abort, a failure, tlsq_conn_free and
+ * tlsq_engine_free leave lent bytes valid, and tlsq_recv_release stays
+ * safe after all of them, including after tlsq_conn_free and
+ * tlsq_engine_free have returned: the chunk keeps the memory it needs (the
+ * connection's, freed at the last release). Every lent chunk must be
+ * released once, or its memory and the connection's leak. After a close,
+ * abort or free a rest given back is discarded, as unread data is.
+ */
+typedef struct tlsq_chunk tlsq_chunk;
+TLSQ_API ssize_t tlsq_recv_lend(tlsq_conn *c, tlsq_chunk **chunk, const void **data,
+                                int timeout_ms);
+TLSQ_API int tlsq_recv_release(tlsq_chunk *chunk, size_t consumed);
 
 /* ------------------------------------------------------------------------ */
 /* Message mode                                                              */
@@ -709,7 +861,7 @@ struct tlsq_conn_info {
 	uint64_t tls_bytes_received;
 	uint64_t records_sent, records_received;
 	uint64_t tx_queued;       /* bytes waiting in the transmit queue */
-	uint64_t rx_queued;       /* bytes waiting for recv */
+	uint64_t rx_queued;       /* bytes waiting for recv (lent chunks included until released) */
 	uint32_t blocked_senders, blocked_receivers;
 	uint32_t key_updates_sent;
 	uint32_t key_updates_received;

@@ -22,7 +22,7 @@
  * - end only grows: OPEN -> ENDED -> CLOSED or OPEN -> CLOSED. Each code is
  *   set once, by CAS from CODE_UNSET (the first caller wins), before `end`
  *   moves, so whoever sees the new `end` also sees the code.
- * - unpopped (tx) = entries pushed on the stack minus entries popped. A
+ * - unpopped = entries published (tx stack, rx ring) minus entries popped. A
  *   producer adds 1 AFTER publishing, the consumer subtracts 1 after
  *   popping; it can dip to -1 briefly. The push whose add takes it from 0
  *   to 1 reports was_empty: docs/queues.md shows that this push always

@@ -70,7 +70,7 @@ typedef struct tlsq__queue {
 	_Atomic uint32_t waiting_consumers;
 	tlsq__qstats stats;
 	_Atomic int close_code;             /* what everybody gets after a close */
-	_Atomic int64_t unpopped;           /* tx: entries published and not yet popped */
+	_Atomic int64_t unpopped;           /* entries published and not yet popped */
 	_Atomic(tlsq__buf *) tx_stack;      /* tx: pushed entries, newest first (qnext) */
 	tlsq__buf *tx_batch;                /* tx: the consumer's taken entries, oldest first */
 	_Atomic int room_fd;                /* tx: eventfd readable while there is room (txroom.c), -1 */
@@ -185,6 +185,22 @@ int tlsq__rxq_push_last_sp(tlsq__queue *q, tlsq__buf *b, size_t charge, int *was
  * caller must notify the IO task. *unpark is only ever set, never cleared.
  */
 int tlsq__rxq_pop_mc(tlsq__queue *q, tlsq__buf **out, int timeout_ms, int *unpark);
+/*
+ * Consumers: tlsq__rxq_pop_mc for an entry that is lent out (stream
+ * zero-copy receive): an entry taken from the ring keeps its byte credit
+ * (its slot is given back: it no longer counts as queued), and *held is
+ * set to 1; the caller gives it back with tlsq__rxq_release_mc
+ * (b->qcharge) when it is done with the entry (after it freed it or put
+ * the rest back: once unpopped, the entry holds none). A put-back entry
+ * is charged again (its remaining length, past the budget if need be:
+ * b->qcharge is set to it), so *held is always 1 on success: everything
+ * lent counts. *unpark as for pop.
+ */
+int tlsq__rxq_pop_held_mc(tlsq__queue *q, tlsq__buf **out, int timeout_ms, int *unpark,
+                          int *held);
+/* Gives back the credit of a held pop (`charge` = the entry's qcharge,
+ * read before the entry was freed or put back); *unpark as for pop. */
+void tlsq__rxq_release_mc(tlsq__queue *q, uint32_t charge, int *unpark);
 /*
  * Consumers: puts back a partly consumed entry (or a message that did not
  * fit the caller's buffer) so that the next pop returns it first. Its

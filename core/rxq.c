@@ -4,14 +4,22 @@
  * consumers (application threads). Common parts and tx are in queue.c.
  *
  * Who may call what concurrently: tlsq__rxq_push_sp and tlsq__rxq_room_sp
- * from one producer at a time; tlsq__rxq_pop_mc, tlsq__rxq_unpop_mc and
- * tlsq__rxq_ready from any number of threads.
+ * from one producer at a time; tlsq__rxq_pop_mc, tlsq__rxq_pop_held_mc,
+ * tlsq__rxq_release_mc, tlsq__rxq_unpop_mc and tlsq__rxq_ready from any
+ * number of threads.
  *
  * Invariants:
  * - Credits go back when an entry is popped from the ring, so `reserved`
  *   counts entries on the ring (or being pushed); put-back entries hold
- *   none. Memory held: budget (or one larger entry) plus at most one
- *   put-back entry per consumer.
+ *   none. The exception is a held pop (a lent stream chunk, api/data.c):
+ *   its slot (the entry count) goes back at once, but its bytes stay
+ *   charged until tlsq__rxq_release_mc (a put-back rest that is lent is
+ *   charged again), so `reserved` bytes = ring + lent: what is lent counts
+ *   against the budget and the producer stays parked meanwhile; the
+ *   unpark is then reported by the release.
+ *   Memory held: budget (or one larger entry) plus at most one put-back
+ *   entry per consumer, or per lent chunk (a thread holding several
+ *   chunks may put back a rest of each).
  * - producer_parked is 1 only after a push failed for lack of room; the
  *   consumer that moves it back to 0 (exchange) reports the unpark, so each
  *   park is reported at most once. The store/load pairs that make this
@@ -81,8 +89,13 @@ static int rx_push(tlsq__queue *q, tlsq__buf *b, size_t charge, int *was_empty, 
 		tlsq__q_give_back(q, bytes, 1);
 		return rc;
 	}
+	/* After publishing: 0 -> 1 means a consumer may have found nothing
+	 * ready (tlsq__rxq_ready) and cleared the pollfd; this push must set it
+	 * again. Counting reservations instead (`e`) made ready() say yes while
+	 * a preempted push was not yet poppable, and a poll loop spun. */
+	int empty = atomic_fetch_add(&q->unpopped, 1) == 0;
 	if (was_empty)
-		*was_empty = e == 0;
+		*was_empty = empty;
 	tlsq__count(atomic_load(&q->waiting_consumers) ? &q->stats.wakeups_sent
 	                                               : &q->stats.wakeups_saved, 1);
 	/* Always: a consumer between its failed pop and its wait has read the
@@ -130,26 +143,54 @@ static tlsq__buf *carry_take(tlsq__queue *q)
 	return b;
 }
 
-/* One entry without waiting: a put-back one first, then the ring. */
-static tlsq__buf *rx_take(tlsq__queue *q, int *unpark)
+/* After credit went back (seq_cst RMW), looks for a parked producer
+ * (seq_cst load): the other half of the pair in tlsq__rxq_push_sp. The
+ * exchange makes the report exactly-once among consumers. */
+static void rx_unpark(tlsq__queue *q, int *unpark)
+{
+	if (atomic_load(&q->producer_parked) && atomic_exchange(&q->producer_parked, 0))
+		*unpark = 1;
+}
+
+/* One entry without waiting: a put-back one first, then the ring. With
+ * `held` NULL the credit goes back now (a put-back one holds none); else
+ * the entry keeps (or gets) a credit of b->qcharge bytes and *held = 1. */
+static tlsq__buf *rx_take(tlsq__queue *q, int *unpark, int *held)
 {
 	tlsq__buf *b = carry_take(q);
-	if (b != NULL)
+	if (held)
+		*held = 0;
+	if (b != NULL) {
+		if (held) {
+			/* A rest put back holds no credit: charge it again while
+			 * it is lent, so that everything lent counts. Past the
+			 * budget if need be (the bytes exist already): the
+			 * producer then stays parked until the release. */
+			b->qcharge = (uint32_t)tlsq__buf_len(b);
+			atomic_fetch_add(&q->reserved, (uint64_t)b->qcharge);
+			*held = 1;
+		}
 		return b;
+	}
 	ck_ring_buffer_t *s = atomic_load_explicit(&q->slots, memory_order_acquire);
 	void *p;
 	if (s == NULL || !ck_ring_dequeue_spmc(&q->ring, s, &p))
 		return NULL;
 	TSAN_ACQUIRE(p);
 	b = p;
-	tlsq__q_give_back(q, b->qcharge, 1);
+	atomic_fetch_sub(&q->unpopped, 1);
 	tlsq__count(&q->stats.bytes_out, b->qcharge);
 	tlsq__count(&q->stats.entries_out, 1);
-	/* After the credit is back (seq_cst RMW), look for a parked producer
-	 * (seq_cst load): the other half of the pair in tlsq__rxq_push_sp.
-	 * The exchange makes the report exactly-once among consumers. */
-	if (atomic_load(&q->producer_parked) && atomic_exchange(&q->producer_parked, 0))
-		*unpark = 1;
+	if (held) {
+		/* The slot is free: its entry goes back now (a lent chunk is
+		 * not queued: tlsq__rxq_ready, was_empty). The bytes stay
+		 * charged until tlsq__rxq_release_mc. */
+		tlsq__q_give_back(q, 0, 1);
+		*held = 1;
+		return b;
+	}
+	tlsq__q_give_back(q, b->qcharge, 1);
+	rx_unpark(q, unpark);
 	return b;
 }
 
@@ -158,11 +199,11 @@ static void rx_drain_closed(tlsq__queue *q)
 {
 	int unpark = 0;
 	tlsq__buf *b;
-	while ((b = rx_take(q, &unpark)) != NULL)
+	while ((b = rx_take(q, &unpark, NULL)) != NULL)
 		tlsq__buf_free(b);
 }
 
-int tlsq__rxq_pop_mc(tlsq__queue *q, tlsq__buf **out, int timeout_ms, int *unpark)
+static int rx_pop(tlsq__queue *q, tlsq__buf **out, int timeout_ms, int *unpark, int *held)
 {
 	struct timespec dl;
 	int has_dl = 0, waiting = 0, end, rc;
@@ -177,7 +218,7 @@ int tlsq__rxq_pop_mc(tlsq__queue *q, tlsq__buf **out, int timeout_ms, int *unpar
 			rc = tlsq__q_consumer_code(q, end);
 			break;
 		}
-		if ((*out = rx_take(q, unpark)) != NULL) {
+		if ((*out = rx_take(q, unpark, held)) != NULL) {
 			rc = TLSQ_OK;
 			break;
 		}
@@ -204,6 +245,23 @@ int tlsq__rxq_pop_mc(tlsq__queue *q, tlsq__buf **out, int timeout_ms, int *unpar
 	return rc;
 }
 
+int tlsq__rxq_pop_mc(tlsq__queue *q, tlsq__buf **out, int timeout_ms, int *unpark)
+{
+	return rx_pop(q, out, timeout_ms, unpark, NULL);
+}
+
+int tlsq__rxq_pop_held_mc(tlsq__queue *q, tlsq__buf **out, int timeout_ms, int *unpark, int *held)
+{
+	*held = 0;
+	return rx_pop(q, out, timeout_ms, unpark, held);
+}
+
+void tlsq__rxq_release_mc(tlsq__queue *q, uint32_t charge, int *unpark)
+{
+	tlsq__q_give_back(q, charge, 0);
+	rx_unpark(q, unpark);
+}
+
 void tlsq__rxq_unpop_mc(tlsq__queue *q, tlsq__buf *b)
 {
 	carry_push(q, b, b);
@@ -215,5 +273,5 @@ int tlsq__rxq_ready(const tlsq__queue *q)
 {
 	tlsq__queue *m = (tlsq__queue *)q;
 	return atomic_load(&m->end) != OPEN || atomic_load(&m->carry) != NULL ||
-	       tlsq__queue_entries(q) > 0;
+	       atomic_load(&m->unpopped) > 0;
 }

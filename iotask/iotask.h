@@ -149,25 +149,32 @@ typedef struct tlsq__peer {
 void tlsq__peer_free(tlsq__peer *p);
 
 /* ---- TLS profile (iotask/tls.c) ---- */
+/* Everything a profile derives from its certificate, key and CA files:
+ * replaced as a whole by tlsq_tls_reload (tls.c). Each connection holds a
+ * reference from its SSL's creation to its SSL's end, so a handshake sees
+ * one set from start to finish. */
+struct tlsq__cred;
+
 struct tlsq_tls {
 	_Atomic uint32_t refs;
 	tlsq_role role;
 	tlsq_mode mode;
-	tlsq_verify verify;
 	int min_version, max_version;
 	int session_resumption;
 	char *server_name;
 	char *alpn;                      /* wolfSSL form: comma separated */
-	void *ctx;                       /* WOLFSSL_CTX */
-	char *cert_pem;                  /* own certificate (for tlsq_tls_cert_pem) */
-	char *warnings;                  /* tlsq_tls_warnings: NULL or lines */
+	struct tlsq__cred *_Atomic cred; /* current credentials (tls.c cred_get) */
+	_Atomic uint32_t cred_readers;   /* threads between loading cred and taking
+	                                    their reference: a reload waits for 0 */
 	pthread_mutex_t session_mu;      /* client ticket: taken by IO threads only */
 	void *session;                   /* WOLFSSL_SESSION, last ticket */
-	unsigned char (*pins)[33];       /* [0]: 's' SPKI or 'c' certificate, then SHA-256 */
-	int npins;
-	int pin_only;                    /* a server with pins and no verification:
-	                                    asks for a client certificate, trusts the pin */
+	uint64_t session_gen;            /* the cred generation it was verified under */
 };
+/* Reloads of all profiles of the process (tlsq_tls_reload), for /status. */
+void tlsq__tls_reload_counts(uint64_t *ok, uint64_t *failed);
+/* The profile's current own certificate: subject and notAfter (Unix time).
+ * -1 when it has none. Any thread. */
+int tlsq__tls_cert_summary(const struct tlsq_tls *t, char *subject, size_t cap, int64_t *not_after);
 
 /* ---- listener (iotask/net.c) ---- */
 struct tlsq_listener {
@@ -236,10 +243,12 @@ struct tlsq_conn {
 	/* ---- IO task only ---- */
 	int fd;
 	tlsq__tls_ssl *ssl;
+	struct tlsq__cred *cred; /* the credentials ssl was made from (tls.c) */
 	struct event *ev_read, *ev_write, *ev_timer;
 	struct event *ev_cont; /* fd-less: activated to continue after a yield */
 	struct evbuffer *in, *out;       /* ciphertext */
 	int reading, writing;            /* which events are armed */
+	int read_drained;                /* the last read found the socket empty */
 	int registered;                  /* on the IO thread's list */
 	int eof, rst;                    /* socket saw FIN / RST */
 	int sock_error;                  /* errno of a failed socket call */
@@ -350,6 +359,11 @@ void tlsq__conn_fail(struct tlsq_conn *c, int err, const char *fmt, ...)
  * errors TCP reports instead when it gives up -> TLSQ_ETIMEDOUT,
  * anything else -> TLSQ_EIO. Returns the tlsq error. */
 int tlsq__sock_fail(struct tlsq_conn *c, int err, const char *during);
+/* pump.c (IO thread, the send callback): writes up to n bytes of ciphertext
+ * straight to the socket when that is allowed (an open socket, no error
+ * seen); returns the bytes written, 0 if none. A hard error is left for
+ * the next flush to find and report. */
+size_t tlsq__sock_send_direct(struct tlsq_conn *c, const void *p, size_t n);
 /* The sticky error (0 if none), as soon as anyone may have seen it: also
  * while tlsq__conn_fail is between ending the rx queue and storing the
  * error. The reason is complete when this is non-zero. Any thread. */

@@ -11,6 +11,11 @@
  * Connecting: the application thread resolves the name (getaddrinfo may
  * block, as DNS does) and starts a non-blocking connect; the IO task sees
  * the result on EV_WRITE and handshakes.
+ *
+ * Adopting (tlsq_adopt): a socket connected elsewhere (a Unix domain socket
+ * pair, socket activation, a TCP accept of the application's) is made
+ * non-blocking and handed to an IO task like an accepted one; the
+ * application keeps the handle, as with tlsq_connect_start.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -22,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -103,6 +109,10 @@ void tlsq__sockaddr_str(const struct sockaddr *sa, char *buf, size_t cap)
 		inet_ntop(AF_INET6, &s->sin6_addr, a, sizeof a);
 		port = ntohs(s->sin6_port);
 		snprintf(buf, cap, "[%s]:%d", a, port);
+	} else if (sa->sa_family == AF_UNIX) {
+		const struct sockaddr_un *s = (const void *)sa;
+		snprintf(buf, cap, "unix:%.*s", (int)sizeof s->sun_path,
+		         s->sun_path[0] ? s->sun_path : "(unnamed)");
 	} else {
 		snprintf(buf, cap, "?");
 	}
@@ -457,6 +467,64 @@ int tlsq_connect_start(tlsq_engine *e, const char *addr, tlsq_tls *tls, tlsq_con
 		}
 		tlsq__set_last_error("out of memory");
 		return TLSQ_ENOMEM;
+	}
+	tlsq__sockaddr_str((struct sockaddr *)&ss, c->peer, sizeof c->peer);
+	tlsq__conn_request(c, TLSQ__REQ_ADOPT);
+	*out = c;
+	return TLSQ_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Adopting a connected socket                                               */
+/* ------------------------------------------------------------------------ */
+
+/* see tlsq.h */
+int tlsq_adopt(tlsq_engine *e, tlsq_tls *tls, int fd, const char *host, tlsq_conn **out)
+{
+	if (out)
+		*out = NULL;
+	if (!e || !tls || !out || fd < 0) {
+		tlsq__set_last_error("tlsq_adopt: NULL argument or negative fd");
+		return TLSQ_EINVAL;
+	}
+	if (tls->role == TLSQ_CLIENT && !(host && host[0]) && !tls->server_name) {
+		tlsq__set_last_error("tlsq_adopt: a client needs the server's name (host, or the "
+		                     "profile's server_name) to send and verify");
+		return TLSQ_EINVAL;
+	}
+	int type = 0;
+	socklen_t tlen = sizeof type;
+	errno = 0;
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) != 0 || type != SOCK_STREAM) {
+		tlsq__set_last_error("tlsq_adopt: fd %d is not a stream socket%s%s", fd,
+		                     errno ? ": " : "", errno ? strerror(errno) : "");
+		return TLSQ_EINVAL;
+	}
+	struct sockaddr_storage ss;
+	socklen_t sslen = sizeof ss;
+	memset(&ss, 0, sizeof ss);
+	if (getpeername(fd, (struct sockaddr *)&ss, &sslen) != 0) {
+		tlsq__set_last_error("tlsq_adopt: fd %d is not connected: %s", fd, strerror(errno));
+		return TLSQ_EINVAL;
+	}
+	int fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0 ||
+	    fcntl(fd, F_SETFD, fcntl(fd, F_GETFD) | FD_CLOEXEC) != 0) {
+		tlsq__set_last_error("tlsq_adopt: fcntl: %s", strerror(errno));
+		return TLSQ_EIO;
+	}
+	if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6)
+		sock_tune(e, fd);
+	struct tlsq_conn *c = tlsq__conn_new(e, tls, fd, TLSQ_STATE_HANDSHAKING);
+	if (c && host && host[0] && !(c->host = strdup(host))) {
+		atomic_store(&c->refs, 1); /* never adopted: drop both references by hand */
+		c->fd = -1;
+		tlsq__conn_unref(c);
+		c = NULL;
+	}
+	if (!c) {
+		tlsq__set_last_error("out of memory");
+		return TLSQ_ENOMEM; /* the fd is still the caller's */
 	}
 	tlsq__sockaddr_str((struct sockaddr *)&ss, c->peer, sizeof c->peer);
 	tlsq__conn_request(c, TLSQ__REQ_ADOPT);

@@ -21,9 +21,12 @@
  * cipher_buffer + control_reserve (the hard cap that bounds what a peer can
  * make us buffer, G4), EV_WRITE while ciphertext is waiting.
  *
- * Control records produced inside wolfSSL_read (KeyUpdate replies, alerts)
- * go straight into the out buffer: the send callback never refuses, and the
- * reserve above cipher_buffer is theirs (P5, G9).
+ * The send callback writes each record straight to the socket while the
+ * out buffer is empty and parks only what the socket did not take, so in
+ * the common case ciphertext is never copied. Control records produced
+ * inside wolfSSL_read (KeyUpdate replies, alerts) take the same way: the
+ * send callback never refuses, and the reserve above cipher_buffer is
+ * theirs (P5, G9).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -77,11 +80,16 @@ static void park(struct tlsq_conn *c, _Atomic int *flag, int on)
 /* Socket                                                                    */
 /* ------------------------------------------------------------------------ */
 
-/* Reads at most cipher_buffer bytes of ciphertext in. Returns bytes read. */
+/* Reads at most cipher_buffer bytes of ciphertext in. Returns bytes read.
+ * After a read that found the socket empty (EAGAIN, or fewer bytes than
+ * asked: a TCP read stops only when the receive queue is empty), the step's
+ * speculative reads are skipped until the socket is reported readable
+ * again (tlsq__conn_on_read): in a ping-pong they were three failed readv
+ * per message and side. EV_READ is level-triggered, so nothing is missed. */
 static int sock_read(struct tlsq_conn *c)
 {
 	size_t quota = c->engine->cfg.cipher_buffer, have = evbuffer_get_length(c->in);
-	if (c->fd < 0 || c->eof || c->rst || have >= quota)
+	if (c->fd < 0 || c->eof || c->rst || have >= quota || c->read_drained)
 		return 0;
 	size_t want = quota - have;
 	if (want > 256 * 1024)
@@ -110,6 +118,7 @@ static int sock_read(struct tlsq_conn *c)
 			got -= v[used].iov_len;
 		}
 		evbuffer_commit_space(c->in, v, used);
+		c->read_drained = (size_t)n < want;
 		tlsq__count(&c->tls_bytes_received, (uint64_t)n);
 		tlsq__count(&c->engine->stats.tls_bytes_received, (uint64_t)n);
 		c->last_io_ms = tlsq__now_ms();
@@ -117,13 +126,37 @@ static int sock_read(struct tlsq_conn *c)
 	}
 	if (n == 0) {
 		c->eof = 1;
-	} else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+	} else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+		c->read_drained = 1;
+	} else if (errno != EINTR) {
 		c->sock_error = errno;
 		c->rst = errno == ECONNRESET;
 		if (!c->rst)
 			c->eof = 1;
 	}
 	return 0;
+}
+
+/* see iotask.h */
+size_t tlsq__sock_send_direct(struct tlsq_conn *c, const void *p, size_t n)
+{
+	if (c->fd < 0 || c->rst || c->sock_error != 0 ||
+	    atomic_load(&c->state) == TLSQ_STATE_CONNECTING)
+		return 0;
+	/* cipher_buffer bounds every socket write, this one too (with a 1-byte
+	 * buffer the rest of the record takes the parked path, G3's test). */
+	if (n > c->engine->cfg.cipher_buffer)
+		n = c->engine->cfg.cipher_buffer;
+	ssize_t w;
+	do
+		w = write(c->fd, p, n);
+	while (w < 0 && errno == EINTR);
+	if (w <= 0)
+		return 0; /* EAGAIN, or an error that sock_write meets again and reports */
+	tlsq__count(&c->tls_bytes_sent, (uint64_t)w);
+	tlsq__count(&c->engine->stats.tls_bytes_sent, (uint64_t)w);
+	c->last_io_ms = tlsq__now_ms();
+	return (size_t)w;
 }
 
 /* Writes ciphertext out, each call at most cipher_buffer bytes. */
@@ -452,7 +485,12 @@ static int pump_tx(struct tlsq_conn *c)
 {
 	int progress = 0;
 	size_t hw = c->engine->cfg.cipher_buffer;
-	while (out_len(c) < hw && atomic_load(&c->error) == 0) {
+	/* Records mostly go straight to the socket (the send callback), so the
+	 * out buffer alone no longer bounds a round: at most hw plaintext bytes,
+	 * then the step's other jobs (and other connections) get their turn. */
+	uint64_t start = tlsq__counter_get(&c->bytes_sent);
+	while (out_len(c) < hw && atomic_load(&c->error) == 0 &&
+	       tlsq__counter_get(&c->bytes_sent) - start < hw) {
 		if (!tx_one_record(c))
 			break;
 		progress = 1;
@@ -719,6 +757,7 @@ end:
 /* Socket readable / writable. */
 void tlsq__conn_on_read(struct tlsq_conn *c)
 {
+	c->read_drained = 0;
 	sock_read(c);
 	tlsq__conn_step(c);
 }

@@ -3,17 +3,27 @@
  * tls.c - the wolfSSL binding. The only file of tlsq that includes wolfSSL.
  *
  * Invariants (see shared notes on wolfSSL 5.5.4, §0):
- * - wolfSSL does no IO. The send callback appends every record to the IO
- *   task's ciphertext-out evbuffer and returns the full size: it never
+ * - The send callback writes each record straight to the socket when the
+ *   IO task's ciphertext-out evbuffer is empty, and appends what the socket
+ *   did not take (or the whole record, when something waits in front of it)
+ *   to that evbuffer; it returns the full size either way: it never
  *   returns WANT_WRITE, so wolfSSL's WANT_WRITE retry paths (which lose or
  *   mix data in 5.5.4) are never entered, and wolfSSL_write always completes
- *   or fails. Backpressure sits above wolfSSL, in conn.c.
+ *   or fails. Backpressure sits above wolfSSL, in pump.c.
  * - The recv callback hands out what the IO task read from the socket. It
  *   returns WANT_READ when nothing is buffered, CONN_CLOSE/CONN_RST once the
  *   socket saw FIN/RST, and never 0.
  * - Every function here runs on the connection's IO thread, except the
- *   profile functions (tlsq_tls_*) which run on the application thread that
- *   builds the profile, before it is shared.
+ *   profile functions (tlsq_tls_*) which run on application threads: the
+ *   builder before the profile is shared, tlsq_tls_reload while it is.
+ * - Certificate rotation: what a profile derives from its files (the
+ *   WOLFSSL_CTX, verification mode, pins, own certificate) sits in one
+ *   reference-counted struct tlsq__cred. tlsq_tls_reload builds a complete
+ *   new one on the calling application thread, then swaps the pointer; a
+ *   connection takes a reference when its SSL is created (IO thread, no
+ *   lock: see cred_get) and drops it when its SSL is freed. A handshake therefore sees
+ *   one credential set from first byte to last, never a half-loaded one, and
+ *   live connections keep the set they started with.
  * - wolfSSL_shutdown is called once per connection (a second call would
  *   build a second close_notify, note §5).
  */
@@ -31,6 +41,7 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,10 +66,67 @@ static _Thread_local struct tlsq_conn *tls_current;
 
 static WOLFSSL *ssl_of(struct tlsq_conn *c) { return (WOLFSSL *)c->ssl; }
 
+struct tlsq__cred {
+	_Atomic uint32_t refs; /* the profile's one + one per SSL made from it */
+	WOLFSSL_CTX *ctx;
+	tlsq_verify verify;
+	char *cert_pem;            /* own certificate (for tlsq_tls_cert_pem) */
+	char *warnings;            /* tlsq_tls_warnings: NULL or lines */
+	unsigned char (*pins)[33]; /* [0]: 's' SPKI or 'c' certificate, then SHA-256 */
+	int npins;
+	int pin_only;          /* a server with pins or a hook and no verification:
+	                          asks for a client certificate, trusts the pin/hook */
+	uint64_t gen;          /* distinct per set: tells a ticket's set */
+	tlsq_verify_hook hook; /* tlsq_tls_config.verify_hook */
+	void *hook_arg;
+	char subject[256]; /* own certificate, for the status endpoint */
+	int64_t not_after; /* Unix time, 0 if none */
+};
+
+static void cred_unref(struct tlsq__cred *k)
+{
+	if (k == NULL || atomic_fetch_sub_explicit(&k->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	if (k->ctx)
+		wolfSSL_CTX_free(k->ctx);
+	free(k->cert_pem);
+	free(k->warnings);
+	free(k->pins);
+	free(k);
+}
+
+/* The profile's current credentials, with a reference for the caller.
+ * Lock-free, because the IO thread calls it and must never wait for an
+ * application thread: the reader count brackets the load and the increment,
+ * and cred_swap waits (on the application thread) until no reader is inside
+ * before it drops the old set's reference. All seq_cst: a reader that
+ * enters after cred_swap saw readers == 0 is ordered after the exchange and
+ * loads the new set; one that entered before holds readers up until its
+ * reference on whichever set it loaded is taken. */
+static struct tlsq__cred *cred_get(const struct tlsq_tls *tc)
+{
+	struct tlsq_tls *t = (struct tlsq_tls *)tc;
+	atomic_fetch_add(&t->cred_readers, 1);
+	struct tlsq__cred *k = atomic_load(&t->cred);
+	atomic_fetch_add(&k->refs, 1);
+	atomic_fetch_sub(&t->cred_readers, 1);
+	return k;
+}
+
+/* Installs k, then drops the profile's reference on the set it replaces.
+ * Application thread only (tlsq_tls_reload). */
+static void cred_swap(struct tlsq_tls *t, struct tlsq__cred *k)
+{
+	struct tlsq__cred *old = atomic_exchange(&t->cred, k);
+	while (atomic_load(&t->cred_readers) != 0)
+		sched_yield(); /* a reader is two instructions from done */
+	cred_unref(old);
+}
+
 /* Peer certificates and pins (at the end of this file). */
 static void peer_keep(struct tlsq_conn *c, WOLFSSL_X509 *x, int depth);
 static int tls_peer_done(struct tlsq_conn *c);
-static int tls_pins_load(struct tlsq_tls *t, const char *list);
+static int tls_pins_load(struct tlsq__cred *t, const char *list);
 
 /* ------------------------------------------------------------------------ */
 /* Process-wide                                                              */
@@ -156,8 +224,12 @@ static int tls_send_cb(WOLFSSL *ssl, char *buf, int sz, void *ctx)
 	 * the data still in flight to us (torture seed 141). */
 	if (c->notify_built)
 		return sz;
-	/* Never WANT_WRITE: the record is parked in our buffer (G3, note §0.1). */
-	if (evbuffer_add(c->out, buf, (size_t)sz) != 0)
+	/* Straight to the socket when nothing waits in front of the record (no
+	 * copy); whatever the socket does not take now is parked in our buffer.
+	 * Never WANT_WRITE (G3, note §0.1). */
+	size_t done =
+	    evbuffer_get_length(c->out) == 0 ? tlsq__sock_send_direct(c, buf, (size_t)sz) : 0;
+	if (done < (size_t)sz && evbuffer_add(c->out, buf + done, (size_t)sz - done) != 0)
 		return WOLFSSL_CBIO_ERR_GENERAL;
 	tlsq__count(&c->records_sent, 1);
 	if (c->in_read) {
@@ -301,7 +373,7 @@ static int tls_verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *store)
 	struct tlsq_conn *c = tls_current;
 	if (c != NULL)
 		peer_keep(c, store->current_cert, store->error_depth);
-	if (c != NULL && c->tls->pin_only)
+	if (c != NULL && c->cred->pin_only)
 		return 1; /* trusted on the pin alone: tls_peer_done decides */
 	if (c == NULL || c->verify_reason[0] != 0)
 		return preverify;
@@ -520,12 +592,15 @@ int tlsq__tls_fail_reason(const struct tlsq_conn *c)
 int tlsq__tls_ssl_new(struct tlsq_conn *c, const char *host)
 {
 	struct tlsq_tls *t = c->tls;
-	WOLFSSL *ssl = wolfSSL_new((WOLFSSL_CTX *)t->ctx);
+	struct tlsq__cred *k = cred_get(t);
+	WOLFSSL *ssl = wolfSSL_new(k->ctx);
 	if (ssl == NULL) {
+		cred_unref(k);
 		tlsq__conn_fail(c, TLSQ_ENOMEM, "out of memory creating the TLS session");
 		return TLSQ_ENOMEM;
 	}
 	c->ssl = (tlsq__tls_ssl *)ssl;
+	c->cred = k; /* until tlsq__tls_ssl_free */
 	wolfSSL_SetIOReadCtx(ssl, c);
 	wolfSSL_SetIOWriteCtx(ssl, c);
 	if (c->role == TLSQ_CLIENT) {
@@ -538,7 +613,7 @@ int tlsq__tls_ssl_new(struct tlsq_conn *c, const char *host)
 			if (!is_ip)
 				wolfSSL_UseSNI(ssl, WOLFSSL_SNI_HOST_NAME, name, (word16)strlen(name));
 			/* An IP literal is checked by tls_verify_cb (TLS_OWN_IP_CHECK). */
-			if (t->verify != TLSQ_VERIFY_NONE && !(is_ip && TLS_OWN_IP_CHECK) &&
+			if (k->verify != TLSQ_VERIFY_NONE && !(is_ip && TLS_OWN_IP_CHECK) &&
 			    wolfSSL_check_domain_name(ssl, name) != WOLFSSL_SUCCESS) {
 				tlsq__conn_fail(c, TLSQ_ENOMEM, "cannot set the host name to check");
 				return TLSQ_ENOMEM;
@@ -546,7 +621,8 @@ int tlsq__tls_ssl_new(struct tlsq_conn *c, const char *host)
 		}
 		if (t->session_resumption) {
 			pthread_mutex_lock(&t->session_mu);
-			if (t->session)
+			/* Not a ticket verified under credentials a reload replaced. */
+			if (t->session && t->session_gen == k->gen)
 				wolfSSL_set_session(ssl, (WOLFSSL_SESSION *)t->session);
 			pthread_mutex_unlock(&t->session_mu);
 		}
@@ -564,6 +640,8 @@ void tlsq__tls_ssl_free(struct tlsq_conn *c)
 		wolfSSL_free(ssl_of(c));
 		c->ssl = NULL;
 	}
+	cred_unref(c->cred);
+	c->cred = NULL;
 }
 
 /*
@@ -717,6 +795,7 @@ void tlsq__tls_save_session(struct tlsq_conn *c)
 	pthread_mutex_lock(&t->session_mu);
 	WOLFSSL_SESSION *old = t->session;
 	t->session = s;
+	t->session_gen = c->cred->gen;
 	pthread_mutex_unlock(&t->session_mu);
 	if (old)
 		wolfSSL_SESSION_free(old);
@@ -801,8 +880,9 @@ int tlsq__tls_end_alert(struct tlsq_conn *c)
 	if (desc < 0 || h.last_rx.level == alert_fatal || c->send_closed)
 		return -1;
 #if TLS_CAN_SEND_ALERT
-	size_t before = evbuffer_get_length(c->out);
-	if (SendAlert(ssl, alert_fatal, desc) != 0 || evbuffer_get_length(c->out) == before)
+	/* (the record may have gone straight to the socket: count records) */
+	uint64_t before = tlsq__counter_get(&c->records_sent);
+	if (SendAlert(ssl, alert_fatal, desc) != 0 || tlsq__counter_get(&c->records_sent) == before)
 		return -1;
 	tlsq__count(&c->engine->stats.alerts_sent, 1);
 	return desc;
@@ -1107,7 +1187,7 @@ static void cert_load_error(const char *path)
 }
 
 /* Appends one warning line to t->warnings. */
-static void warn(struct tlsq_tls *t, const char *fmt, ...)
+static void warn(struct tlsq__cred *t, const char *fmt, ...)
 {
 	char line[512];
 	va_list ap;
@@ -1133,7 +1213,7 @@ static void asn1_time_str(const WOLFSSL_ASN1_TIME *a, char *buf, size_t cap)
 
 /* Own certificate trouble that does not stop tlsq from starting but will
  * make peers refuse the handshake: tlsq_tls_warnings. */
-static void tls_cert_warnings(struct tlsq_tls *t, const char *what)
+static void tls_cert_warnings(struct tlsq__cred *t, tlsq_role role, const char *what)
 {
 	WOLFSSL_X509 *x = wolfSSL_X509_load_certificate_buffer(
 	    (const unsigned char *)t->cert_pem, (int)strlen(t->cert_pem), WOLFSSL_FILETYPE_PEM);
@@ -1155,7 +1235,7 @@ static void tls_cert_warnings(struct tlsq_tls *t, const char *what)
 		     "refuse the handshake until then (is the clock right?)",
 		     what, when);
 	}
-	if (t->role == TLSQ_SERVER && wolfSSL_X509_get_isCA(x)) {
+	if (role == TLSQ_SERVER && wolfSSL_X509_get_isCA(x)) {
 		unsigned ku = wolfSSL_X509_get_keyUsage(x);
 		warn(t,
 		     "the certificate %s is a CA certificate (basicConstraints CA:TRUE%s); many "
@@ -1193,16 +1273,19 @@ static void ca_load_error(const char *file, const char *dir)
 	                     file ? "file" : "directory", file ? file : dir);
 }
 
-static int tls_configure(struct tlsq_tls *t, const tlsq_tls_config *cfg, WOLFSSL_CTX *ctx)
+/* Builds the credentials k (k->ctx already made) from cfg, for profile p:
+ * the versions and session policy are p's, fixed at tlsq_tls_new. */
+static int tls_configure(const struct tlsq_tls *p, struct tlsq__cred *t, const tlsq_tls_config *cfg,
+                         WOLFSSL_CTX *ctx)
 {
-	int client = cfg->role == TLSQ_CLIENT;
-	if (wolfSSL_CTX_SetMinVersion(ctx, t->min_version == TLSQ_TLS1_3 ? WOLFSSL_TLSV1_3
-	                                                               : WOLFSSL_TLSV1_2) !=
-	    WOLFSSL_SUCCESS) {
+	int client = p->role == TLSQ_CLIENT;
+	if (wolfSSL_CTX_SetMinVersion(ctx, p->min_version == TLSQ_TLS1_3
+	                                       ? WOLFSSL_TLSV1_3
+	                                       : WOLFSSL_TLSV1_2) != WOLFSSL_SUCCESS) {
 		tlsq__set_last_error("cannot set the minimum TLS version");
 		return TLSQ_EINVAL;
 	}
-	if (t->max_version == TLSQ_TLS1_2 &&
+	if (p->max_version == TLSQ_TLS1_2 &&
 	    wolfSSL_CTX_set_max_proto_version(ctx, TLS1_2_VERSION) != WOLFSSL_SUCCESS) {
 		tlsq__set_last_error("cannot set the maximum TLS version");
 		return TLSQ_EINVAL;
@@ -1216,14 +1299,14 @@ static int tls_configure(struct tlsq_tls *t, const tlsq_tls_config *cfg, WOLFSSL
 		                     cfg->ciphers ? cfg->ciphers : DEFAULT_CIPHERS);
 		return TLSQ_EINVAL;
 	}
-	if (t->max_version != TLSQ_TLS1_2) {
+	if (p->max_version != TLSQ_TLS1_2) {
 		int groups[] = {WOLFSSL_ECC_X25519, WOLFSSL_ECC_SECP256R1, WOLFSSL_ECC_SECP384R1};
 		if (wolfSSL_CTX_set_groups(ctx, groups, 3) != WOLFSSL_SUCCESS) {
 			tlsq__set_last_error("cannot set the key exchange groups");
 			return TLSQ_EINVAL;
 		}
 	}
-	if (!cfg->session_resumption && !client)
+	if (!p->session_resumption && !client)
 		wolfSSL_CTX_no_ticket_TLSv13(ctx);
 	wolfSSL_CTX_SetIORecv(ctx, tls_recv_cb);
 	wolfSSL_CTX_SetIOSend(ctx, tls_send_cb);
@@ -1254,7 +1337,8 @@ static int tls_configure(struct tlsq_tls *t, const tlsq_tls_config *cfg, WOLFSSL
 		if (rc)
 			return rc;
 		if (t->cert_pem)
-			tls_cert_warnings(t, cfg->cert_file ? cfg->cert_file : "(cert_pem)");
+			tls_cert_warnings(t, p->role,
+			                  cfg->cert_file ? cfg->cert_file : "(cert_pem)");
 	} else if (!client) {
 		tlsq__set_last_error("a server needs a certificate and key (cert_file/key_file, "
 		                     "cert_pem/key_pem) or self_signed");
@@ -1273,7 +1357,9 @@ static int tls_configure(struct tlsq_tls *t, const tlsq_tls_config *cfg, WOLFSSL
 		return rc;
 	/* A server with pins asks for a client certificate; without
 	 * verification it trusts the pin alone. */
-	t->pin_only = !client && t->npins && verify == TLSQ_VERIFY_NONE;
+	t->hook = cfg->verify_hook;
+	t->hook_arg = cfg->verify_hook_arg;
+	t->pin_only = !client && (t->npins || t->hook) && verify == TLSQ_VERIFY_NONE;
 	int have_ca = 0;
 	if (cfg->ca_file || cfg->ca_dir) {
 		if (wolfSSL_CTX_load_verify_locations(ctx, cfg->ca_file, cfg->ca_dir) !=
@@ -1308,10 +1394,11 @@ static int tls_configure(struct tlsq_tls *t, const tlsq_tls_config *cfg, WOLFSSL
 		mode = WOLFSSL_VERIFY_PEER;
 	else if (verify == TLSQ_VERIFY_REQUIRE)
 		mode = WOLFSSL_VERIFY_PEER | WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT;
-	if (!client && t->npins) {
+	if (!client && (t->npins || t->hook)) {
 		mode = WOLFSSL_VERIFY_PEER | WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT;
 		/* A resumed session carries no certificate to check: a pinned
-		 * server never resumes (a ticket could outlive a pin change). */
+		 * server never resumes (a ticket could outlive a pin change; and
+		 * TLS 1.3 tickets go out before the hook has judged the client). */
 		wolfSSL_CTX_no_ticket_TLSv13(ctx);
 		wolfSSL_CTX_NoTicketTLSv12(ctx);
 		wolfSSL_CTX_set_session_cache_mode(ctx, WOLFSSL_SESS_CACHE_OFF);
@@ -1332,6 +1419,73 @@ void tlsq_tls_config_init(tlsq_tls_config *cfg, tlsq_role role)
 	cfg->min_version = TLSQ_TLS1_2;
 	cfg->max_version = TLSQ_TLS1_3;
 	cfg->session_resumption = 1;
+}
+
+/* The own certificate's subject and expiry, for tlsq__tls_cert_summary. */
+static void cred_summary(struct tlsq__cred *k)
+{
+	if (k->cert_pem == NULL)
+		return;
+	WOLFSSL_X509 *x = wolfSSL_X509_load_certificate_buffer(
+	    (const unsigned char *)k->cert_pem, (int)strlen(k->cert_pem), WOLFSSL_FILETYPE_PEM);
+	if (x == NULL)
+		return;
+	cert_subject(x, k->subject, sizeof k->subject);
+	struct tm tm;
+	memset(&tm, 0, sizeof tm);
+	const WOLFSSL_ASN1_TIME *na = wolfSSL_X509_get_notAfter(x);
+	if (na && wolfSSL_ASN1_TIME_to_tm(na, &tm) == WOLFSSL_SUCCESS)
+		k->not_after = (int64_t)timegm(&tm);
+	wolfSSL_X509_free(x);
+}
+
+int tlsq__tls_cert_summary(const struct tlsq_tls *t, char *subject, size_t cap, int64_t *not_after)
+{
+	struct tlsq__cred *k = cred_get(t);
+	int rc = k->subject[0] ? 0 : -1;
+	snprintf(subject, cap, "%s", k->subject);
+	*not_after = k->not_after;
+	cred_unref(k);
+	return rc;
+}
+
+/* A complete credential set for profile p from cfg, or NULL with the error
+ * in *rc and the reason in tlsq_last_error. Application thread. */
+static struct tlsq__cred *cred_build(const struct tlsq_tls *p, const tlsq_tls_config *cfg, int *rc)
+{
+	struct tlsq__cred *k = calloc(1, sizeof *k);
+	if (k == NULL) {
+		tlsq__set_last_error("out of memory");
+		*rc = TLSQ_ENOMEM;
+		return NULL;
+	}
+	atomic_init(&k->refs, 1);
+	static _Atomic uint64_t next_gen = 1;
+	k->gen = atomic_fetch_add_explicit(&next_gen, 1, memory_order_relaxed);
+	k->ctx = wolfSSL_CTX_new(p->role == TLSQ_CLIENT ? wolfSSLv23_client_method()
+	                                                : wolfSSLv23_server_method());
+	if (k->ctx == NULL) {
+		free(k);
+		tlsq__set_last_error("out of memory");
+		*rc = TLSQ_ENOMEM;
+		return NULL;
+	}
+	errno = 0;
+	*rc = tls_configure(p, k, cfg, k->ctx);
+	if (*rc) {
+		cred_unref(k);
+		return NULL;
+	}
+	cred_summary(k);
+	return k;
+}
+
+static _Atomic uint64_t tls_reloads_ok, tls_reloads_failed;
+
+void tlsq__tls_reload_counts(uint64_t *ok, uint64_t *failed)
+{
+	*ok = atomic_load_explicit(&tls_reloads_ok, memory_order_relaxed);
+	*failed = atomic_load_explicit(&tls_reloads_failed, memory_order_relaxed);
 }
 
 /* see tlsq.h */
@@ -1382,14 +1536,8 @@ int tlsq_tls_new(const tlsq_tls_config *cfg, tlsq_tls **out)
 		goto nomem;
 	if (cfg->alpn && cfg->alpn[0] && !(t->alpn = strdup(cfg->alpn)))
 		goto nomem;
-	WOLFSSL_CTX *ctx = wolfSSL_CTX_new(cfg->role == TLSQ_CLIENT ? wolfSSLv23_client_method()
-	                                                           : wolfSSLv23_server_method());
-	if (!ctx)
-		goto nomem;
-	t->ctx = ctx;
-	errno = 0;
-	rc = tls_configure(t, cfg, ctx);
-	if (rc) {
+	t->cred = cred_build(t, cfg, &rc);
+	if (t->cred == NULL) {
 		tlsq_tls_free(t);
 		return rc;
 	}
@@ -1402,39 +1550,78 @@ nomem:
 }
 
 /* see tlsq.h */
+int tlsq_tls_reload(tlsq_tls *t, const tlsq_tls_config *cfg)
+{
+	if (t == NULL || cfg == NULL) {
+		tlsq__set_last_error("tlsq_tls_reload: NULL argument");
+		return TLSQ_EINVAL;
+	}
+	int rc = TLSQ_EINVAL;
+	struct tlsq__cred *k = NULL;
+	if (cfg->role != t->role)
+		tlsq__set_last_error("tlsq_tls_reload: the configuration is for a %s, the profile "
+		                     "is a %s",
+		                     cfg->role == TLSQ_CLIENT ? "client" : "server",
+		                     t->role == TLSQ_CLIENT ? "client" : "server");
+	else if (cfg->verify < TLSQ_VERIFY_DEFAULT || cfg->verify > TLSQ_VERIFY_REQUIRE)
+		tlsq__set_last_error("verify: unknown mode %d", (int)cfg->verify);
+	else
+		k = cred_build(t, cfg, &rc);
+	if (k == NULL) {
+		atomic_fetch_add_explicit(&tls_reloads_failed, 1, memory_order_relaxed);
+		return rc; /* the old credentials keep serving */
+	}
+	/* Connections made from the old set keep their references; the last
+	 * one frees it (on its IO thread), or this does. A client's saved
+	 * ticket carries the old set's generation and is no longer offered. */
+	cred_swap(t, k);
+	atomic_fetch_add_explicit(&tls_reloads_ok, 1, memory_order_relaxed);
+	return 0;
+}
+
+/* see tlsq.h */
 void tlsq_tls_free(tlsq_tls *t)
 {
 	if (t == NULL || atomic_fetch_sub(&t->refs, 1) != 1)
 		return;
 	if (t->session)
 		wolfSSL_SESSION_free((WOLFSSL_SESSION *)t->session);
-	if (t->ctx)
-		wolfSSL_CTX_free((WOLFSSL_CTX *)t->ctx);
+	cred_unref(t->cred);
 	pthread_mutex_destroy(&t->session_mu);
 	free(t->server_name);
 	free(t->alpn);
-	free(t->cert_pem);
-	free(t->warnings);
-	free(t->pins);
 	free(t);
 }
 
 /* see tlsq.h */
 ssize_t tlsq_tls_cert_pem(const tlsq_tls *t, char *buf, size_t cap)
 {
-	if (t == NULL || buf == NULL || t->cert_pem == NULL)
+	if (t == NULL || buf == NULL)
 		return TLSQ_EINVAL;
-	size_t n = strlen(t->cert_pem);
-	if (n + 1 > cap)
-		return TLSQ_EMSGSIZE;
-	memcpy(buf, t->cert_pem, n + 1);
-	return (ssize_t)n;
+	struct tlsq__cred *k = cred_get(t);
+	ssize_t rc;
+	if (k->cert_pem == NULL) {
+		rc = TLSQ_EINVAL;
+	} else {
+		size_t n = strlen(k->cert_pem);
+		rc = n + 1 > cap ? TLSQ_EMSGSIZE : (ssize_t)n;
+		if (rc >= 0)
+			memcpy(buf, k->cert_pem, n + 1);
+	}
+	cred_unref(k);
+	return rc;
 }
 
 /* see tlsq.h */
 const char *tlsq_tls_warnings(const tlsq_tls *t)
 {
-	return t ? t->warnings : NULL;
+	if (t == NULL)
+		return NULL;
+	/* The profile's own reference keeps the string until the next reload. */
+	struct tlsq__cred *k = cred_get(t);
+	const char *w = k->warnings;
+	cred_unref(k);
+	return w;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1524,7 +1711,7 @@ static int pin_parse(const char *s, size_t n, unsigned char pin[33])
 }
 
 /* Profile builder: cfg->pins into t->pins. TLSQ_EINVAL with the reason. */
-static int tls_pins_load(struct tlsq_tls *t, const char *list)
+static int tls_pins_load(struct tlsq__cred *t, const char *list)
 {
 	if (list == NULL || list[0] == 0)
 		return 0;
@@ -1639,7 +1826,7 @@ static int spki_sha256(WOLFSSL_X509 *x, unsigned char out[32])
  */
 static int tls_peer_done(struct tlsq_conn *c)
 {
-	struct tlsq_tls *t = c->tls;
+	struct tlsq__cred *t = c->cred;
 	tlsq__peer *p = c->peer_pending;
 	c->peer_pending = NULL;
 	WOLFSSL_X509 *x = wolfSSL_get_peer_certificate(ssl_of(c));
@@ -1647,9 +1834,10 @@ static int tls_peer_done(struct tlsq_conn *c)
 		tlsq__peer_free(p);
 		/* A client's resumed session came from a handshake of this
 		 * profile that passed the pins (failed ones are not saved). */
-		if (t->npins && !wolfSSL_session_reused(ssl_of(c))) {
+		if ((t->npins || t->hook) && !wolfSSL_session_reused(ssl_of(c))) {
 			tlsq__conn_fail(c, TLSQ_ECERT,
-			                "certificate pin set but the peer sent no certificate");
+			                "certificate %s set but the peer sent no certificate",
+			                t->npins ? "pin" : "verify hook");
 			return TLSQ_ECERT;
 		}
 		return 0;
@@ -1676,6 +1864,9 @@ static int tls_peer_done(struct tlsq_conn *c)
 			b64_encode(key_hash, 32, p->spki_sha256);
 		peer_sans(x, p->sans, sizeof p->sans);
 	}
+	char subject[256] = "";
+	if (t->hook)
+		cert_subject(x, subject, sizeof subject);
 	wolfSSL_X509_free(x);
 	int pinned = t->npins == 0;
 	for (int i = 0; i < t->npins && !pinned; i++)
@@ -1696,5 +1887,25 @@ static int tls_peer_done(struct tlsq_conn *c)
 	}
 	/* release: the snapshot is complete before anyone can load it. */
 	atomic_store_explicit(&c->peer_cert, p, memory_order_release);
+	if (t->hook && p && p->der[0]) {
+		tlsq_peer_view v = {.der = p->der[0],
+		                    .der_len = (size_t)p->len[0],
+		                    .subject = subject,
+		                    .sans = p->sans,
+		                    .sha256 = p->sha256,
+		                    .spki_sha256 = p->spki_sha256,
+		                    .verified = t->verify != TLSQ_VERIFY_NONE};
+		char why[200] = "";
+		if (t->hook(c, &v, t->hook_arg, why, sizeof why) != 0) {
+			why[sizeof why - 1] = 0;
+			tlsq__conn_fail(c, TLSQ_ECERT,
+			                "certificate rejected by the verify hook: %s",
+			                why[0] ? why : "(no reason given)");
+			return TLSQ_ECERT;
+		}
+	} else if (t->hook) {
+		tlsq__conn_fail(c, TLSQ_ECERT, "out of memory copying the peer's certificate");
+		return TLSQ_ECERT;
+	}
 	return 0;
 }

@@ -169,6 +169,10 @@ static void json_engine(const tlsq__status_view *v, struct evbuffer *out)
 	                    C(alerts_sent), C(alerts_received));
 	evbuffer_add_printf(out, ",\"key_updates\":{\"sent\":%" PRIu64 ",\"received\":%" PRIu64 "}",
 	                    C(key_updates_sent), C(key_updates_received));
+	uint64_t rl_ok, rl_failed; /* tlsq_tls_reload, all profiles of the process */
+	tlsq__tls_reload_counts(&rl_ok, &rl_failed);
+	evbuffer_add_printf(out, ",\"cert_reloads\":{\"ok\":%" PRIu64 ",\"failed\":%" PRIu64 "}",
+	                    rl_ok, rl_failed);
 	evbuffer_add_printf(out, ",\"accept_dropped\":%" PRIu64 ",\"errors\":{", C(accept_dropped));
 	for (int i = 1; i < TLSQ__NERR_NAMES; i++)
 		evbuffer_add_printf(out, "%s\"%s\":%" PRIu64, i > 1 ? "," : "", tlsq__err_names[i],
@@ -428,6 +432,26 @@ static void json_failures(const tlsq__status_view *v, struct evbuffer *out)
 	evbuffer_add(out, "]}", 2);
 }
 
+/* The certificate each TLS listener serves now (after any reload). */
+static void json_certs(const tlsq__status_view *v, struct evbuffer *out)
+{
+	struct tlsq_engine *e = (struct tlsq_engine *)v->engine;
+	int n = 0;
+	evbuffer_add(out, "[", 1);
+	pthread_mutex_lock(&e->lmu);
+	for (struct tlsq_listener *l = e->listeners; l; l = l->next) {
+		char subj[256];
+		int64_t na;
+		if (tlsq__tls_cert_summary(l->tls, subj, sizeof subj, &na) != 0)
+			continue;
+		evbuffer_add_printf(out, "%s{\"port\":%d,\"subject\":", n++ ? "," : "", l->port);
+		tlsq__json_string(out, subj, sizeof subj);
+		evbuffer_add_printf(out, ",\"not_after_unix\":%" PRId64 "}", na);
+	}
+	pthread_mutex_unlock(&e->lmu);
+	evbuffer_add(out, "]", 1);
+}
+
 /* see status.h */
 int tlsq__status_json(const tlsq__status_view *v, uint64_t offset, uint64_t limit,
                       struct evbuffer *out)
@@ -436,6 +460,8 @@ int tlsq__status_json(const tlsq__status_view *v, uint64_t offset, uint64_t limi
 	json_engine(v, out);
 	evbuffer_add_printf(out, ",\"failures\":");
 	json_failures(v, out);
+	evbuffer_add_printf(out, ",\"certificates\":");
+	json_certs(v, out);
 	evbuffer_add_printf(out, ",\"attention\":");
 	int arc = json_attention(v, out);
 	evbuffer_add_printf(out, ",\"connections\":");
@@ -443,4 +469,3 @@ int tlsq__status_json(const tlsq__status_view *v, uint64_t offset, uint64_t limi
 	evbuffer_add(out, "}\n", 2);
 	return rc ? rc : arc;
 }
-

@@ -126,6 +126,25 @@ static void metrics_engine(const tlsq__status_view *v, struct evbuffer *out)
 	     "sent", C(msgs_sent), "received", C(msgs_received));
 	pair(out, "tlsq_key_updates_total", "TLS 1.3 KeyUpdates by direction.", "direction", "sent",
 	     C(key_updates_sent), "received", C(key_updates_received));
+	uint64_t rl_ok, rl_failed;
+	tlsq__tls_reload_counts(&rl_ok, &rl_failed);
+	pair(out, "tlsq_cert_reloads_total",
+	     "Certificate reloads (tlsq_tls_reload, SIGHUP) of the process, by result.", "result",
+	     "ok", rl_ok, "failed", rl_failed);
+	head(out, "tlsq_certificate_not_after_seconds", "gauge",
+	     "When the certificate a TLS listener serves now expires, Unix time.");
+	pthread_mutex_lock((pthread_mutex_t *)&e->lmu);
+	for (struct tlsq_listener *l = e->listeners; l; l = l->next) {
+		char subj[256];
+		int64_t na;
+		if (tlsq__tls_cert_summary(l->tls, subj, sizeof subj, &na) != 0)
+			continue;
+		evbuffer_add_printf(
+		    out, "tlsq_certificate_not_after_seconds{port=\"%d\",subject=\"", l->port);
+		label_value(out, subj);
+		evbuffer_add_printf(out, "\"} %" PRId64 "\n", na);
+	}
+	pthread_mutex_unlock((pthread_mutex_t *)&e->lmu);
 	one(out, "tlsq_accept_dropped_total", "counter",
 	    "Handshaken connections dropped because the accept queue was full.", C(accept_dropped));
 	head(out, "tlsq_errors_total", "counter", "Connections failed, by error code.");

@@ -116,17 +116,18 @@ static void *stdin_main(void *arg)
 	return NULL;
 }
 
-/* Receives until the peer closes; returns the exit status. */
+/* Receives until the peer closes; returns the exit status. Writes each
+ * received chunk from where tlsq holds it (tlsq_recv_lend): no copy. */
 static int receive_all(struct cat *k)
 {
-	char *buf = malloc(IOBUF);
-	if (!buf)
-		tool_die("out of memory");
 	int status;
 	for (;;) {
-		ssize_t n = tlsq_recv(k->c, buf, IOBUF, -1);
+		tlsq_chunk *ch;
+		const void *data;
+		ssize_t n = tlsq_recv_lend(k->c, &ch, &data, -1);
 		if (n > 0) {
-			int rc = tool_write_all(STDOUT_FILENO, buf, (size_t)n);
+			int rc = tool_write_all(STDOUT_FILENO, data, (size_t)n);
+			tlsq_recv_release(ch, (size_t)n);
 			if (rc < 0) {
 				tool_err("writing stdout: %s", strerror(-rc));
 				status = 1;
@@ -154,7 +155,6 @@ static int receive_all(struct cat *k)
 		}
 		break;
 	}
-	free(buf);
 	return status;
 }
 

@@ -346,10 +346,10 @@ static void free_password(char *pw)
 	free(pw);
 }
 
-/* tool_tls_new's work: 0 with *out set, or -1 with the reason in `why`
- * (the profile's contradictions still die: they are start-up errors). */
-static int tls_build(const struct tool_tls_opts *o, tlsq_role role, tlsq_mode mode, tlsq_tls **out,
-                     char *why, size_t cap)
+/* The profile configuration the options ask for (the contradictions die:
+ * they are start-up errors). */
+static void tls_config_of(const struct tool_tls_opts *o, tlsq_role role, tlsq_mode mode,
+                          tlsq_tls_config *out)
 {
 	tlsq_tls_config c;
 	tlsq_tls_config_init(&c, role);
@@ -404,9 +404,20 @@ static int tls_build(const struct tool_tls_opts *o, tlsq_role role, tlsq_mode mo
 				tool_die("no CA to verify the server with: give --ca FILE (or --insecure)");
 		}
 	}
+	*out = c;
+}
+
+/* tool_tls_new's work (*out NULL) or tool_tls_reload's (*out the profile):
+ * 0 with *out set, or -1 with the reason in `why`. */
+static int tls_build(const struct tool_tls_opts *o, tlsq_role role, tlsq_mode mode, tlsq_tls **out,
+                     char *why, size_t cap)
+{
+	tlsq_tls_config c;
+	tls_config_of(o, role, mode, &c);
+	/* Read at every reload: the password may have changed with the key. */
 	char *pw = o->key_password_file ? read_password(o->key_password_file) : NULL;
 	c.key_password = pw;
-	int rc = tlsq_tls_new(&c, out);
+	int rc = *out ? tlsq_tls_reload(*out, &c) : tlsq_tls_new(&c, out);
 	free_password(pw);
 	if (rc != TLSQ_OK) {
 		snprintf(why, cap, "%s", tlsq_last_error());
@@ -434,6 +445,22 @@ tlsq_tls *tool_tls_new(const struct tool_tls_opts *o, tlsq_role role, tlsq_mode 
 		tool_die("TLS setup: %s", why);
 	print_warnings(t);
 	return t;
+}
+
+int tool_tls_reload(tlsq_tls *t, const struct tool_tls_opts *o, tlsq_role role, tlsq_mode mode)
+{
+	char why[512];
+	if (tls_build(o, role, mode, &t, why, sizeof why) != 0) {
+		tool_err("reload failed, still serving the previous certificate: %s", why);
+		return -1;
+	}
+	if (o->cert)
+		tool_err("reloaded: certificate %s, key %s%s%s", o->cert, o->key,
+		         o->ca ? ", CA " : "", o->ca ? o->ca : "");
+	else
+		tool_err("reloaded: a new self-signed certificate");
+	print_warnings(t);
+	return 0;
 }
 
 void tool_print_conn(const char *what, tlsq_conn *c)
@@ -503,22 +530,33 @@ uint64_t tool_now_ns(void)
 struct sig_ctx {
 	sigset_t set;
 	void (*fn)(void *);
+	void (*reload)(void *);
 	void *arg;
 };
 
 static void *signal_main(void *p)
 {
 	struct sig_ctx *s = p;
-	int sig;
-	if (sigwait(&s->set, &sig) == 0) {
-		s->fn(s->arg);
-		if (sigwait(&s->set, &sig) == 0)
+	int sig, stopped = 0;
+	while (sigwait(&s->set, &sig) == 0) {
+		if (sig == SIGHUP && s->reload) {
+			s->reload(s->arg);
+		} else if (!stopped) {
+			stopped = 1;
+			s->fn(s->arg);
+		} else {
 			_exit(130);
+		}
 	}
 	return NULL;
 }
 
 void tool_on_signal(void (*fn)(void *), void *arg)
+{
+	tool_on_signals(fn, NULL, arg);
+}
+
+void tool_on_signals(void (*fn)(void *), void (*reload)(void *), void *arg)
 {
 	static struct sig_ctx s; /* lives as long as the process */
 	sigemptyset(&s.set);
@@ -526,6 +564,7 @@ void tool_on_signal(void (*fn)(void *), void *arg)
 	sigaddset(&s.set, SIGTERM);
 	sigaddset(&s.set, SIGHUP);
 	s.fn = fn;
+	s.reload = reload;
 	s.arg = arg;
 	pthread_sigmask(SIG_BLOCK, &s.set, NULL);
 	if (tool_thread(signal_main, &s) != 0)

@@ -152,6 +152,11 @@ tlsq_engine *tool_engine_new(const struct tool_common *co);
  * --insecure trusts the system's CA bundle.
  */
 tlsq_tls *tool_tls_new(const struct tool_tls_opts *o, tlsq_role role, tlsq_mode mode);
+/* Reads the files the options name again, into t (tlsq_tls_reload), and logs
+ * one line: "prog: reloaded: certificate F, key K" or "prog: reload failed,
+ * still serving the previous certificate: REASON"; then any warnings.
+ * Returns 0 or -1. */
+int tool_tls_reload(tlsq_tls *t, const struct tool_tls_opts *o, tlsq_role role, tlsq_mode mode);
 
 /* After tlsq_listen failed on addr: one line "prog: cannot listen on ADDR:
  * reason" (the address once), exit 1. */
@@ -189,6 +194,9 @@ void tool_faillog_stop(struct tool_faillog *f);
  * at once (status 130).
  */
 void tool_on_signal(void (*fn)(void *), void *arg);
+/* The same, except that SIGHUP calls reload(arg) instead (every time, on the
+ * signal thread): for servers that reload their certificates. */
+void tool_on_signals(void (*fn)(void *), void (*reload)(void *), void *arg);
 
 /* Starts a detached thread with a small stack; 0 or an errno. */
 int tool_thread(void *(*fn)(void *), void *arg);

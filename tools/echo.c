@@ -10,7 +10,10 @@
  * our close_notify.
  *
  * On SIGINT/SIGTERM the listener closes, live connections are aborted,
- * the workers are waited for, and the program exits 0.
+ * the workers are waited for, and the program exits 0. On SIGHUP the
+ * certificate, key and CA files are read again (tlsq_tls_reload): new
+ * handshakes get them, live connections go on; a reload that fails keeps the
+ * old ones serving. One line on stderr says which.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -41,6 +44,12 @@ static void usage(FILE *out)
 	        "  -v, --verbose               one line per connection on stderr\n"
 	        "  -h, --help                  this text\n"
 	        "  -V, --version               versions of tlsq and the crypto library\n"
+	        "\n"
+	        "SIGHUP reads --cert, --key, --ca (and --key-password-file) again: new\n"
+	        "handshakes get the new certificate, live connections go on. A reload that\n"
+	        "fails (a missing or broken file, a key of another certificate) keeps the\n"
+	        "old certificate serving; one line on stderr says reloaded or why not.\n"
+	        "SIGINT/SIGTERM stop the server.\n"
 	        "\n%s\n%s",
 	        tool_tls_server_help, tool_engine_help);
 }
@@ -59,7 +68,12 @@ static struct {
 	int verbose;
 	tlsq_listener *listener; /* under mu: the signal thread closes it */
 	int stopping;            /* under mu */
-} srv = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+	pthread_mutex_t rmu; /* SIGHUP reloads: tls and tls_opts */
+	tlsq_tls *tls;
+	const struct tool_tls_opts *tls_opts;
+} srv = {.mu = PTHREAD_MUTEX_INITIALIZER,
+         .cv = PTHREAD_COND_INITIALIZER,
+         .rmu = PTHREAD_MUTEX_INITIALIZER};
 
 /* Echoes until the peer's close_notify (returns 0) or an error (returns it). */
 static int echo_stream(tlsq_conn *c)
@@ -147,6 +161,15 @@ static void on_signal(void *arg)
 	pthread_mutex_unlock(&srv.mu);
 }
 
+static void on_reload(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&srv.rmu);
+	if (srv.tls)
+		tool_tls_reload(srv.tls, srv.tls_opts, TLSQ_SERVER, srv.mode);
+	pthread_mutex_unlock(&srv.rmu);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -187,13 +210,16 @@ int main(int argc, char **argv)
 	if (!addr)
 		tool_die("missing --listen ADDR (try --help)");
 
-	tool_on_signal(on_signal, NULL); /* before the engine starts its threads */
+	tool_on_signals(on_signal, on_reload, NULL); /* before the engine starts its threads */
 	tlsq_engine *e = tool_engine_new(&co);
 	tlsq_tls *tls = tool_tls_new(&co.tls, TLSQ_SERVER, srv.mode);
 	tlsq_listener *l;
 	if (tlsq_listen(e, addr, tls, &l) != TLSQ_OK)
 		tool_die_listen(addr);
-	tlsq_tls_free(tls);
+	pthread_mutex_lock(&srv.rmu);
+	srv.tls = tls;
+	srv.tls_opts = &co.tls;
+	pthread_mutex_unlock(&srv.rmu);
 	tool_err("listening on port %d (%s mode)", tlsq_listener_port(l),
 	         srv.mode == TLSQ_MODE_MESSAGE ? "msg" : "stream");
 	pthread_mutex_lock(&srv.mu);
@@ -246,6 +272,10 @@ int main(int argc, char **argv)
 	srv.listener = NULL;
 	pthread_mutex_unlock(&srv.mu);
 	tool_faillog_stop(&flog); /* the listener is closed: it returns */
+	pthread_mutex_lock(&srv.rmu);
+	srv.tls = NULL;
+	pthread_mutex_unlock(&srv.rmu);
+	tlsq_tls_free(tls);
 	tlsq_listener_free(l);
 	tlsq_engine_free(e);
 	free(addr);

@@ -17,7 +17,10 @@
  * The second pump to finish closes both ends and frees the session.
  *
  * On SIGINT/SIGTERM the listener closes and every session is aborted; the
- * program waits for the sessions to go, then exits 0.
+ * program waits for the sessions to go, then exits 0. On SIGHUP a TLS
+ * listening side reads its certificate and key files again
+ * (tlsq_tls_reload): new clients get them, live sessions go on, a failed
+ * reload keeps the old ones.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -66,6 +69,10 @@ static void usage(FILE *out)
 	        "The TLS options below apply to the side they make sense for: --cert, --key,\n"
 	        "--self-signed to the listening side; --ca, --insecure, --servername to the\n"
 	        "upstream; --alpn, --tls1.2, --tls1.3 to both.\n"
+	        "\n"
+	        "SIGHUP reads --cert and --key again (--listen-tls): new clients get the new\n"
+	        "certificate, live sessions go on; a reload that fails keeps the old one\n"
+	        "serving. One line on stderr says reloaded or why not. SIGINT/SIGTERM stop.\n"
 	        "\n%s\n%s",
 	        tool_tls_help, tool_engine_help);
 }
@@ -98,7 +105,13 @@ static struct {
 	int stopping;      /* under mu */
 	tlsq_listener *tl; /* TLS listener, under mu */
 	int lfd;           /* plain listener */
-} px = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .lfd = -1};
+	pthread_mutex_t rmu; /* SIGHUP reloads: down_tls, down_o */
+	tlsq_tls *down_tls;  /* the listening side's profile */
+	const struct tool_tls_opts *down_o;
+} px = {.mu = PTHREAD_MUTEX_INITIALIZER,
+        .cv = PTHREAD_COND_INITIALIZER,
+        .lfd = -1,
+        .rmu = PTHREAD_MUTEX_INITIALIZER};
 
 /* > 0 bytes, 0 at a clean end, < 0 an error (a tlsq code or -errno). */
 static ssize_t end_read(struct end *e, void *buf, size_t cap)
@@ -330,6 +343,17 @@ static void session_start(tlsq_conn *c, int fd)
 	}
 }
 
+static void on_reload(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&px.rmu);
+	if (px.down_tls)
+		tool_tls_reload(px.down_tls, px.down_o, TLSQ_SERVER, TLSQ_MODE_STREAM);
+	else
+		tool_err("SIGHUP: no TLS listening side (yet), nothing to reload");
+	pthread_mutex_unlock(&px.rmu);
+}
+
 static void on_signal(void *arg)
 {
 	(void)arg;
@@ -400,7 +424,7 @@ int main(int argc, char **argv)
 	if (!upstream_tls && (co.tls.ca || co.tls.insecure || co.tls.servername))
 		tool_die("--ca/--insecure/--servername need --upstream-tls");
 
-	tool_on_signal(on_signal, NULL); /* before the engine starts its threads */
+	tool_on_signals(on_signal, on_reload, NULL); /* before the engine starts its threads */
 	px.engine = tool_engine_new(&co);
 	tlsq_tls *down_tls = listen_tls ? tool_tls_new(&down_o, TLSQ_SERVER, TLSQ_MODE_STREAM) : NULL;
 	px.up_tls = upstream_tls ? tool_tls_new(&up_o, TLSQ_CLIENT, TLSQ_MODE_STREAM) : NULL;
@@ -410,7 +434,10 @@ int main(int argc, char **argv)
 	if (listen_tls) {
 		if (tlsq_listen(px.engine, addr, down_tls, &tl) != TLSQ_OK)
 			tool_die_listen(addr);
-		tlsq_tls_free(down_tls);
+		pthread_mutex_lock(&px.rmu);
+		px.down_tls = down_tls;
+		px.down_o = &down_o;
+		pthread_mutex_unlock(&px.rmu);
 		port = tlsq_listener_port(tl);
 	} else {
 		lfd = tool_tcp_listen(addr);
@@ -473,6 +500,11 @@ int main(int argc, char **argv)
 		tlsq_listener_free(tl);
 	} else
 		close(lfd);
+	pthread_mutex_lock(&px.rmu);
+	tlsq_tls *down = px.down_tls;
+	px.down_tls = NULL;
+	pthread_mutex_unlock(&px.rmu);
+	tlsq_tls_free(down);
 	tlsq_engine_free(px.engine);
 	tlsq_tls_free(px.up_tls);
 	free(addr);

@@ -8,7 +8,7 @@
  */
 #include "qtest.h"
 
-#include "queue.h"
+#include "queue_int.h"
 
 static tlsq__queue q;
 
@@ -218,6 +218,26 @@ static void test_was_empty_is_set_when_all_was_popped_even_with_credits_held(voi
 	tlsq__buf_free(b);
 	tx_pop_release(&q, 5);
 	assert_int_equal(tx(&q, 5), 1);
+}
+
+/* The IO task is between reserving an rx entry's credit and publishing it
+ * (preempted there under load: torture seed 101279 saw a poll loop spin).
+ * tlsq__rxq_ready, which keeps the pollfd level-triggered, must say what a
+ * pop can take: nothing yet. Before, it counted reservations and said
+ * ready while every pop said TLSQ_EAGAIN. */
+static void test_rx_ready_ignores_an_entry_reserved_but_not_yet_published(void **state)
+{
+	(void)state;
+	tlsq__buf *b = NULL;
+	int unpark = 0;
+	uint64_t before = 0;
+	tlsq__queue_init(&q, 1000, 16);
+	assert_true(tlsq__q_reserve(&q, 10, &before)); /* a push, cut short */
+	assert_int_equal(tlsq__rxq_pop_mc(&q, &b, 0, &unpark), TLSQ_EAGAIN);
+	assert_false(tlsq__rxq_ready(&q));
+	tlsq__q_give_back(&q, 10, 1);
+	assert_int_equal(rx(&q, 7), 1);
+	assert_true(tlsq__rxq_ready(&q));
 }
 
 /* ---- timeouts ---- */
@@ -621,6 +641,7 @@ int main(void)
 	    T(test_entries_come_out_in_order_across_many_wraparounds),
 	    T(test_was_empty_is_set_once_per_empty_to_non_empty_transition),
 	    T(test_was_empty_is_set_when_all_was_popped_even_with_credits_held),
+	    T(test_rx_ready_ignores_an_entry_reserved_but_not_yet_published),
 	    T(test_timeout_zero_returns_eagain_without_waiting),
 	    T(test_timeout_n_returns_etimedout_after_n_ms),
 	    T(test_push_waits_when_budget_full_and_wakes_on_release),

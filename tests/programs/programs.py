@@ -65,7 +65,9 @@ CA = pki("ca")[0]
 SRV, SRVKEY = pki("server")
 CAT, ECHO, PROXY, DEMO = (os.path.join(TOOLS, "tlsq-" + p) for p in ("cat", "echo", "proxy",
                                                                      "demo"))
-BENCH, QBENCH = (os.path.join(TOOLS, "tlsq-" + p) for p in ("bench", "qbench"))
+# The benchmarks are built in bench/, beside tools/ in the build tree.
+BENCH, QBENCH = (os.path.join(os.path.dirname(os.path.normpath(TOOLS)), "bench", "tlsq-" + p)
+                 for p in ("bench", "qbench"))
 MIB = 1 << 20
 
 

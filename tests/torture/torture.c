@@ -1013,7 +1013,8 @@ static void run_seed(uint64_t seed, int openssl)
 	                         .seed = seed,
 	                         .max_read = p->ossl_max_read,
 	                         .key_update_pct = p->ossl_ku_pct,
-	                         .tlsq_side = 0};
+	                         .tlsq_side = 0,
+	                         .io_timeout_ms = hang_ms > 30000 ? hang_ms : 30000};
 	int ossl_port = 0;
 	if (openssl && p->ossl_server) {
 		ossl_pem = calloc(1, 8192);

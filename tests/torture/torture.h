@@ -120,6 +120,7 @@ struct tt_ossl_cfg {
 	unsigned max_read;       /* SSL_read sizes 1..max_read */
 	unsigned key_update_pct; /* chance of an SSL_key_update before a write */
 	unsigned tlsq_side;      /* side id in the chunks it receives */
+	int io_timeout_ms;       /* a blocking call longer than this fails (--hang-ms) */
 };
 struct tt_ossl_result {
 	int handshake_ok;

@@ -33,9 +33,9 @@
 #include "queue.h"
 #include "wait.h"
 
-#define MSG 64
+#define MSG    64
 #define BUDGET (64 * 1024)
-#define MAXP 16
+#define MAXP   16
 
 /* ---- the reference: a bounded FIFO under a mutex ---- */
 
@@ -196,8 +196,10 @@ static double throughput(enum kind k, int np, uint64_t total)
 		tlsq__buf *b = bq_pop(&q);
 		uint32_t id = (uint32_t)(b->tag >> 48);
 		uint64_t s = b->tag & ((1ull << 48) - 1);
-		if (id >= (uint32_t)np || s != next[id] || b->data[MSG - 1] != (unsigned char)(s & 0xff)) {
-			fprintf(stderr, "tlsq-qbench: %s delivered a wrong message\n", kind_name[k]);
+		if (id >= (uint32_t)np || s != next[id] ||
+		    b->data[MSG - 1] != (unsigned char)(s & 0xff)) {
+			fprintf(stderr, "tlsq-qbench: %s delivered a wrong message\n",
+			        kind_name[k]);
 			exit(1);
 		}
 		next[id]++;
@@ -280,28 +282,26 @@ static double median(double *v, int n)
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-	        "Usage: tlsq-qbench [--messages N] [--handoffs N] [--runs N]\n\n"
-	        "Compares tlsq's tx queue (lock-free stack, futex event counts, coalesced wakeups)\n"
-	        "with a mutex + condition variable queue carrying the same 64-byte messages\n"
-	        "under the same 64 KiB budget: messages/s with 1 and 4 producers and one\n"
-	        "consumer, and the hand-off latency to a consumer asleep on an empty queue.\n"
-	        "Each figure is the median of --runs runs; ratios are tlsq / mutex.\n\n"
-	        "  -m, --messages N   messages per throughput run (default 2000000)\n"
-	        "  -H, --handoffs N   hand-offs per latency run (default 20000)\n"
-	        "  -r, --runs N       runs per figure (default 5)\n"
-	        "  -h, --help         this text\n"
-	        "  -V, --version      the tlsq version\n");
+	fprintf(
+	    f, "Usage: tlsq-qbench [--messages N] [--handoffs N] [--runs N]\n\n"
+	       "Compares tlsq's tx queue (lock-free stack, futex event counts, coalesced wakeups)\n"
+	       "with a mutex + condition variable queue carrying the same 64-byte messages\n"
+	       "under the same 64 KiB budget: messages/s with 1 and 4 producers and one\n"
+	       "consumer, and the hand-off latency to a consumer asleep on an empty queue.\n"
+	       "Each figure is the median of --runs runs; ratios are tlsq / mutex.\n\n"
+	       "  -m, --messages N   messages per throughput run (default 2000000)\n"
+	       "  -H, --handoffs N   hand-offs per latency run (default 20000)\n"
+	       "  -r, --runs N       runs per figure (default 5)\n"
+	       "  -h, --help         this text\n"
+	       "  -V, --version      the tlsq version\n");
 }
 
 int main(int argc, char **argv)
 {
-	static const struct option opts[] = {{"messages", required_argument, NULL, 'm'},
-	                                     {"handoffs", required_argument, NULL, 'H'},
-	                                     {"runs", required_argument, NULL, 'r'},
-	                                     {"help", no_argument, NULL, 'h'},
-	                                     {"version", no_argument, NULL, 'V'},
-	                                     {NULL, 0, NULL, 0}};
+	static const struct option opts[] = {
+	    {"messages", required_argument, NULL, 'm'}, {"handoffs", required_argument, NULL, 'H'},
+	    {"runs", required_argument, NULL, 'r'},     {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},        {NULL, 0, NULL, 0}};
 	long long msgs = 2000000, hand = 20000, runs = 5;
 	int c;
 	while ((c = getopt_long(argc, argv, "m:H:r:hV", opts, NULL)) != -1) {
@@ -323,7 +323,10 @@ int main(int argc, char **argv)
 		v = strtoll(optarg, &end, 10);
 		if (*end != '\0' || v < 1) {
 			fprintf(stderr, "tlsq-qbench: --%s wants a positive number, got '%s'\n",
-			        c == 'm' ? "messages" : c == 'H' ? "handoffs" : "runs", optarg);
+			        c == 'm'   ? "messages"
+			        : c == 'H' ? "handoffs"
+			                   : "runs",
+			        optarg);
 			return 2;
 		}
 		if (c == 'm')
@@ -342,7 +345,8 @@ int main(int argc, char **argv)
 		for (int k = 0; k < 2; k++) {
 			for (int p = 0; p < 2; p++) {
 				r[k][p][i] = throughput((enum kind)k, prods[p], (uint64_t)msgs);
-				fprintf(stderr, "  run %d/%lld  %-24s %d producer(s): %.2f M msgs/s\n",
+				fprintf(stderr,
+				        "  run %d/%lld  %-24s %d producer(s): %.2f M msgs/s\n",
 				        i + 1, runs, kind_name[k], prods[p], r[k][p][i] / 1e6);
 			}
 		}

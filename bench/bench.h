@@ -5,6 +5,7 @@
  *   bench.c          orchestration: processes, deadlines, medians, table, JSON
  *   bench_work.c     the workloads W1-W6 and the byte hash
  *   bench_peers.c    the tcp and tlsq peers
+ *   bench_naive.c    what the naive blocking TLS peers share (no TLS headers)
  *   bench_wolfssl.c  the wolfssl peer (only wolfSSL headers)
  *   bench_openssl.c  the openssl peer (only OpenSSL headers)
  *   bench_nng.c      the nng peer (only NNG headers)
@@ -54,6 +55,7 @@ struct bench_opts {
 	uint64_t bulk, duplex, round_trips;
 	uint64_t conns[BENCH_NWORK + 1]; /* W5, W6: connections */
 	double duration;
+	double slow; /* --slow: every run's deadline multiplied by this (valgrind) */
 	int runs;
 };
 
@@ -86,5 +88,28 @@ uint64_t bench_now_ns(void);
 int bench_tcp_listen_fd(int *port);
 int bench_tcp_accept_fd(int lfd);
 int bench_tcp_connect_fd(int port);
+
+/*
+ * The naive blocking TLS peers (bench_naive.c): a library supplies these on a
+ * session of its own type; bench_naive.c adds the socket, the mutex and the
+ * loops. session: a handshaken session on the blocking socket fd, or NULL
+ * (fd is the caller's to close). write: bytes written (> 0) or failure.
+ * read: > 0 bytes, 0 at the peer's close_notify, < 0 on error.
+ */
+struct bench_naive_lib {
+	void *(*session)(int fd, int server);
+	int (*write)(void *s, const void *buf, int len);
+	int (*read)(void *s, void *buf, int cap);
+	void (*shutdown)(void *s);
+	void (*free)(void *s);
+};
+
+int bench_naive_listen(void);
+void *bench_naive_accept(const struct bench_naive_lib *lib);
+void *bench_naive_connect(const struct bench_naive_lib *lib, int port);
+int bench_naive_send(void *c, const void *buf, size_t len);
+ssize_t bench_naive_recv(void *c, void *buf, size_t cap);
+void bench_naive_shutdown(void *c);
+void bench_naive_close(void *c);
 
 #endif

@@ -10,6 +10,13 @@
  * within its deadline is reported as a hang (both children are killed). Each
  * figure is the median of --runs runs, printed with the ratio tlsq/peer.
  *
+ * Beside each workload's own figures, every run reports the CPU time (user +
+ * system) of both processes, from wait4()'s rusage of the two children (all
+ * their threads: for tlsq the application thread and the IO thread), per GB
+ * moved (W1, W4), per message (W2), per round trip (W3, both messages and the
+ * warm-up) or per connection (W5, W6). Setup (library init, certificate
+ * loading, handshakes) is included; on the default sizes it is noise.
+ *
  * Workloads (bench_work.c):
  *   W1  bulk: --bulk-bytes (1 GiB) one way in 16 KiB writes        MB/s
  *   W2  64-byte messages one way, one write per message, for
@@ -42,23 +49,32 @@
 
 #define MAXRUNS 25
 #define NPEERS  5
+#define NMETRIC 4 /* the most figures a workload has, its CPU figure included */
 
 static const struct bench_peer *const all_peers[NPEERS] = {&bench_tlsq, &bench_tcp, &bench_wolfssl,
                                                            &bench_openssl, &bench_nng};
 
 static const struct workload {
 	const char *name, *what;
-	int nmetric;
-	const char *metric[3];
-	int lower_better[3];
+	int nmetric; /* the last one is always the CPU figure */
+	const char *metric[NMETRIC];
+	int lower_better[NMETRIC];
 } wl[BENCH_NWORK + 1] = {
     {0},
-    {"W1", "bulk one way, 16 KiB writes", 1, {"MB/s"}, {0}},
-    {"W2", "64 B messages one way, pipelined", 1, {"msgs/s"}, {0}},
-    {"W3", "64 B ping-pong round trip", 3, {"p50 us", "p99 us", "p99.9 us"}, {1, 1, 1}},
-    {"W4", "full duplex, both ways at once", 1, {"MB/s"}, {0}},
-    {"W5", "connections handshaken, then idle", 2, {"handshakes/s", "KiB/conn"}, {0, 1}},
-    {"W6", "idle connections", 2, {"KiB/conn", "setup s"}, {1, 1}},
+    {"W1", "bulk one way, 16 KiB writes", 2, {"MB/s", "CPU s/GB"}, {0, 1}},
+    {"W2", "64 B messages one way, pipelined", 2, {"msgs/s", "CPU us/msg"}, {0, 1}},
+    {"W3",
+     "64 B ping-pong round trip",
+     4,
+     {"p50 us", "p99 us", "p99.9 us", "CPU us/rt"},
+     {1, 1, 1, 1}},
+    {"W4", "full duplex, both ways at once", 2, {"MB/s", "CPU s/GB"}, {0, 1}},
+    {"W5",
+     "connections handshaken, then idle",
+     3,
+     {"handshakes/s", "KiB/conn", "CPU ms/conn"},
+     {0, 1, 1}},
+    {"W6", "idle connections", 3, {"KiB/conn", "setup s", "CPU ms/conn"}, {1, 1, 1}},
 };
 
 enum { B_OK, B_FAIL, B_HANG };
@@ -66,8 +82,8 @@ enum { B_OK, B_FAIL, B_HANG };
 struct result {
 	int status; /* B_OK if every run passed, else what went wrong first */
 	int n;
-	double v[3][MAXRUNS];
-	double med[3];
+	double v[NMETRIC][MAXRUNS];
+	double med[NMETRIC];
 };
 
 static char cert_path[256], key_path[256];
@@ -119,11 +135,13 @@ static void child(const struct bench_peer *p, int w, int server, int port_pipe, 
 	_exit(r.ok ? 0 : 1);
 }
 
-/* Waits for pid until deadline; kills it when the deadline passes. */
-static int reap(pid_t pid, uint64_t deadline)
+/* Waits for pid until deadline; kills it when the deadline passes. Adds the
+ * CPU seconds (user + system, all its threads) it used to *cpu. */
+static int reap(pid_t pid, uint64_t deadline, double *cpu)
 {
 	int st;
-	while (waitpid(pid, &st, WNOHANG) == 0) {
+	struct rusage ru;
+	while (wait4(pid, &st, WNOHANG, &ru) == 0) {
 		if (bench_now_ns() > deadline) {
 			kill(pid, SIGKILL);
 			waitpid(pid, &st, 0);
@@ -132,6 +150,8 @@ static int reap(pid_t pid, uint64_t deadline)
 		struct timespec nap = {0, 5000000};
 		nanosleep(&nap, NULL);
 	}
+	*cpu += (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+	        (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
 	return 0;
 }
 
@@ -159,20 +179,23 @@ static double budget(int w, const struct bench_opts *o)
 	}
 }
 
-/* Checks the two reports against each other and computes the figures. */
+/* Checks the two reports against each other and computes the figures; cpu
+ * is both processes' CPU seconds, the last figure of every workload. */
 static int figures(int w, const struct bench_opts *o, const struct bench_rep *rc,
-                   const struct bench_rep *rs, double fig[3])
+                   const struct bench_rep *rs, double cpu, double fig[NMETRIC])
 {
 	switch (w) {
 	case 1:
 		if (rc->hash != rs->hash || rs->count != o->bulk)
 			return B_FAIL;
 		fig[0] = (double)o->bulk / rc->secs / 1e6;
+		fig[1] = cpu / ((double)o->bulk / 1e9);
 		break;
 	case 2:
 		if (rc->hash != rs->hash || rc->count != rs->count)
 			return B_FAIL;
 		fig[0] = (double)rc->count / rc->secs;
+		fig[1] = cpu / (double)rc->count * 1e6;
 		break;
 	case 3:
 		if (rc->hash != rs->hash || rc->count != rs->count)
@@ -180,12 +203,14 @@ static int figures(int w, const struct bench_opts *o, const struct bench_rep *rc
 		fig[0] = rc->p50;
 		fig[1] = rc->p99;
 		fig[2] = rc->p999;
+		fig[3] = cpu / (double)rc->count * 1e6;
 		break;
 	case 4:
 		if (rc->hash != rs->count || rs->hash != rc->count)
 			return B_FAIL;
 		fig[0] =
 		    2.0 * (double)o->duplex / (rc->secs > rs->secs ? rc->secs : rs->secs) / 1e6;
+		fig[1] = cpu / (2.0 * (double)o->duplex / 1e9);
 		break;
 	case 5:
 	case 6:
@@ -193,12 +218,14 @@ static int figures(int w, const struct bench_opts *o, const struct bench_rep *rc
 			return B_FAIL;
 		fig[w == 5 ? 0 : 1] = w == 5 ? (double)rc->count / rc->secs : rc->secs;
 		fig[w == 5 ? 1 : 0] = rs->kib;
+		fig[2] = cpu / (double)o->conns[w] * 1e3;
 		break;
 	}
 	return B_OK;
 }
 
-static int run_once(const struct bench_peer *p, int w, const struct bench_opts *o, double fig[3])
+static int run_once(const struct bench_peer *p, int w, const struct bench_opts *o,
+                    double fig[NMETRIC])
 {
 	int pp[2], sp[2], cp[2], gp[2];
 	if (pipe(pp) || pipe(sp) || pipe(cp) || pipe(gp))
@@ -214,9 +241,10 @@ static int run_once(const struct bench_peer *p, int w, const struct bench_opts *
 	pid_t cli = port > 0 ? fork() : -1;
 	if (cli == 0)
 		child(p, w, 0, -1, cp[1], gp[0], port, o);
-	uint64_t deadline = bench_now_ns() + (uint64_t)(budget(w, o) * 1e9);
-	int hang = (cli > 0 ? reap(cli, deadline) : 0) < 0;
-	hang |= reap(srv, hang ? bench_now_ns() : deadline + 5000000000ull) < 0;
+	uint64_t deadline = bench_now_ns() + (uint64_t)(budget(w, o) * o->slow * 1e9);
+	double cpu = 0;
+	int hang = (cli > 0 ? reap(cli, deadline, &cpu) : 0) < 0;
+	hang |= reap(srv, hang ? bench_now_ns() : deadline + 5000000000ull, &cpu) < 0;
 	struct bench_rep rc, rs;
 	int ok =
 	    cli > 0 && read_rep(cp[0], &rc) == 0 && read_rep(sp[0], &rs) == 0 && rc.ok && rs.ok;
@@ -236,7 +264,7 @@ static int run_once(const struct bench_peer *p, int w, const struct bench_opts *
 		        rs.ok ? "ok" : "failed");
 		return B_FAIL;
 	}
-	return figures(w, o, &rc, &rs, fig);
+	return figures(w, o, &rc, &rs, cpu, fig);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -261,13 +289,15 @@ static void print_value(double v)
 {
 	if (v >= 100000)
 		printf(" %11.0f", v);
-	else
+	else if (v >= 10)
 		printf(" %11.1f", v);
+	else
+		printf(" %11.2f", v); /* CPU figures: seconds per GB, microseconds */
 }
 
 static void print_table(struct result res[][NPEERS], const int *want_w, const int *want_p)
 {
-	printf("\n%-3s %-34s %-15s", "", "workload", "metric");
+	printf("\n%-3s %-34s %-17s", "", "workload", "metric");
 	for (int i = 0; i < NPEERS; i++)
 		if (want_p[i])
 			printf(" %11s", all_peers[i]->name);
@@ -286,7 +316,7 @@ static void print_table(struct result res[][NPEERS], const int *want_w, const in
 			char metric[32];
 			snprintf(metric, sizeof metric, "%s (%s)", wl[w].metric[m],
 			         wl[w].lower_better[m] ? "low" : "high");
-			printf("%-3s %-34s %-15s", m ? "" : wl[w].name, m ? "" : wl[w].what,
+			printf("%-3s %-34s %-17s", m ? "" : wl[w].name, m ? "" : wl[w].what,
 			       metric);
 			for (int i = 0; i < NPEERS; i++) {
 				if (!want_p[i])
@@ -382,11 +412,11 @@ static int write_json(const char *path, struct result res[][NPEERS], const int *
 					fprintf(f, "\"median\": null, \"status\": \"%s\", ",
 					        r->status == B_HANG ? "hang" : "failed");
 				else
-					fprintf(f, "\"median\": %.3f, \"status\": \"ok\", ",
+					fprintf(f, "\"median\": %.6g, \"status\": \"ok\", ",
 					        r->med[m]);
 				fprintf(f, "\"runs\": [");
 				for (int k = 0; k < r->n; k++)
-					fprintf(f, "%s%.3f", k ? ", " : "", r->v[m][k]);
+					fprintf(f, "%s%.6g", k ? ", " : "", r->v[m][k]);
 				fprintf(f, "]}");
 			}
 		}
@@ -400,36 +430,41 @@ static int write_json(const char *path, struct result res[][NPEERS], const int *
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-	        "Usage: tlsq-bench [--workloads W1,...,W6] [--peers tlsq,tcp,wolfssl,openssl,nng]\n"
-	        "                  [--runs N] [--json FILE] [--quick] [sizes...]\n\n"
-	        "Runs tlsq and its peers side by side on loopback: for each workload a server\n"
-	        "process and a client process, every byte hashed on both sides, each figure the\n"
-	        "median of --runs runs, with the ratio tlsq/peer. A run that does not end\n"
-	        "within its deadline is reported as a hang. Peers: tcp (raw blocking TCP),\n"
-	        "wolfssl (naive blocking wolfSSL, the same build as tlsq, a mutex around each\n"
-	        "call), openssl (blocking OpenSSL 3, likewise), nng (NNG pair1 over tls+tcp,\n"
-	        "mbedTLS), tlsq (public API: stream mode, message mode for W2/W3). TLS 1.3 with\n"
-	        "AES-128-GCM (nng: what its mbedTLS offers), certificates not verified.\n\n"
-	        "  -w, --workloads LIST      W1 bulk MB/s, W2 messages/s, W3 ping-pong latency,\n"
-	        "                            W4 full duplex MB/s, W5 handshakes/s and KiB per\n"
-	        "                            connection, W6 idle connections (default all)\n"
-	        "  -p, --peers LIST          default tlsq,tcp,wolfssl,openssl,nng\n"
-	        "  -r, --runs N              runs per figure (default 3)\n"
-	        "  -j, --json FILE           also write the results as JSON\n"
-	        "  -q, --quick               small sizes: 64 MiB bulk, 1 s, 10,000 round trips,\n"
-	        "                            32 MiB duplex, 200 and 1,000 connections\n"
-	        "      --bulk-bytes N        W1 bytes (default 1 GiB; k/m/g suffixes)\n"
-	        "      --duration S          W2 seconds (default 5)\n"
-	        "      --round-trips N       W3 round trips after warm-up (default 100000)\n"
-	        "      --duplex-bytes N      W4 bytes each way (default 512 MiB)\n"
-	        "      --connections N       W5 connections (default 2000)\n"
-	        "      --idle-connections N  W6 connections (default 10000)\n"
-	        "  -h, --help                this text\n"
-	        "  -V, --version             versions of tlsq, the crypto library and the peers\n\n"
-	        "Progress goes to stderr, the table to stdout. Exit status: 1 if any run\n"
-	        "delivered different bytes, or if tlsq or tcp failed or hung; a naive TLS\n"
-	        "peer hanging in W4 is reported, not an error.\n");
+	fprintf(
+	    f,
+	    "Usage: tlsq-bench [--workloads W1,...,W6] [--peers tlsq,tcp,wolfssl,openssl,nng]\n"
+	    "                  [--runs N] [--json FILE] [--quick] [sizes...]\n\n"
+	    "Runs tlsq and its peers side by side on loopback: for each workload a server\n"
+	    "process and a client process, every byte hashed on both sides, each figure the\n"
+	    "median of --runs runs, with the ratio tlsq/peer. A run that does not end\n"
+	    "within its deadline is reported as a hang. Peers: tcp (raw blocking TCP),\n"
+	    "wolfssl (naive blocking wolfSSL, the same build as tlsq, a mutex around each\n"
+	    "call), openssl (blocking OpenSSL 3, likewise), nng (NNG pair1 over tls+tcp,\n"
+	    "mbedTLS), tlsq (public API: stream mode, message mode for W2/W3). TLS 1.3 with\n"
+	    "AES-128-GCM (nng: what its mbedTLS offers), certificates not verified.\n"
+	    "Every workload also reports the CPU time (user + system) of both processes\n"
+	    "per GB (W1, W4), per message (W2), per round trip (W3), per connection (W5, W6).\n\n"
+	    "  -w, --workloads LIST      W1 bulk MB/s, W2 messages/s, W3 ping-pong latency,\n"
+	    "                            W4 full duplex MB/s, W5 handshakes/s and KiB per\n"
+	    "                            connection, W6 idle connections (default all)\n"
+	    "  -p, --peers LIST          default tlsq,tcp,wolfssl,openssl,nng\n"
+	    "  -r, --runs N              runs per figure (default 3)\n"
+	    "  -j, --json FILE           also write the results as JSON\n"
+	    "  -q, --quick               small sizes: 64 MiB bulk, 1 s, 10,000 round trips,\n"
+	    "                            32 MiB duplex, 200 and 1,000 connections\n"
+	    "      --bulk-bytes N        W1 bytes (default 1 GiB; k/m/g suffixes)\n"
+	    "      --duration S          W2 seconds (default 5)\n"
+	    "      --round-trips N       W3 round trips after warm-up (default 100000)\n"
+	    "      --duplex-bytes N      W4 bytes each way (default 512 MiB)\n"
+	    "      --connections N       W5 connections (default 2000)\n"
+	    "      --idle-connections N  W6 connections (default 10000)\n"
+	    "      --slow F              multiply every run's deadline by F (default 1; for\n"
+	    "                            valgrind: bench/callgrind.py)\n"
+	    "  -h, --help                this text\n"
+	    "  -V, --version             versions of tlsq, the crypto library and the peers\n\n"
+	    "Progress goes to stderr, the table to stdout. Exit status: 1 if any run\n"
+	    "delivered different bytes, or if tlsq or tcp failed or hung; a naive TLS\n"
+	    "peer hanging in W4 is reported, not an error.\n");
 }
 
 static uint64_t parse_size(const char *s)
@@ -500,7 +535,7 @@ static int peer_index(const char *t)
 static void parse_args(int argc, char **argv, struct bench_opts *o, int *want_w, int *want_p,
                        const char **json)
 {
-	enum { O_BULK = 1000, O_DUR, O_RT, O_DUP, O_CONN, O_IDLE };
+	enum { O_BULK = 1000, O_DUR, O_RT, O_DUP, O_CONN, O_IDLE, O_SLOW };
 	static const struct option lo[] = {
 	    {"workloads", required_argument, NULL, 'w'},
 	    {"peers", required_argument, NULL, 'p'},
@@ -515,6 +550,7 @@ static void parse_args(int argc, char **argv, struct bench_opts *o, int *want_w,
 	    {"duplex-bytes", required_argument, NULL, O_DUP},
 	    {"connections", required_argument, NULL, O_CONN},
 	    {"idle-connections", required_argument, NULL, O_IDLE},
+	    {"slow", required_argument, NULL, O_SLOW},
 	    {NULL, 0, NULL, 0},
 	};
 	int ch;
@@ -561,6 +597,9 @@ static void parse_args(int argc, char **argv, struct bench_opts *o, int *want_w,
 		case O_CONN:
 			o->conns[5] = parse_size(optarg);
 			break;
+		case O_SLOW:
+			o->slow = strtod(optarg, NULL);
+			break;
 		case O_IDLE:
 			o->conns[6] = parse_size(optarg);
 			break;
@@ -580,9 +619,10 @@ static void parse_args(int argc, char **argv, struct bench_opts *o, int *want_w,
 			exit(2);
 		}
 	}
-	if (optind < argc || o->bulk < 16384 || o->duplex < 16384 || o->duration <= 0) {
-		fprintf(stderr,
-		        "tlsq-bench: sizes must be at least 16k and the duration positive\n");
+	if (optind < argc || o->bulk < 16384 || o->duplex < 16384 || o->duration <= 0 ||
+	    o->slow < 1) {
+		fprintf(stderr, "tlsq-bench: sizes must be at least 16k, the duration positive and "
+		                "--slow at least 1\n");
 		exit(2);
 	}
 }
@@ -631,7 +671,7 @@ static void run_all(struct result res[][NPEERS], const int *want_w, const int *w
 				continue;
 			struct result *r = &res[w][i];
 			for (int k = 0; k < o->runs; k++) {
-				double fig[3] = {0, 0, 0};
+				double fig[NMETRIC] = {0};
 				fprintf(stderr, "  %s %-8s run %d/%d ... ", wl[w].name,
 				        all_peers[i]->name, k + 1, o->runs);
 				int st = run_once(all_peers[i], w, o, fig);
@@ -644,7 +684,7 @@ static void run_all(struct result res[][NPEERS], const int *want_w, const int *w
 				}
 				for (int m = 0; m < wl[w].nmetric; m++) {
 					r->v[m][r->n] = fig[m];
-					fprintf(stderr, "%s%.1f %s", m ? ", " : "", fig[m],
+					fprintf(stderr, "%s%.3g %s", m ? ", " : "", fig[m],
 					        wl[w].metric[m]);
 				}
 				fprintf(stderr, "\n");
@@ -662,6 +702,7 @@ int main(int argc, char **argv)
 	                       .duplex = 512ull << 20,
 	                       .round_trips = 100000,
 	                       .duration = 5.0,
+	                       .slow = 1.0,
 	                       .runs = 3};
 	o.conns[5] = 2000;
 	o.conns[6] = 10000;
@@ -682,7 +723,10 @@ int main(int argc, char **argv)
 	run_all(res, want_w, want_p, &o);
 	print_table(res, want_w, want_p);
 	printf("\n(high) = higher is better, (low) = lower is better; the ratio is tlsq's median\n"
-	       "divided by the peer's, so for (low) metrics a ratio below 1 favours tlsq.\n");
+	       "divided by the peer's, so for (low) metrics a ratio below 1 favours tlsq.\n"
+	       "CPU = user + system time of both processes (all threads), per GB moved\n"
+	       "(W1, W4; GB = 1e9 bytes), per message (W2), per round trip (W3) or per\n"
+	       "connection (W5, W6), setup included.\n");
 	int bad = json && write_json(json, res, want_w, want_p, &o) < 0;
 	unlink(cert_path);
 	unlink(key_path);

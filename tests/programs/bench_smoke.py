@@ -1,0 +1,84 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""tlsq-bench smoke test (docs/benchmarks.md): small sizes, not a measurement.
+
+usage: bench_smoke.py TLSQ_BENCH
+
+  1. W1, W2, W3 with every peer and W4 with tlsq and tcp: exit 0 (every run's
+     hashes agree and tlsq finishes every workload).
+  2. The CPU figures are there: for every workload and peer that ran, the
+     JSON holds its CPU metric (W1/W4 "CPU s/GB", W2 "CPU us/msg", W3
+     "CPU us/rt") with status ok, a positive median and positive runs; the
+     table prints a row for each, with a tlsq/peer ratio for every peer.
+
+The bench has its own deadlines (a run that overruns is a hang, exit 1); the
+subprocess timeout below is only a backstop.
+"""
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+BENCH = sys.argv[1]
+CPU = {"W1": "CPU s/GB", "W2": "CPU us/msg", "W3": "CPU us/rt", "W4": "CPU s/GB"}
+ALL_PEERS = ["tlsq", "tcp", "wolfssl", "openssl", "nng"]
+RUNS = [
+    (["--runs", "1", "--bulk-bytes", "8m", "--duration", "0.3", "--round-trips", "2000",
+      "-w", "W1,W2,W3"], ["W1", "W2", "W3"], ALL_PEERS),
+    (["--runs", "1", "--duplex-bytes", "4m", "-w", "W4", "-p", "tlsq,tcp"], ["W4"],
+     ["tlsq", "tcp"]),
+]
+failures = []
+
+
+def check(cond, what):
+    print(("PASS  " if cond else "FAIL  ") + what, flush=True)
+    if not cond:
+        failures.append(what)
+
+
+with tempfile.TemporaryDirectory(prefix="tlsq-bench-smoke-") as tmp:
+    for k, (args, works, peers) in enumerate(RUNS):
+        js = os.path.join(tmp, f"run{k}.json")
+        p = subprocess.run([BENCH, *args, "--json", js], capture_output=True, text=True,
+                           timeout=600)
+        check(p.returncode == 0, f"tlsq-bench {' '.join(args)}: exit {p.returncode}"
+              + ("" if p.returncode == 0 else f"\n{p.stderr[-3000:]}"))
+        if not os.path.exists(js):
+            check(False, f"tlsq-bench wrote no JSON ({js})")
+            continue
+        with open(js) as f:
+            res = json.load(f)["results"]
+        for w in works:
+            for peer in peers:
+                rows = [r for r in res if r["workload"] == w and r["peer"] == peer
+                        and r["metric"] == CPU[w]]
+                ok = (len(rows) == 1 and rows[0]["status"] == "ok"
+                      and rows[0]["lower_is_better"] is True
+                      and rows[0]["median"] is not None and rows[0]["median"] > 0
+                      and len(rows[0]["runs"]) == 1 and all(v > 0 for v in rows[0]["runs"]))
+                check(ok, f"{w} {peer}: JSON has '{CPU[w]}' > 0 ({rows})")
+            # The table: the workload's CPU row, one positive value per peer,
+            # then a ratio tlsq/peer for every other peer.
+            lines = p.stdout.splitlines()
+            # W1 and W4 share the metric name: take the row that follows the
+            # workload's first line.
+            start = next((i for i, ln in enumerate(lines) if ln.startswith(w + " ")), None)
+            row = [ln for ln in lines[start:start + 5] if f"{CPU[w]} (low)" in ln] \
+                if start is not None else []
+            if not row:
+                check(False, f"{w}: the table has no '{CPU[w]} (low)' row:\n{p.stdout}")
+                continue
+            cells = row[0].split(f"{CPU[w]} (low)")[1].split()
+            values = [c for c in cells if not c.endswith("x")]
+            ratios = [c for c in cells if c.endswith("x")]
+            ok = (len(values) == len(peers) and all(float(v) > 0 for v in values)
+                  and len(ratios) == len(peers) - 1
+                  and all(re.fullmatch(r"\d+\.\d\dx", r) for r in ratios))
+            check(ok, f"{w}: table row '{row[0].strip()}' has {len(peers)} positive "
+                  f"CPU figures and {len(peers) - 1} ratios tlsq/peer")
+
+print(f"{len(failures)} failure(s)")
+sys.exit(1 if failures else 0)
