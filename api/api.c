@@ -2,6 +2,9 @@
 /*
  * api.c - the thin public API over the queues and the IO task.
  *
+ * Folder rule: api/ implements tlsq.h on top of core/, iotask/ and status/
+ * (it starts and stops the status endpoint); nothing below calls into it.
+ *
  * Application threads never touch TLS: every function here either moves
  * plaintext through a queue (core/queue.h) or sets a request bit for the IO
  * task (tlsq__conn_request), and waits on an event count when it must.
@@ -20,63 +23,7 @@
 #include <event2/thread.h>
 
 #include "iotask.h"
-
-/* ------------------------------------------------------------------------ */
-/* Errors, versions                                                          */
-/* ------------------------------------------------------------------------ */
-
-static _Thread_local char last_error[512];
-
-void tlsq__set_last_error(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(last_error, sizeof last_error, fmt, ap);
-	va_end(ap);
-}
-
-/* see tlsq.h */
-const char *tlsq_last_error(void)
-{
-	return last_error;
-}
-
-/* see tlsq.h */
-const char *tlsq_strerror(int err)
-{
-	switch (err) {
-	case TLSQ_OK: return "success";
-	case TLSQ_EAGAIN: return "would block";
-	case TLSQ_ETIMEDOUT: return "timed out";
-	case TLSQ_ECLOSED: return "connection closed";
-	case TLSQ_ETRUNCATED: return "connection truncated (no close_notify)";
-	case TLSQ_ECONNRESET: return "connection reset by peer";
-	case TLSQ_EMSGSIZE: return "message too large";
-	case TLSQ_ETLS: return "TLS protocol error";
-	case TLSQ_ECERT: return "certificate verification failed";
-	case TLSQ_ENOMEM: return "out of memory";
-	case TLSQ_EINVAL: return "invalid argument";
-	case TLSQ_ECONNREFUSED: return "connection refused";
-	case TLSQ_EADDR: return "bad or unresolvable address";
-	case TLSQ_EIO: return "I/O error";
-	case TLSQ_EPROTO: return "message framing violated by peer";
-	default: return "unknown error";
-	}
-}
-
-/* see tlsq.h */
-const char *tlsq_version(void)
-{
-	return TLSQ_VERSION_STRING;
-}
-
-/* see tlsq.h */
-const char *tlsq_state_name(int st)
-{
-	static const char *names[] = {"connecting", "handshaking", "open",   "send-closed",
-	                              "recv-closed", "closing",    "closed", "failed"};
-	return st >= 0 && st <= TLSQ_STATE_FAILED ? names[st] : "unknown";
-}
+#include "status.h"
 
 /* ------------------------------------------------------------------------ */
 /* Engine                                                                    */
@@ -197,8 +144,7 @@ void tlsq_engine_free(tlsq_engine *e)
 {
 	if (!e)
 		return;
-	if (e->status)
-		tlsq__status_stop(e);
+	tlsq__status_stop(e); /* nothing if it never started */
 	tlsq__listeners_close_all(e);
 	tlsq__engine_stop(e);
 	tlsq__engine_unref(e);
@@ -268,8 +214,8 @@ int tlsq_connect(tlsq_engine *e, const char *addr, tlsq_tls *tls, tlsq_conn **ou
 		return rc;
 	rc = conn_wait_open(c, timeout_ms);
 	if (rc) {
-		char why[sizeof last_error];
-		snprintf(why, sizeof why, "%s", last_error);
+		char why[512];
+		snprintf(why, sizeof why, "%s", tlsq_last_error());
 		tlsq_abort(c);
 		tlsq_conn_free(c);
 		tlsq__set_last_error("%s", why);
@@ -282,12 +228,8 @@ int tlsq_connect(tlsq_engine *e, const char *addr, tlsq_tls *tls, tlsq_conn **ou
 /* see tlsq.h */
 void tlsq_conn_free(tlsq_conn *c)
 {
-	if (!c || atomic_exchange(&c->handle_freed, 1))
-		return;
-	tlsq__queue_close(&c->rxq, TLSQ_ECLOSED);
-	tlsq__queue_end(&c->txq, TLSQ_ECLOSED);
-	tlsq__conn_request(c, TLSQ__REQ_FREE);
-	tlsq__conn_unref(c);
+	if (c)
+		tlsq__conn_release(c);
 }
 
 /* see tlsq.h */
@@ -384,7 +326,6 @@ int tlsq_conn_info(tlsq_conn *c, struct tlsq_conn_info *info)
 	if (!c || !info)
 		return TLSQ_EINVAL;
 	tlsq__conn_fill_info(c, info);
-	tlsq__peer_fill_info(c, info); /* api/peer.c */
 	return TLSQ_OK;
 }
 

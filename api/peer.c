@@ -64,15 +64,3 @@ ssize_t tlsq_conn_peer_cert(tlsq_conn *c, int index, int pem, void *buf, size_t 
 		memcpy(buf, p->der[index], n);
 	return (ssize_t)need;
 }
-
-/* api.c: tlsq_conn_info's certificate fields. */
-void tlsq__peer_fill_info(tlsq_conn *c, struct tlsq_conn_info *info)
-{
-	const tlsq__peer *p = peer_of(c);
-	info->peer_sha256[0] = info->peer_spki_sha256[0] = info->peer_sans[0] = 0;
-	if (p == NULL)
-		return;
-	memcpy(info->peer_sha256, p->sha256, sizeof info->peer_sha256);
-	memcpy(info->peer_spki_sha256, p->spki_sha256, sizeof info->peer_spki_sha256);
-	memcpy(info->peer_sans, p->sans, sizeof info->peer_sans);
-}

@@ -3,7 +3,10 @@
  * tlsq.h - a TLS messaging transport in which application threads never
  * touch TLS.
  *
- * This header is the whole public API and its manual.
+ * This header is the whole public API and its manual. It includes standard
+ * headers only and names no type of wolfSSL, libevent or concurrencykit
+ * (tools/check-includes checks it): every folder of the library may include
+ * it, and an application needs nothing else.
  *
  * MODEL
  *

@@ -33,16 +33,7 @@
 #include "buf.h"
 #include "ring.h"
 #include "stats.h"
-
-#if defined(TLSQ_TSAN)
-void __tsan_acquire(void *addr);
-void __tsan_release(void *addr);
-#define TSAN_RELEASE(p) __tsan_release(p)
-#define TSAN_ACQUIRE(p) __tsan_acquire(p)
-#else
-#define TSAN_RELEASE(p) ((void)0)
-#define TSAN_ACQUIRE(p) ((void)0)
-#endif
+#include "tsan.h"
 
 #define NCLASS 4
 #define CACHE_SLOTS 1024 /* per class; a power of two; holds CACHE_SLOTS - 1 */

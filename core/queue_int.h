@@ -9,16 +9,7 @@
 #include <limits.h>
 
 #include "queue.h"
-
-#if defined(TLSQ_TSAN)
-void __tsan_acquire(void *addr);
-void __tsan_release(void *addr);
-#define TSAN_RELEASE(p) __tsan_release(p)
-#define TSAN_ACQUIRE(p) __tsan_acquire(p)
-#else
-#define TSAN_RELEASE(p) ((void)0)
-#define TSAN_ACQUIRE(p) ((void)0)
-#endif
+#include "tsan.h"
 
 #define ENTRY_SHIFT 40
 #define BYTES_MASK ((UINT64_C(1) << ENTRY_SHIFT) - 1)

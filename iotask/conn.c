@@ -140,6 +140,16 @@ void tlsq__conn_unref(struct tlsq_conn *c)
 	tlsq__engine_unref(e);
 }
 
+void tlsq__conn_release(struct tlsq_conn *c)
+{
+	if (atomic_exchange(&c->handle_freed, 1))
+		return;
+	tlsq__queue_close(&c->rxq, TLSQ_ECLOSED);
+	tlsq__queue_end(&c->txq, TLSQ_ECLOSED);
+	tlsq__conn_request(c, TLSQ__REQ_FREE);
+	tlsq__conn_unref(c);
+}
+
 /* see iotask.h */
 void tlsq__conn_fail(struct tlsq_conn *c, int err, const char *fmt, ...)
 {
@@ -173,6 +183,29 @@ void tlsq__conn_fail(struct tlsq_conn *c, int err, const char *fmt, ...)
 	atomic_store_explicit(&c->state, TLSQ_STATE_FAILED, memory_order_release);
 	tlsq__ec_inc(&c->state_ec);
 	tlsq__conn_pollfd_signal(c);
+}
+
+/* see iotask.h */
+int tlsq__sock_fail(struct tlsq_conn *c, int err, const char *during)
+{
+	if (err == ECONNRESET || err == EPIPE) {
+		tlsq__conn_fail(c, TLSQ_ECONNRESET, "connection reset by peer %s (%s)", during,
+		                strerror(err));
+		return TLSQ_ECONNRESET;
+	}
+	/* On an established socket the kernel keeps "unreachable" errors to
+	 * itself until TCP gives up; then it reports the last of them instead
+	 * of ETIMEDOUT. Either way the peer stopped answering. */
+	if (err == ETIMEDOUT || err == EHOSTUNREACH || err == ENETUNREACH || err == EHOSTDOWN ||
+	    err == ENETDOWN) {
+		tlsq__conn_fail(c, TLSQ_ETIMEDOUT, "peer stopped answering: TCP gave up %s (%s)",
+		                during,
+		                err == ETIMEDOUT ? "keepalive or retransmissions timed out"
+		                                 : strerror(err));
+		return TLSQ_ETIMEDOUT;
+	}
+	tlsq__conn_fail(c, TLSQ_EIO, "socket error %s: %s", during, strerror(err));
+	return TLSQ_EIO;
 }
 
 /* see iotask.h */
@@ -382,11 +415,9 @@ void tlsq__conn_run(struct tlsq_conn *c)
 		tlsq__conn_kill(c);
 		return;
 	}
-	if (req & (TLSQ__REQ_ABORT | TLSQ__REQ_STOP)) {
+	if (req & TLSQ__REQ_ABORT) {
 		if (!c->finished)
-			tlsq__conn_fail(c, TLSQ_ECLOSED, (req & TLSQ__REQ_STOP)
-			                                     ? "engine stopped"
-			                                     : "aborted by the application");
+			tlsq__conn_fail(c, TLSQ_ECLOSED, "aborted by the application");
 	}
 	if (req & TLSQ__REQ_FREE) {
 		c->app_gone = 1;
@@ -461,4 +492,12 @@ void tlsq__conn_fill_info(struct tlsq_conn *c, struct tlsq_conn_info *info)
 	info->error = tlsq__conn_error_code(c);
 	if (info->error)
 		memcpy(info->error_reason, c->error_reason, sizeof info->error_reason);
+	/* The peer's certificate, from the snapshot published at the handshake
+	 * (tls.c; immutable once published, acquire pairs with its release). */
+	const tlsq__peer *p = atomic_load_explicit(&c->peer_cert, memory_order_acquire);
+	if (p) {
+		memcpy(info->peer_sha256, p->sha256, sizeof info->peer_sha256);
+		memcpy(info->peer_spki_sha256, p->spki_sha256, sizeof info->peer_spki_sha256);
+		memcpy(info->peer_sans, p->sans, sizeof info->peer_sans);
+	}
 }

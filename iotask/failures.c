@@ -23,24 +23,6 @@
 _Static_assert(sizeof(struct tlsq_accept_failure) <= TLSQ__LOGRING_BYTES,
                "a failure record must fit a log ring slot");
 
-/* see tlsq.h */
-const char *tlsq_fail_reason_name(int reason)
-{
-	static const char *const names[TLSQ_FAIL_REASONS] = {
-	    "other",       "timeout",        "not_tls",      "version",
-	    "cipher",      "no_client_cert", "client_cert",  "peer_alert",
-	    "peer_closed", "protocol",       "accept_queue",
-	};
-	return reason >= 0 && reason < TLSQ_FAIL_REASONS ? names[reason] : "unknown";
-}
-
-/* see tlsq.h */
-const char *tlsq_fail_phase_name(int phase)
-{
-	static const char *const names[] = {"connected", "handshake", "accept"};
-	return phase >= 0 && phase <= TLSQ_PHASE_ACCEPT ? names[phase] : "unknown";
-}
-
 void tlsq__failures_init(tlsq__failures *f)
 {
 	tlsq__logring_init(&f->ring);

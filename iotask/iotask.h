@@ -2,6 +2,13 @@
 /*
  * iotask: the IO threads and the per-connection IO task.
  *
+ * Folder rule: iotask/ (IO threads, the IO task, the wolfSSL binding,
+ * sockets and listeners) uses core/ and the public contract tlsq.h only. It
+ * never calls or includes anything of api/ or status/; what a layer above
+ * keeps per engine hangs on the engine as an opaque pointer (upper). Only
+ * iotask/ includes wolfSSL headers. Checked by tools/check-includes
+ * (ctest layers_include_graph, layers_link_graph).
+ *
  * Design notes (the invariants everything in iotask/ and api/ relies on):
  *
  * 1. A connection is pinned to one IO thread (c->io) for its whole life.
@@ -36,6 +43,7 @@
 
 #include "../api/tlsq.h"
 #include "buf.h"
+#include "err.h"
 #include "frame.h"
 #include "logring.h"
 #include "notify.h"
@@ -47,7 +55,6 @@ struct event_base;
 struct event;
 struct evbuffer;
 typedef struct tlsq__tls_ssl tlsq__tls_ssl; /* a WOLFSSL, opaque outside tls.c */
-typedef struct tlsq__status tlsq__status;
 
 /* requests: bits set by application threads, taken by the IO task. */
 enum {
@@ -58,7 +65,6 @@ enum {
 	TLSQ__REQ_KEY_UPDATE = 1u << 4, /* send KeyUpdate(update_requested) */
 	TLSQ__REQ_FREE = 1u << 5,       /* the application released its handle */
 	TLSQ__REQ_RX_ROOM = 1u << 6,    /* a consumer made room in the rx queue */
-	TLSQ__REQ_STOP = 1u << 7,       /* engine shutdown: abort */
 };
 
 /* ---- failed handshakes (failures.c): one per listener, one per engine ---- */
@@ -120,7 +126,12 @@ struct tlsq_engine {
 	uint64_t started_mono_ms;
 	struct tlsq_listener *listeners; /* live listeners, guarded by lmu */
 	pthread_mutex_t lmu;             /* listener list only: never on the IO path */
-	tlsq__status *status;
+	/* The layer above's own state for this engine (api/ puts the status
+	 * endpoint's here) and how to free it: called with the engine's memory,
+	 * at the last reference, as it may hold an epoch record (ck never
+	 * unlists one). iotask never looks inside. */
+	void *upper;
+	void (*upper_free)(void *upper);
 	_Atomic int stopping;
 	tlsq__failures failures;         /* every listener's failed handshakes (failures.c) */
 };
@@ -136,8 +147,6 @@ typedef struct tlsq__peer {
 	char sans[256];                          /* "DNS:a, IP:1.2.3.4" */
 } tlsq__peer;
 void tlsq__peer_free(tlsq__peer *p);
-/* api/peer.c: tlsq_conn_info's peer_* fields from the snapshot. Any thread. */
-void tlsq__peer_fill_info(struct tlsq_conn *c, struct tlsq_conn_info *info);
 
 /* ---- TLS profile (iotask/tls.c) ---- */
 /* Everything a profile derives from its certificate, key and CA files:
@@ -317,6 +326,11 @@ struct tlsq_conn *tlsq__conn_new(struct tlsq_engine *e, struct tlsq_tls *tls, in
                                  tlsq_state state);
 void tlsq__conn_ref(struct tlsq_conn *c);
 void tlsq__conn_unref(struct tlsq_conn *c);
+/* Releases the application's handle (tlsq_conn_free; a listener's accept
+ * queue at its end): closes the rx queue, ends the tx queue, asks the IO task
+ * to finish and drops the handle's reference. Once per connection; any
+ * thread. */
+void tlsq__conn_release(struct tlsq_conn *c);
 /* IO thread: handles requests and drives the state machine. */
 void tlsq__conn_run(struct tlsq_conn *c);
 /* pump.c (IO thread): the state machine and its event entry points. */
@@ -339,7 +353,7 @@ void tlsq__conn_rx_end_if_idle(struct tlsq_conn *c);
 /* Records the first fatal error (IO thread only), printf-style reason. */
 void tlsq__conn_fail(struct tlsq_conn *c, int err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
-/* pump.c (IO thread): fails c for the socket error `err` (an errno) that
+/* conn.c (IO thread): fails c for the socket error `err` (an errno) that
  * happened `during` ("while sending"): ECONNRESET/EPIPE -> TLSQ_ECONNRESET,
  * ETIMEDOUT (keepalive or retransmissions gave up) and the unreachable
  * errors TCP reports instead when it gives up -> TLSQ_ETIMEDOUT,
@@ -354,7 +368,9 @@ size_t tlsq__sock_send_direct(struct tlsq_conn *c, const void *p, size_t n);
  * while tlsq__conn_fail is between ending the rx queue and storing the
  * error. The reason is complete when this is non-zero. Any thread. */
 int tlsq__conn_error_code(struct tlsq_conn *c);
-/* Fills info from the published fields. Any thread. */
+/* The one snapshot of a connection: fills info from the published fields
+ * and the peer's certificate snapshot (tlsq_conn_info, the status
+ * endpoint). Any thread. */
 void tlsq__conn_fill_info(struct tlsq_conn *c, struct tlsq_conn_info *info);
 /* Signals the pollfd (if any) that data or the end is ready. */
 void tlsq__conn_pollfd_signal(struct tlsq_conn *c);
@@ -364,6 +380,12 @@ void tlsq__conn_pollfd_signal(struct tlsq_conn *c);
 int tlsq__resolve(const char *addr, int passive, struct sockaddr_storage *ss,
                   unsigned *sslen, char *host, size_t hostcap);
 void tlsq__sockaddr_str(const struct sockaddr *sa, char *buf, size_t cap);
+/* Opens a non-blocking listening socket on addr ("HOST:PORT", "[v6]:PORT",
+ * ":PORT" for every address, v4 and v6): SO_REUSEADDR, sockbuf (> 0) as
+ * SO_SNDBUF/SO_RCVBUF before listen, the backlog. Returns the fd and sets
+ * *port (the bound one), or returns a tlsq error with the last error set
+ * (tlsq_listen, the status endpoint). Any thread. */
+int tlsq__listen_socket(const char *addr, int backlog, int sockbuf, int *port);
 void tlsq__listener_deliver(struct tlsq_listener *l, struct tlsq_conn *c);
 void tlsq__listener_unref(struct tlsq_listener *l);
 /* Application threads: waits on `ec` until take(l, arg) returns 1
@@ -411,20 +433,11 @@ int tlsq__tls_key_update(struct tlsq_conn *c);
 void tlsq__tls_save_session(struct tlsq_conn *c);
 /* The tlsq_fail_reason of a server connection whose handshake failed. */
 int tlsq__tls_fail_reason(const struct tlsq_conn *c);
-/* Bytes of plaintext wolfSSL holds decrypted but not yet read. */
-int tlsq__tls_pending(struct tlsq_conn *c);
 /* A failed connection's last record (conn.c, before the WOLFSSL is freed):
  * if tlsq itself ended it (a timeout once a handshake started, the message
  * framing, a KeyUpdate storm, out of memory), appends the fatal alert that
  * fits to c->out. Returns the alert wolfSSL or this call sent (also counted
  * in the engine's alert counters), -1 for none. */
 int tlsq__tls_end_alert(struct tlsq_conn *c);
-
-/* ---- thread-local error (api) ---- */
-void tlsq__set_last_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-/* ---- status endpoint (api/status.c) ---- */
-int tlsq__status_start(struct tlsq_engine *e);
-void tlsq__status_stop(struct tlsq_engine *e);
 
 #endif

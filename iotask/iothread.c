@@ -175,7 +175,8 @@ void tlsq__engine_unref(struct tlsq_engine *e)
 		free(e->io);
 	}
 	pthread_mutex_destroy(&e->lmu);
-	free(e->status); /* api/status.c: holds an epoch record, which ck never unlists */
+	if (e->upper_free)
+		e->upper_free(e->upper); /* may hold an epoch record: only now */
 	free(e->status_addr_copy);
 	free(e->status_token_copy);
 	free(e);

@@ -33,16 +33,7 @@
 #include <event2/event.h>
 
 #include "iotask.h"
-
-#if defined(TLSQ_TSAN)
-void __tsan_acquire(void *addr);
-void __tsan_release(void *addr);
-#define TSAN_ACQUIRE(p) __tsan_acquire(p)
-#define TSAN_RELEASE(p) __tsan_release(p)
-#else
-#define TSAN_ACQUIRE(p) ((void)0)
-#define TSAN_RELEASE(p) ((void)0)
-#endif
+#include "tsan.h"
 
 int tlsq__resolve(const char *addr, int passive, struct sockaddr_storage *ss, unsigned *sslen,
                   char *host, size_t hostcap)
@@ -155,7 +146,7 @@ void tlsq__listener_unref(struct tlsq_listener *l)
 	void *p;
 	while (ck_ring_dequeue_mpmc(&l->ring, l->slots, &p)) {
 		TSAN_ACQUIRE(p);
-		tlsq_conn_free(p);
+		tlsq__conn_release(p);
 	}
 	struct tlsq_engine *e = l->engine;
 	tlsq_tls_free(l->tls);
@@ -213,28 +204,35 @@ static void listener_on_accept(evutil_socket_t lfd, short what, void *arg)
 	}
 }
 
-/* see tlsq.h */
-int tlsq_listen(tlsq_engine *e, const char *addr, tlsq_tls *tls, tlsq_listener **out)
+/* The argument checks of tlsq_listen and tlsq_connect_start: TLSQ_EINVAL
+ * (last error set) for a NULL argument or a profile of the other role. */
+static int check_args(const char *fn, const tlsq_engine *e, const char *addr, const tlsq_tls *tls,
+                      const void *out, tlsq_role role)
 {
-	if (out)
-		*out = NULL;
 	if (!e || !addr || !tls || !out) {
-		tlsq__set_last_error("tlsq_listen: NULL argument");
+		tlsq__set_last_error("%s: NULL argument", fn);
 		return TLSQ_EINVAL;
 	}
-	if (tls->role != TLSQ_SERVER) {
-		tlsq__set_last_error("tlsq_listen needs a server TLS profile");
+	if (tls->role != role) {
+		tlsq__set_last_error("%s needs a %s TLS profile", fn,
+		                     role == TLSQ_SERVER ? "server" : "client");
 		return TLSQ_EINVAL;
 	}
+	return 0;
+}
+
+/* see iotask.h */
+int tlsq__listen_socket(const char *addr, int backlog, int sockbuf, int *port)
+{
 	struct sockaddr_storage ss;
 	unsigned sslen;
 	int rc = tlsq__resolve(addr[0] == ':' ? addr + 1 : addr, 1, &ss, &sslen, NULL, 0);
 	if (addr[0] == ':' && rc == 0) { /* ":PORT": every address */
 		struct sockaddr_in6 *s6 = (void *)&ss;
-		int port = atoi(addr + 1);
+		int p = atoi(addr + 1);
 		memset(&ss, 0, sizeof ss);
 		s6->sin6_family = AF_INET6;
-		s6->sin6_port = htons((uint16_t)port);
+		s6->sin6_port = htons((uint16_t)p);
 		s6->sin6_addr = in6addr_any;
 		sslen = sizeof *s6;
 	}
@@ -247,21 +245,41 @@ int tlsq_listen(tlsq_engine *e, const char *addr, tlsq_tls *tls, tlsq_listener *
 	}
 	int one = 1, zero = 0;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-	if (e->cfg.socket_buffer > 0) {
+	if (sockbuf > 0) {
 		/* Before listen(): the window scale is agreed in the handshake,
 		 * from the buffer the accepted socket inherits. Set only after
 		 * accept, a small buffer left a window scaled for the default
 		 * one and loopback transfers crawled (~100 KB/s). */
-		setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &e->cfg.socket_buffer, sizeof(int));
-		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &e->cfg.socket_buffer, sizeof(int));
+		setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sockbuf, sizeof(int));
+		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sockbuf, sizeof(int));
 	}
 	if (ss.ss_family == AF_INET6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
-	if (bind(fd, (struct sockaddr *)&ss, sslen) != 0 || listen(fd, 4096) != 0) {
+	if (bind(fd, (struct sockaddr *)&ss, sslen) != 0 || listen(fd, backlog) != 0) {
 		tlsq__set_last_error("cannot listen on %s: %s", addr, strerror(errno));
 		close(fd);
 		return TLSQ_EADDR;
 	}
+	struct sockaddr_storage bound;
+	socklen_t blen = sizeof bound;
+	getsockname(fd, (struct sockaddr *)&bound, &blen);
+	*port = ntohs(bound.ss_family == AF_INET ? ((struct sockaddr_in *)&bound)->sin_port
+	                                         : ((struct sockaddr_in6 *)&bound)->sin6_port);
+	return fd;
+}
+
+/* see tlsq.h */
+int tlsq_listen(tlsq_engine *e, const char *addr, tlsq_tls *tls, tlsq_listener **out)
+{
+	if (out)
+		*out = NULL;
+	int rc = check_args("tlsq_listen", e, addr, tls, out, TLSQ_SERVER);
+	if (rc)
+		return rc;
+	int port = 0;
+	int fd = tlsq__listen_socket(addr, 4096, e->cfg.socket_buffer, &port);
+	if (fd < 0)
+		return fd;
 	struct tlsq_listener *l = calloc(1, sizeof *l);
 	unsigned n = 4;
 	while (n < (unsigned)e->cfg.accept_backlog + 1)
@@ -284,11 +302,7 @@ int tlsq_listen(tlsq_engine *e, const char *addr, tlsq_tls *tls, tlsq_listener *
 	ck_ring_init(&l->ring, n);
 	tlsq__ec_init(&l->ec);
 	tlsq__failures_init(&l->failures);
-	struct sockaddr_storage bound;
-	socklen_t blen = sizeof bound;
-	getsockname(fd, (struct sockaddr *)&bound, &blen);
-	l->port = ntohs(bound.ss_family == AF_INET ? ((struct sockaddr_in *)&bound)->sin_port
-	                                           : ((struct sockaddr_in6 *)&bound)->sin6_port);
+	l->port = port;
 	l->ev = event_new(e->io[0].base, fd, EV_READ | EV_PERSIST, listener_on_accept, l);
 	if (!l->ev || event_add(l->ev, NULL) != 0) {
 		tlsq__set_last_error("cannot watch the listening socket");
@@ -418,18 +432,13 @@ int tlsq_connect_start(tlsq_engine *e, const char *addr, tlsq_tls *tls, tlsq_con
 {
 	if (out)
 		*out = NULL;
-	if (!e || !addr || !tls || !out) {
-		tlsq__set_last_error("tlsq_connect: NULL argument");
-		return TLSQ_EINVAL;
-	}
-	if (tls->role != TLSQ_CLIENT) {
-		tlsq__set_last_error("tlsq_connect needs a client TLS profile");
-		return TLSQ_EINVAL;
-	}
+	int rc = check_args("tlsq_connect", e, addr, tls, out, TLSQ_CLIENT);
+	if (rc)
+		return rc;
 	struct sockaddr_storage ss;
 	unsigned sslen;
 	char host[256];
-	int rc = tlsq__resolve(addr, 0, &ss, &sslen, host, sizeof host);
+	rc = tlsq__resolve(addr, 0, &ss, &sslen, host, sizeof host);
 	if (rc)
 		return rc;
 	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);

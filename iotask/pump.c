@@ -80,29 +80,6 @@ static void park(struct tlsq_conn *c, _Atomic int *flag, int on)
 /* Socket                                                                    */
 /* ------------------------------------------------------------------------ */
 
-/* see iotask.h */
-int tlsq__sock_fail(struct tlsq_conn *c, int err, const char *during)
-{
-	if (err == ECONNRESET || err == EPIPE) {
-		tlsq__conn_fail(c, TLSQ_ECONNRESET, "connection reset by peer %s (%s)", during,
-		                strerror(err));
-		return TLSQ_ECONNRESET;
-	}
-	/* On an established socket the kernel keeps "unreachable" errors to
-	 * itself until TCP gives up; then it reports the last of them instead
-	 * of ETIMEDOUT. Either way the peer stopped answering. */
-	if (err == ETIMEDOUT || err == EHOSTUNREACH || err == ENETUNREACH || err == EHOSTDOWN ||
-	    err == ENETDOWN) {
-		tlsq__conn_fail(c, TLSQ_ETIMEDOUT, "peer stopped answering: TCP gave up %s (%s)",
-		                during,
-		                err == ETIMEDOUT ? "keepalive or retransmissions timed out"
-		                                 : strerror(err));
-		return TLSQ_ETIMEDOUT;
-	}
-	tlsq__conn_fail(c, TLSQ_EIO, "socket error %s: %s", during, strerror(err));
-	return TLSQ_EIO;
-}
-
 /* Reads at most cipher_buffer bytes of ciphertext in. Returns bytes read.
  * After a read that found the socket empty (EAGAIN, or fewer bytes than
  * asked: a TCP read stops only when the receive queue is empty), the step's

@@ -801,11 +801,6 @@ void tlsq__tls_save_session(struct tlsq_conn *c)
 		wolfSSL_SESSION_free(old);
 }
 
-int tlsq__tls_pending(struct tlsq_conn *c)
-{
-	return c->ssl ? wolfSSL_pending(ssl_of(c)) : 0;
-}
-
 /*
  * The alert a failing connection ends with.
  *

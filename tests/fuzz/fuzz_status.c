@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * libFuzzer target: the status endpoint's request handling (api/status.c on
+ * libFuzzer target: the status endpoint's request handling (status/status.c on
  * libevent's evhttp: request line, headers, query parsing, routing, the
  * token check, the JSON, metrics and page builders).
  *

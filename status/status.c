@@ -358,6 +358,19 @@ static int query_u64(const struct evkeyvalq *q, const char *key, uint64_t def, u
 	return 0;
 }
 
+/* Replies with the document b that a builder returned rc for (b NULL: not
+ * allocated): 200 and b, or 500 if either failed. Frees b. */
+static void reply_doc(tlsq__status *st, struct evhttp_request *req, struct evbuffer *b, int rc,
+                      const char *type)
+{
+	if (b && rc == 0)
+		reply(st, req, 200, "OK", type, b);
+	else
+		reply_text(st, req, 500, "Internal Server Error", "out of memory\n");
+	if (b)
+		evbuffer_free(b);
+}
+
 static void serve_status(tlsq__status *st, struct evhttp_request *req, const char *query)
 {
 	struct evkeyvalq q;
@@ -373,27 +386,15 @@ static void serve_status(tlsq__status *st, struct evhttp_request *req, const cha
 	}
 	evhttp_clear_headers(&q);
 	struct evbuffer *b = evbuffer_new();
-	if (!b || tlsq__status_json(&st->view, offset, limit, b) != 0) {
-		if (b)
-			evbuffer_free(b);
-		reply_text(st, req, 500, "Internal Server Error", "out of memory\n");
-		return;
-	}
-	reply(st, req, 200, "OK", "application/json", b);
-	evbuffer_free(b);
+	reply_doc(st, req, b, b ? tlsq__status_json(&st->view, offset, limit, b) : TLSQ_ENOMEM,
+	          "application/json");
 }
 
 static void serve_metrics(tlsq__status *st, struct evhttp_request *req)
 {
 	struct evbuffer *b = evbuffer_new();
-	if (!b || tlsq__status_metrics(&st->view, &st->hs, b) != 0) {
-		if (b)
-			evbuffer_free(b);
-		reply_text(st, req, 500, "Internal Server Error", "out of memory\n");
-		return;
-	}
-	reply(st, req, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", b);
-	evbuffer_free(b);
+	reply_doc(st, req, b, b ? tlsq__status_metrics(&st->view, &st->hs, b) : TLSQ_ENOMEM,
+	          "text/plain; version=0.0.4; charset=utf-8");
 }
 
 static void serve_page(tlsq__status *st, struct evhttp_request *req)
@@ -486,32 +487,18 @@ static void *status_main(void *arg)
 	return NULL;
 }
 
-/* Binds the listening socket; returns its fd or -1 (last error set). */
+/* Binds the listening socket (iotask's, as tlsq_listen's); returns its fd
+ * or -1 (last error set). */
 static int status_listen(const char *addr, int *port)
 {
-	struct sockaddr_storage ss;
-	unsigned sslen;
-	if (tlsq__resolve(addr, 1, &ss, &sslen, NULL, 0) != 0) {
+	int fd = tlsq__listen_socket(addr, LISTEN_BACKLOG, 0, port);
+	if (fd < 0) {
 		char why[256];
 		snprintf(why, sizeof why, "%s", tlsq_last_error());
 		tlsq__set_last_error("status endpoint: %s", why);
 		return -1;
 	}
-	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1;
-	if (fd >= 0) {
-		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-		socklen_t len = sizeof ss;
-		if (bind(fd, (struct sockaddr *)&ss, sslen) == 0 && listen(fd, LISTEN_BACKLOG) == 0 &&
-		    getsockname(fd, (struct sockaddr *)&ss, &len) == 0) {
-			*port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-			                                       : ((struct sockaddr_in *)&ss)->sin_port);
-			return fd;
-		}
-	}
-	tlsq__set_last_error("status endpoint: cannot listen on %s: %s", addr, strerror(errno));
-	if (fd >= 0)
-		close(fd);
-	return -1;
+	return fd;
 }
 
 static int status_http_init(tlsq__status *st, int fd)
@@ -617,13 +604,14 @@ int tlsq__status_start(struct tlsq_engine *e)
 		free(st);
 		return rc;
 	}
-	e->status = st;
+	e->upper = st; /* freed with the engine's memory (its epoch record) */
+	e->upper_free = free;
 	return 0;
 }
 
 void tlsq__status_stop(struct tlsq_engine *e)
 {
-	tlsq__status *st = e->status;
+	tlsq__status *st = e->upper;
 	if (!st || st->stopped)
 		return;
 	st->stopped = 1;
@@ -636,7 +624,7 @@ void tlsq__status_stop(struct tlsq_engine *e)
 /* see tlsq.h */
 int tlsq_engine_status_port(const tlsq_engine *e)
 {
-	if (!e || !e->status)
+	if (!e || !e->upper)
 		return TLSQ_EINVAL;
-	return e->status->port;
+	return ((const tlsq__status *)e->upper)->port;
 }

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * status_json.c - the documents of the status endpoint: GET /status (JSON)
- * and GET /metrics (Prometheus text exposition 0.0.4).
+ * status_json.c - GET /status: the engine and its connections as JSON
+ * (GET /metrics is status_metrics.c).
  *
  * Threads and invariants:
  * - Status thread only. Engine counters are relaxed atomics: each number is
@@ -9,8 +9,8 @@
  *   connection it does not count yet). The documents say so.
  * - Connections are read inside an epoch section of the status thread's
  *   record (tlsq__conn_foreach), so one the IO thread unlinks meanwhile stays
- *   readable until the section ends; only published fields are read
- *   (tlsq__conn_fill_info and the same atomics it uses).
+ *   readable until the section ends; connections are read only through
+ *   iotask's one snapshot, tlsq__conn_fill_info.
  * - Nothing is allocated inside a section: malloc's arenas are shared with
  *   the IO threads, and a long section delays their reclamation. Buffers are
  *   sized before a walk; a walk that outgrew them is redone.
@@ -26,8 +26,6 @@
 #include <event2/buffer.h>
 
 #include "status.h"
-
-const int tlsq__http_codes[6] = {200, 400, 401, 404, 405, 500};
 
 /* ------------------------------------------------------------------------ */
 /* JSON strings                                                              */
@@ -106,12 +104,11 @@ void tlsq__json_string(struct evbuffer *out, const char *s, size_t max)
 /* Names                                                                     */
 /* ------------------------------------------------------------------------ */
 
-/* Short, stable names of the error codes, indexed by -code (1..14). */
-static const char *const err_names[] = {
+/* see status.h */
+const char *const tlsq__err_names[TLSQ__NERR_NAMES] = {
 	"ok",       "again",      "timedout", "closed", "truncated", "connreset", "msgsize", "tls",
 	"cert",     "nomem",      "inval",    "connrefused", "addr",  "io",        "proto",
 };
-#define NERR_NAMES ((int)(sizeof err_names / sizeof err_names[0]))
 
 static const char *phase_name(int p)
 {
@@ -120,7 +117,8 @@ static const char *phase_name(int p)
 	return p >= 0 && p <= TLSQ_CLOSE_ABORTED ? names[p] : "unknown";
 }
 
-static uint64_t wakeups_sent(const struct tlsq_engine *e)
+/* see status.h */
+uint64_t tlsq__status_wakeups_sent(const struct tlsq_engine *e)
 {
 	uint64_t n = 0;
 	for (int i = 0; i < e->nio; i++)
@@ -128,7 +126,8 @@ static uint64_t wakeups_sent(const struct tlsq_engine *e)
 	return n;
 }
 
-static uint64_t uptime_ms(const struct tlsq_engine *e)
+/* see status.h */
+uint64_t tlsq__status_uptime_ms(const struct tlsq_engine *e)
 {
 	uint64_t now = tlsq__now_ms();
 	return now > e->started_mono_ms ? now - e->started_mono_ms : 0;
@@ -148,7 +147,7 @@ static void json_engine(const tlsq__status_view *v, struct evbuffer *out)
 	evbuffer_add_printf(out,
 	                    ",\"uptime_ms\":%" PRIu64 ",\"started_unix_ms\":%" PRIu64
 	                    ",\"io_threads\":%d,\"crypto\":{\"library\":",
-	                    uptime_ms(e), e->started_ms, e->nio);
+	                    tlsq__status_uptime_ms(e), e->started_ms, e->nio);
 	tlsq__json_string(out, v->crypto, 256);
 	evbuffer_add_printf(out, ",\"aesni\":%s}", v->aesni ? "true" : "false");
 	evbuffer_add_printf(out,
@@ -175,11 +174,11 @@ static void json_engine(const tlsq__status_view *v, struct evbuffer *out)
 	evbuffer_add_printf(out, ",\"cert_reloads\":{\"ok\":%" PRIu64 ",\"failed\":%" PRIu64 "}",
 	                    rl_ok, rl_failed);
 	evbuffer_add_printf(out, ",\"accept_dropped\":%" PRIu64 ",\"errors\":{", C(accept_dropped));
-	for (int i = 1; i < NERR_NAMES; i++)
-		evbuffer_add_printf(out, "%s\"%s\":%" PRIu64, i > 1 ? "," : "", err_names[i],
+	for (int i = 1; i < TLSQ__NERR_NAMES; i++)
+		evbuffer_add_printf(out, "%s\"%s\":%" PRIu64, i > 1 ? "," : "", tlsq__err_names[i],
 		                    C(errors[i]));
 	evbuffer_add_printf(out, "},\"wakeups\":{\"sent\":%" PRIu64 ",\"coalesced\":%" PRIu64 "}}",
-	                    wakeups_sent(e), C(wakeups_saved));
+	                    tlsq__status_wakeups_sent(e), C(wakeups_saved));
 }
 
 static void json_field_str(struct evbuffer *out, const char *key, const char *s, size_t max)
@@ -228,6 +227,16 @@ static void json_conn(const struct tlsq_conn_info *ci, struct evbuffer *out)
 	evbuffer_add(out, "}", 1);
 }
 
+/* The n connections as JSON objects separated by commas. */
+static void json_conn_items(const struct tlsq_conn_info *info, size_t n, struct evbuffer *out)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			evbuffer_add(out, ",", 1);
+		json_conn(&info[i], out);
+	}
+}
+
 /* Walk 1: the ids of every listed connection. */
 struct idwalk {
 	uint64_t *ids;
@@ -266,8 +275,7 @@ static void pagewalk_one(struct tlsq_conn *c, void *arg)
 	struct pagewalk *w = arg;
 	uint64_t id = c->id;
 	if (w->n < w->cap && bsearch(&id, w->ids, w->cap, sizeof *w->ids, cmp_u64)) {
-		tlsq__conn_fill_info(c, &w->info[w->n]);
-		tlsq__peer_fill_info(c, &w->info[w->n++]); /* the client identity */
+		tlsq__conn_fill_info(c, &w->info[w->n++]);
 	}
 }
 
@@ -322,11 +330,7 @@ static int json_conns(const tlsq__status_view *v, uint64_t offset, uint64_t limi
 	                    "{\"total\":%zu,\"offset\":%" PRIu64 ",\"limit\":%" PRIu64
 	                    ",\"count\":%zu,\"items\":[",
 	                    ids.n, offset, limit, pw.n);
-	for (size_t i = 0; i < pw.n; i++) {
-		if (i)
-			evbuffer_add(out, ",", 1);
-		json_conn(&pw.info[i], out);
-	}
+	json_conn_items(pw.info, pw.n, out);
 	evbuffer_add(out, "]}", 2);
 	free(pw.info);
 	free(ids.ids);
@@ -353,13 +357,10 @@ static uint64_t attn_rank(const struct tlsq_conn_info *ci)
 static void attnwalk_one(struct tlsq_conn *c, void *arg)
 {
 	struct attnwalk *w = arg;
-	int st = atomic_load_explicit(&c->state, memory_order_relaxed);
-	if (!atomic_load_explicit(&c->send_parked, memory_order_relaxed) &&
-	    !atomic_load_explicit(&c->recv_parked, memory_order_relaxed) && st != TLSQ_STATE_FAILED)
-		return;
 	struct tlsq_conn_info ci;
 	tlsq__conn_fill_info(c, &ci);
-	tlsq__peer_fill_info(c, &ci);
+	if (!ci.send_parked && !ci.recv_parked && ci.state != TLSQ_STATE_FAILED)
+		return;
 	size_t slot = w->n;
 	if (w->n == ATTENTION_MAX) { /* full: replace the least urgent if c is more */
 		slot = 0;
@@ -390,11 +391,7 @@ static int json_attention(const tlsq__status_view *v, struct evbuffer *out)
 	tlsq__conn_foreach(v->engine, v->epoch, attnwalk_one, &w);
 	qsort(w.info, w.n, sizeof *w.info, cmp_attn);
 	evbuffer_add(out, "[", 1);
-	for (size_t i = 0; i < w.n; i++) {
-		if (i)
-			evbuffer_add(out, ",", 1);
-		json_conn(&w.info[i], out);
-	}
+	json_conn_items(w.info, w.n, out);
 	evbuffer_add(out, "]", 1);
 	free(w.info);
 	return 0;
@@ -471,195 +468,4 @@ int tlsq__status_json(const tlsq__status_view *v, uint64_t offset, uint64_t limi
 	int rc = json_conns(v, offset, limit, out);
 	evbuffer_add(out, "}\n", 2);
 	return rc ? rc : arc;
-}
-
-/* ------------------------------------------------------------------------ */
-/* GET /metrics                                                              */
-/* ------------------------------------------------------------------------ */
-
-/* Sums over every connection, for the gauges. */
-struct agg {
-	uint64_t by_state[TLSQ_STATE_FAILED + 1];
-	uint64_t tx_queued, rx_queued;
-	uint64_t blocked_send, blocked_recv;
-	uint64_t parked_send, parked_recv;
-};
-
-static void agg_one(struct tlsq_conn *c, void *arg)
-{
-	struct agg *a = arg;
-	int st = atomic_load_explicit(&c->state, memory_order_relaxed);
-	if (st >= 0 && st <= TLSQ_STATE_FAILED)
-		a->by_state[st]++;
-	a->tx_queued += tlsq__queue_bytes(&c->txq);
-	a->rx_queued += tlsq__queue_bytes(&c->rxq);
-	a->blocked_send += atomic_load_explicit(&c->txq.waiting_producers, memory_order_relaxed);
-	a->blocked_recv += atomic_load_explicit(&c->rxq.waiting_consumers, memory_order_relaxed);
-	a->parked_send += atomic_load_explicit(&c->send_parked, memory_order_relaxed) != 0;
-	a->parked_recv += atomic_load_explicit(&c->recv_parked, memory_order_relaxed) != 0;
-}
-
-static void head(struct evbuffer *out, const char *name, const char *type, const char *help)
-{
-	evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-}
-
-/* A label value: backslash, double quote and newline escaped. */
-static void label_value(struct evbuffer *out, const char *s)
-{
-	for (; *s; s++) {
-		if (*s == '\\' || *s == '"')
-			evbuffer_add_printf(out, "\\%c", *s);
-		else if (*s == '\n')
-			evbuffer_add(out, "\\n", 2);
-		else
-			evbuffer_add(out, s, 1);
-	}
-}
-
-static void pair(struct evbuffer *out, const char *name, const char *help, const char *label,
-                 const char *a, uint64_t va, const char *b, uint64_t vb)
-{
-	head(out, name, "counter", help);
-	evbuffer_add_printf(out, "%s{%s=\"%s\"} %" PRIu64 "\n%s{%s=\"%s\"} %" PRIu64 "\n", name,
-	                    label, a, va, name, label, b, vb);
-}
-
-static void gauge_pair(struct evbuffer *out, const char *name, const char *help,
-                       const char *label, const char *a, uint64_t va, const char *b, uint64_t vb)
-{
-	head(out, name, "gauge", help);
-	evbuffer_add_printf(out, "%s{%s=\"%s\"} %" PRIu64 "\n%s{%s=\"%s\"} %" PRIu64 "\n", name,
-	                    label, a, va, name, label, b, vb);
-}
-
-static void one(struct evbuffer *out, const char *name, const char *type, const char *help,
-                uint64_t v)
-{
-	head(out, name, type, help);
-	evbuffer_add_printf(out, "%s %" PRIu64 "\n", name, v);
-}
-
-static void metrics_engine(const tlsq__status_view *v, struct evbuffer *out)
-{
-	const struct tlsq_engine *e = v->engine;
-	head(out, "tlsq_build_info", "gauge", "tlsq and crypto library versions; always 1.");
-	evbuffer_add_printf(out, "tlsq_build_info{version=\"");
-	label_value(out, tlsq_version());
-	evbuffer_add_printf(out, "\",crypto=\"");
-	label_value(out, v->crypto);
-	evbuffer_add_printf(out, "\",aesni=\"%s\"} 1\n", v->aesni ? "true" : "false");
-	head(out, "tlsq_start_time_seconds", "gauge", "When the engine started, Unix time.");
-	evbuffer_add_printf(out, "tlsq_start_time_seconds %" PRIu64 ".%03u\n", e->started_ms / 1000,
-	                    (unsigned)(e->started_ms % 1000));
-	head(out, "tlsq_uptime_seconds", "gauge", "Seconds since the engine started.");
-	uint64_t up = uptime_ms(e);
-	evbuffer_add_printf(out, "tlsq_uptime_seconds %" PRIu64 ".%03u\n", up / 1000,
-	                    (unsigned)(up % 1000));
-	one(out, "tlsq_io_threads", "gauge", "IO threads of the engine.", (uint64_t)e->nio);
-	one(out, "tlsq_connections_opened_total", "counter",
-	    "Connections created (connected or accepted).", C(conns_opened));
-	one(out, "tlsq_connections_closed_total", "counter", "Connections torn down.",
-	    C(conns_closed));
-	int64_t live = atomic_load_explicit(&e->stats.conns_live, memory_order_relaxed);
-	one(out, "tlsq_connections_live", "gauge", "Connections created and not yet torn down.",
-	    live > 0 ? (uint64_t)live : 0);
-	pair(out, "tlsq_handshakes_total", "TLS handshakes by result.", "result", "ok",
-	     C(handshakes_ok), "failed", C(handshakes_failed));
-	one(out, "tlsq_sessions_resumed_total", "counter", "Handshakes that resumed a session.",
-	    C(resumed));
-	pair(out, "tlsq_alerts_total", "TLS alerts by direction.", "direction", "sent",
-	     C(alerts_sent), "received", C(alerts_received));
-	pair(out, "tlsq_plaintext_bytes_total", "Application bytes handed to TLS or decrypted.",
-	     "direction", "sent", C(bytes_sent), "received", C(bytes_received));
-	pair(out, "tlsq_tls_bytes_total", "Ciphertext bytes written to or read from sockets.",
-	     "direction", "sent", C(tls_bytes_sent), "received", C(tls_bytes_received));
-	pair(out, "tlsq_messages_total", "Messages sent and received (message mode).",
-	     "direction", "sent", C(msgs_sent), "received", C(msgs_received));
-	pair(out, "tlsq_key_updates_total", "TLS 1.3 KeyUpdates by direction.", "direction", "sent",
-	     C(key_updates_sent), "received", C(key_updates_received));
-	uint64_t rl_ok, rl_failed;
-	tlsq__tls_reload_counts(&rl_ok, &rl_failed);
-	pair(out, "tlsq_cert_reloads_total",
-	     "Certificate reloads (tlsq_tls_reload, SIGHUP) of the process, by result.", "result",
-	     "ok", rl_ok, "failed", rl_failed);
-	head(out, "tlsq_certificate_not_after_seconds", "gauge",
-	     "When the certificate a TLS listener serves now expires, Unix time.");
-	pthread_mutex_lock((pthread_mutex_t *)&e->lmu);
-	for (struct tlsq_listener *l = e->listeners; l; l = l->next) {
-		char subj[256];
-		int64_t na;
-		if (tlsq__tls_cert_summary(l->tls, subj, sizeof subj, &na) != 0)
-			continue;
-		evbuffer_add_printf(
-		    out, "tlsq_certificate_not_after_seconds{port=\"%d\",subject=\"", l->port);
-		label_value(out, subj);
-		evbuffer_add_printf(out, "\"} %" PRId64 "\n", na);
-	}
-	pthread_mutex_unlock((pthread_mutex_t *)&e->lmu);
-	one(out, "tlsq_accept_dropped_total", "counter",
-	    "Handshaken connections dropped because the accept queue was full.", C(accept_dropped));
-	head(out, "tlsq_errors_total", "counter", "Connections failed, by error code.");
-	for (int i = 1; i < NERR_NAMES; i++)
-		evbuffer_add_printf(out, "tlsq_errors_total{code=\"%s\"} %" PRIu64 "\n", err_names[i],
-		                    C(errors[i]));
-	head(out, "tlsq_accept_failures_total", "counter",
-	     "Server connections that never reached tlsq_accept, by reason (failed or "
-	     "timed-out handshakes, peers that speak no TLS, accept queue full).");
-	for (int i = 0; i < TLSQ_FAIL_REASONS; i++)
-		evbuffer_add_printf(out, "tlsq_accept_failures_total{reason=\"%s\"} %" PRIu64 "\n",
-		                    tlsq_fail_reason_name(i),
-		                    tlsq__counter_get(&e->failures.by_reason[i]));
-	pair(out, "tlsq_wakeups_total",
-	     "Application-to-IO-thread wakeups: eventfd writes, and wakeups coalesced away.",
-	     "result", "sent", wakeups_sent(e), "coalesced", C(wakeups_saved));
-}
-
-static void metrics_conns(const struct agg *a, struct evbuffer *out)
-{
-	head(out, "tlsq_connections", "gauge", "Listed connections by state.");
-	for (int s = 0; s <= TLSQ_STATE_FAILED; s++)
-		evbuffer_add_printf(out, "tlsq_connections{state=\"%s\"} %" PRIu64 "\n",
-		                    tlsq_state_name(s), a->by_state[s]);
-	gauge_pair(out, "tlsq_queued_bytes", "Bytes waiting in the queues, summed over connections.",
-	           "queue", "tx", a->tx_queued, "rx", a->rx_queued);
-	gauge_pair(out, "tlsq_blocked_threads",
-	           "Application threads blocked in send or recv, summed over connections.", "op",
-	           "send", a->blocked_send, "recv", a->blocked_recv);
-	gauge_pair(out, "tlsq_parked_connections",
-	           "Connections whose send side waits for the socket, or whose receive side "
-	           "waits for the application.",
-	           "direction", "send", a->parked_send, "recv", a->parked_recv);
-}
-
-static void metrics_http(const tlsq__http_stats *hs, struct evbuffer *out)
-{
-	one(out, "tlsq_status_http_connections", "gauge",
-	    "Connections open to this status endpoint.", hs->conns);
-	one(out, "tlsq_status_http_connections_accepted_total", "counter",
-	    "Connections accepted by this status endpoint.", hs->accepted);
-	one(out, "tlsq_status_http_connections_evicted_total", "counter",
-	    "Status connections closed to stay under the connection cap (oldest first).",
-	    hs->evicted);
-	one(out, "tlsq_status_http_deadline_closed_total", "counter",
-	    "Status connections closed because a request passed its deadline.", hs->deadline);
-	head(out, "tlsq_status_http_responses_total", "counter",
-	     "Responses of this status endpoint by code (errors libevent answers itself, "
-	     "such as 413, are not counted).");
-	for (size_t i = 0; i < sizeof tlsq__http_codes / sizeof tlsq__http_codes[0]; i++)
-		evbuffer_add_printf(out, "tlsq_status_http_responses_total{code=\"%d\"} %" PRIu64 "\n",
-		                    tlsq__http_codes[i], hs->responses[i]);
-}
-
-/* see status.h */
-int tlsq__status_metrics(const tlsq__status_view *v, const tlsq__http_stats *hs,
-                         struct evbuffer *out)
-{
-	struct agg a;
-	memset(&a, 0, sizeof a);
-	tlsq__conn_foreach(v->engine, v->epoch, agg_one, &a);
-	metrics_engine(v, out);
-	metrics_conns(&a, out);
-	metrics_http(hs, out);
-	return 0;
 }
