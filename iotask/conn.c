@@ -96,6 +96,7 @@ struct tlsq_conn *tlsq__conn_new(struct tlsq_engine *e, struct tlsq_tls *tls, in
 	c->fd = fd;
 	c->io = tlsq__io_pick(e);
 	atomic_init(&c->state, state);
+	c->connected = state != TLSQ_STATE_CONNECTING;
 	atomic_init(&c->pollfd, -1);
 	atomic_init(&c->tx_idle, 1);
 	tlsq__ec_init(&c->state_ec);
@@ -178,10 +179,7 @@ void tlsq__conn_fail(struct tlsq_conn *c, int err, const char *fmt, ...)
 	int st = atomic_load(&c->state);
 	if (st < TLSQ_STATE_OPEN)
 		tlsq__count(&c->engine->stats.handshakes_failed, 1);
-	if (atomic_load(&c->close_phase) != TLSQ_CLOSE_DONE)
-		atomic_store(&c->close_phase, TLSQ_CLOSE_ABORTED);
-	atomic_store_explicit(&c->state, TLSQ_STATE_FAILED, memory_order_release);
-	tlsq__ec_inc(&c->state_ec);
+	tlsq__conn_advance(c); /* FAILED, phase ABORTED */
 	tlsq__conn_pollfd_signal(c);
 }
 
@@ -258,10 +256,7 @@ static void conn_adopt(struct tlsq_conn *c)
 		c->connect_deadline_ms =
 		    cfg->connect_timeout_ms > 0 ? now + (uint64_t)cfg->connect_timeout_ms : 0;
 	} else {
-		c->handshake_deadline_ms =
-		    cfg->handshake_timeout_ms > 0 ? now + (uint64_t)cfg->handshake_timeout_ms : 0;
-		if (c->ssl == NULL)
-			tlsq__tls_ssl_new(c, c->host);
+		tlsq__conn_begin_handshake(c);
 	}
 }
 
@@ -392,10 +387,8 @@ static void conn_start_close(struct tlsq_conn *c, int linger_ms)
 		                                 "completed");
 		return;
 	}
-	c->closing = 1;
+	c->closing = 1; /* state.c: phase FLUSHING */
 	c->shutdown_wanted = 1;
-	if (atomic_load(&c->close_phase) == TLSQ_CLOSE_NONE)
-		atomic_store(&c->close_phase, TLSQ_CLOSE_FLUSHING);
 	if (linger_ms > 0) {
 		uint64_t d = tlsq__now_ms() + (uint64_t)linger_ms;
 		if (!c->close_deadline_ms || d < c->close_deadline_ms)

@@ -253,6 +253,9 @@ struct tlsq_conn {
 	int eof, rst;                    /* socket saw FIN / RST */
 	int sock_error;                  /* errno of a failed socket call */
 	int tls13;
+	/* Facts, each set once; state.c derives the state from them. */
+	int connected;                   /* the socket is connected (client: connect done) */
+	int hs_done;                     /* the handshake completed */
 	int recv_closed;                 /* peer's close_notify seen (or EOF) */
 	int send_closed;                 /* our close_notify queued */
 	int shutdown_wanted;             /* app asked for close_notify */
@@ -333,8 +336,29 @@ void tlsq__conn_unref(struct tlsq_conn *c);
 void tlsq__conn_release(struct tlsq_conn *c);
 /* IO thread: handles requests and drives the state machine. */
 void tlsq__conn_run(struct tlsq_conn *c);
-/* pump.c (IO thread): the state machine and its event entry points. */
+/* state.c (IO thread): the state machine and its event entry points. */
 void tlsq__conn_step(struct tlsq_conn *c);
+/* Derives the state and close phase from the connection's facts and
+ * publishes every change with its entry actions: the only writer of
+ * c->state and c->close_phase. */
+void tlsq__conn_advance(struct tlsq_conn *c);
+/* Entry of HANDSHAKING (also for a server's connection at registration):
+ * the TLS object and the handshake deadline. < 0: failed (conn_fail). */
+int tlsq__conn_begin_handshake(struct tlsq_conn *c);
+/* The handshake is done and our close_notify not built, no error. */
+int tlsq__conn_can_send(const struct tlsq_conn *c);
+/* pump.c (IO thread): data movement, called by the step. Each returns 1 if
+ * anything moved. */
+enum { TLSQ__RX_READ, TLSQ__RX_HANDOVER, TLSQ__RX_FINAL };
+/* Hands decrypted data to the rx queue and, with TLSQ__RX_READ, decrypts
+ * more; TLSQ__RX_HANDOVER only hands over (after the end), TLSQ__RX_FINAL
+ * past the budget (engine stop). */
+int tlsq__pump_rx(struct tlsq_conn *c, int how);
+int tlsq__pump_tx(struct tlsq_conn *c);    /* encrypt queued plaintext */
+int tlsq__pump_control(struct tlsq_conn *c); /* KeyUpdate, close_notify */
+int tlsq__sock_read(struct tlsq_conn *c);  /* ciphertext in; bytes read */
+int tlsq__sock_write(struct tlsq_conn *c); /* ciphertext out */
+size_t tlsq__out_len(struct tlsq_conn *c); /* ciphertext waiting to go out */
 void tlsq__conn_on_read(struct tlsq_conn *c);
 void tlsq__conn_on_write(struct tlsq_conn *c);
 void tlsq__conn_timer(struct tlsq_conn *c);

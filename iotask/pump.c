@@ -1,25 +1,12 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * pump.c - the IO task's state machine: one place decides the next step.
- *
- * conn_step() runs on the connection's IO thread after every event (socket
- * readable or writable, a notification from an application thread, a
- * timer). From the state and what is possible it:
- *
- *   HANDSHAKING      drive the handshake; on success publish and go OPEN.
- *   OPEN and after   1. rx: decrypt while the rx queue has room (G2: reading
- *                       never waits for the send side);
- *                    2. tx: encrypt queued plaintext while the ciphertext-out
- *                       buffer is below cipher_buffer (coalescing small
- *                       entries into full records, rule 6);
- *                    3. control: KeyUpdate, close_notify;
- *                    4. flush ciphertext to the socket;
- *                    repeat while anything moved.
- *
- * Then it arms exactly the events that can make progress: EV_READ while the
- * ciphertext-in buffer is below cipher_buffer and the out buffer below
- * cipher_buffer + control_reserve (the hard cap that bounds what a peer can
- * make us buffer, G4), EV_WRITE while ciphertext is waiting.
+ * pump.c - the IO task's data movement: socket reads and writes, the
+ * receive side (decrypt into chunks or messages, hand them to the rx queue,
+ * end it after everything before the end), the send side (encrypt queued
+ * plaintext, coalescing small entries into full records, rule 6) and the
+ * control records (KeyUpdate, close_notify). It records what happened as
+ * facts on the connection (eof, rst, recv_closed, send_closed, ...);
+ * state.c alone turns facts into states and decides what runs when.
  *
  * The send callback writes each record straight to the socket while the
  * out buffer is empty and parks only what the socket did not take, so in
@@ -42,30 +29,10 @@
 
 #define MAX_RECORD 16384
 #define RX_CHUNK (MAX_RECORD + 256)
-#define RECORD_SLACK (MAX_RECORD + 256) /* one record and its overhead */
-#define STEP_ROUNDS 256 /* fairness: yield the loop after this many rounds */
 #define WRITE_CALLS 64  /* socket writes per step (1-byte buffers would spin) */
 
-static size_t out_len(struct tlsq_conn *c) { return evbuffer_get_length(c->out); }
 
-static int sending_state(int st)
-{
-	return st == TLSQ_STATE_OPEN || st == TLSQ_STATE_RECV_CLOSED;
-}
-
-static void set_state(struct tlsq_conn *c, int st)
-{
-	/* release: the published strings and counters written before are
-	 * visible to whoever acquires the new state. */
-	atomic_store_explicit(&c->state, st, memory_order_release);
-	tlsq__ec_inc(&c->state_ec);
-}
-
-static void set_phase(struct tlsq_conn *c, int ph)
-{
-	atomic_store_explicit(&c->close_phase, ph, memory_order_release);
-	tlsq__ec_inc(&c->state_ec);
-}
+size_t tlsq__out_len(struct tlsq_conn *c) { return evbuffer_get_length(c->out); }
 
 static void park(struct tlsq_conn *c, _Atomic int *flag, int on)
 {
@@ -86,7 +53,7 @@ static void park(struct tlsq_conn *c, _Atomic int *flag, int on)
  * speculative reads are skipped until the socket is reported readable
  * again (tlsq__conn_on_read): in a ping-pong they were three failed readv
  * per message and side. EV_READ is level-triggered, so nothing is missed. */
-static int sock_read(struct tlsq_conn *c)
+int tlsq__sock_read(struct tlsq_conn *c)
 {
 	size_t quota = c->engine->cfg.cipher_buffer, have = evbuffer_get_length(c->in);
 	if (c->fd < 0 || c->eof || c->rst || have >= quota || c->read_drained)
@@ -160,12 +127,12 @@ size_t tlsq__sock_send_direct(struct tlsq_conn *c, const void *p, size_t n)
 }
 
 /* Writes ciphertext out, each call at most cipher_buffer bytes. */
-static int sock_write(struct tlsq_conn *c)
+int tlsq__sock_write(struct tlsq_conn *c)
 {
 	int moved = 0;
 	size_t quota = c->engine->cfg.cipher_buffer;
 	for (int i = 0; i < WRITE_CALLS && c->fd >= 0; i++) {
-		size_t len = out_len(c);
+		size_t len = tlsq__out_len(c);
 		if (len == 0)
 			break;
 		int n = evbuffer_write_atmost(c->out, c->fd, (ev_ssize_t)(len < quota ? len : quota));
@@ -185,7 +152,7 @@ static int sock_write(struct tlsq_conn *c)
 		tlsq__sock_fail(c, c->sock_error, "while sending");
 		return moved;
 	}
-	park(c, &c->send_parked, out_len(c) > 0);
+	park(c, &c->send_parked, tlsq__out_len(c) > 0);
 	return moved;
 }
 
@@ -220,10 +187,6 @@ static int rx_deliver(struct tlsq_conn *c, int force)
 	return 1;
 }
 
-/* What pump_rx may do: decrypt more, only hand over what was decrypted, or
- * hand it all over past the budget (engine stop). */
-enum { RX_READ, RX_HANDOVER, RX_FINAL };
-static int pump_rx(struct tlsq_conn *c, int how);
 
 /* Ends the rx queue once nothing decrypted is held back (rx_hold, the
  * stream chunk being filled, undecoded message bytes): the data before the
@@ -255,7 +218,7 @@ void tlsq__conn_rx_end_now(struct tlsq_conn *c)
 		c->rx_end_pending = 1;
 		c->rx_end_code = TLSQ_ECLOSED;
 	}
-	pump_rx(c, RX_FINAL);
+	tlsq__pump_rx(c, TLSQ__RX_FINAL);
 	/* Only if even the queue's slots are full: what is left is dropped. */
 	tlsq__buf_free(c->rx_hold);
 	c->rx_hold = NULL;
@@ -278,14 +241,7 @@ static void rx_got_close_notify(struct tlsq_conn *c)
 	/* A clean end: recv returns 0, the message calls TLSQ_ECLOSED (data.c).
 	 * A negative end code always means a failure (tlsq__conn_fail). */
 	c->rx_end_code = 0;
-	if (atomic_load(&c->close_phase) < TLSQ_CLOSE_PEER_NOTIFIED &&
-	    atomic_load(&c->close_phase) != TLSQ_CLOSE_NONE)
-		set_phase(c, TLSQ_CLOSE_PEER_NOTIFIED);
-	int st = atomic_load(&c->state);
-	if (st == TLSQ_STATE_OPEN)
-		set_state(c, TLSQ_STATE_RECV_CLOSED);
-	else if (st == TLSQ_STATE_SEND_CLOSED)
-		set_state(c, TLSQ_STATE_CLOSING);
+	/* state.c turns recv_closed into RECV_CLOSED / CLOSING. */
 }
 
 /* One decrypt into rx_cur (stream) or the scratch (messages). Returns > 0
@@ -361,21 +317,21 @@ static int rx_decode(struct tlsq_conn *c)
 }
 
 /*
- * Moves decrypted data to the rx queue, and decrypts more (RX_READ) while
+ * Moves decrypted data to the rx queue, and decrypts more (TLSQ__RX_READ) while
  * the connection has not ended. Whatever ends the connection (the
  * peer's close_notify, a FIN, a reset, an alert, a failure, a local close),
  * everything decrypted before it is handed over first: the partly filled
  * stream chunk and, in message mode, every complete message still in the
  * scratch. Only then is the queue ended (rx_maybe_end). After the end the
- * IO task keeps calling this with RX_HANDOVER (conn_step's `end:`), as
+ * IO task keeps calling this with TLSQ__RX_HANDOVER (conn_step's `end:`), as
  * consumers make room, until nothing is held back. Returns 1 on progress.
  */
-static int pump_rx(struct tlsq_conn *c, int how)
+int tlsq__pump_rx(struct tlsq_conn *c, int how)
 {
 	int progress = 0;
 	for (;;) {
 		if (c->rx_hold) {
-			if (!rx_deliver(c, how == RX_FINAL))
+			if (!rx_deliver(c, how == TLSQ__RX_FINAL))
 				break;
 			progress = 1;
 		}
@@ -389,7 +345,7 @@ static int pump_rx(struct tlsq_conn *c, int how)
 			if (d > 0)
 				continue;
 		}
-		if (how == RX_READ && !c->recv_closed && atomic_load(&c->error) == 0) {
+		if (how == TLSQ__RX_READ && !c->recv_closed && atomic_load(&c->error) == 0) {
 			int n = rx_read(c);
 			if (n > 0) {
 				progress = 1;
@@ -481,7 +437,7 @@ static int tx_one_record(struct tlsq_conn *c)
 	return rc == 0;
 }
 
-static int pump_tx(struct tlsq_conn *c)
+int tlsq__pump_tx(struct tlsq_conn *c)
 {
 	int progress = 0;
 	size_t hw = c->engine->cfg.cipher_buffer;
@@ -489,7 +445,7 @@ static int pump_tx(struct tlsq_conn *c)
 	 * out buffer alone no longer bounds a round: at most hw plaintext bytes,
 	 * then the step's other jobs (and other connections) get their turn. */
 	uint64_t start = tlsq__counter_get(&c->bytes_sent);
-	while (out_len(c) < hw && atomic_load(&c->error) == 0 &&
+	while (tlsq__out_len(c) < hw && atomic_load(&c->error) == 0 &&
 	       tlsq__counter_get(&c->bytes_sent) - start < hw) {
 		if (!tx_one_record(c))
 			break;
@@ -506,11 +462,11 @@ static int pump_tx(struct tlsq_conn *c)
 /* Control: KeyUpdate, close_notify                                          */
 /* ------------------------------------------------------------------------ */
 
-static int pump_control(struct tlsq_conn *c)
+int tlsq__pump_control(struct tlsq_conn *c)
 {
 	const tlsq_engine_config *cfg = &c->engine->cfg;
 	int progress = 0;
-	if (c->tls13 && sending_state(atomic_load(&c->state))) {
+	if (c->tls13 && tlsq__conn_can_send(c)) {
 		uint64_t now = 0;
 		int due = c->key_update_wanted;
 		if (cfg->key_update_bytes && c->bytes_since_key_update >= cfg->key_update_bytes)
@@ -534,258 +490,9 @@ static int pump_control(struct tlsq_conn *c)
 	    tlsq__queue_entries(&c->txq) == 0 && atomic_load(&c->error) == 0) {
 		if (tlsq__tls_shutdown(c) < 0)
 			return progress;
-		c->send_closed = 1;
-		if (atomic_load(&c->close_phase) == TLSQ_CLOSE_NONE && c->closing)
-			set_phase(c, TLSQ_CLOSE_FLUSHING);
-		set_state(c, c->recv_closed ? TLSQ_STATE_CLOSING : TLSQ_STATE_SEND_CLOSED);
+		c->send_closed = 1; /* state.c: SEND_CLOSED / CLOSING */
 		progress = 1;
 	}
 	return progress;
 }
 
-/* ------------------------------------------------------------------------ */
-/* Events and deadlines                                                      */
-/* ------------------------------------------------------------------------ */
-
-static void arm_events(struct tlsq_conn *c)
-{
-	const tlsq_engine_config *cfg = &c->engine->cfg;
-	int st = atomic_load(&c->state);
-	/* pump_tx may overshoot cipher_buffer by one record; the control
-	 * reserve sits above that, so a full data path never stops a read. */
-	int want_read = c->fd >= 0 && !c->eof && !c->rst && st != TLSQ_STATE_CONNECTING &&
-	                evbuffer_get_length(c->in) < cfg->cipher_buffer &&
-	                out_len(c) < cfg->cipher_buffer + RECORD_SLACK + cfg->control_reserve;
-	int want_write = c->fd >= 0 && (st == TLSQ_STATE_CONNECTING || out_len(c) > 0);
-	if (want_read != c->reading) {
-		if (want_read)
-			event_add(c->ev_read, NULL);
-		else
-			event_del(c->ev_read);
-		c->reading = want_read;
-	}
-	if (want_write != c->writing) {
-		if (want_write)
-			event_add(c->ev_write, NULL);
-		else
-			event_del(c->ev_write);
-		c->writing = want_write;
-	}
-}
-
-static uint64_t next_deadline(struct tlsq_conn *c)
-{
-	const tlsq_engine_config *cfg = &c->engine->cfg;
-	uint64_t d = UINT64_MAX;
-	int st = atomic_load(&c->state);
-#define EARLIER(x) do { if ((x) && (x) < d) d = (x); } while (0)
-	if (st == TLSQ_STATE_CONNECTING)
-		EARLIER(c->connect_deadline_ms);
-	if (st == TLSQ_STATE_HANDSHAKING)
-		EARLIER(c->handshake_deadline_ms);
-	EARLIER(c->close_deadline_ms);
-	if (cfg->idle_timeout_ms > 0 && c->fd >= 0)
-		EARLIER(c->last_io_ms + (uint64_t)cfg->idle_timeout_ms);
-	if (c->tls13 && cfg->key_update_interval_ms && sending_state(st))
-		EARLIER(c->next_key_update_ms);
-#undef EARLIER
-	return d;
-}
-
-static void arm_timer(struct tlsq_conn *c)
-{
-	uint64_t d = next_deadline(c);
-	if (d == UINT64_MAX || c->fd < 0)
-		return;
-	/* Re-arm only when the deadline moved earlier; the timer callback
-	 * re-checks, so a late (idle) deadline costs one spurious wake. */
-	if (c->timer_armed_ms && (uint64_t)c->timer_armed_ms <= d)
-		return;
-	uint64_t now = tlsq__now_ms();
-	uint64_t ms = d > now ? d - now : 0;
-	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
-	evtimer_add(c->ev_timer, &tv);
-	c->timer_armed_ms = d;
-}
-
-/* Timer fired: enforce whichever deadline passed. */
-void tlsq__conn_timer(struct tlsq_conn *c)
-{
-	const tlsq_engine_config *cfg = &c->engine->cfg;
-	uint64_t now = tlsq__now_ms();
-	int st = atomic_load(&c->state);
-	c->timer_armed_ms = 0;
-	if (c->fd < 0)
-		return;
-	if (st == TLSQ_STATE_CONNECTING && c->connect_deadline_ms && now >= c->connect_deadline_ms)
-		tlsq__conn_fail(c, TLSQ_ETIMEDOUT, "connect timed out after %d ms",
-		                cfg->connect_timeout_ms);
-	else if (st == TLSQ_STATE_HANDSHAKING && c->handshake_deadline_ms &&
-	         now >= c->handshake_deadline_ms)
-		tlsq__conn_fail(c, TLSQ_ETIMEDOUT,
-		                "TLS handshake timed out after %d ms (peer silent or too slow)",
-		                cfg->handshake_timeout_ms);
-	else if (c->close_deadline_ms && now >= c->close_deadline_ms)
-		tlsq__conn_fail(c, TLSQ_ETIMEDOUT,
-		                "close timed out waiting for the peer's close_notify");
-	else if (cfg->idle_timeout_ms > 0 && now >= c->last_io_ms + (uint64_t)cfg->idle_timeout_ms)
-		tlsq__conn_fail(c, TLSQ_ETIMEDOUT, "idle timeout: no bytes either way for %d ms",
-		                cfg->idle_timeout_ms);
-	tlsq__conn_step(c);
-}
-
-/* ------------------------------------------------------------------------ */
-/* The step                                                                  */
-/* ------------------------------------------------------------------------ */
-
-static void on_open(struct tlsq_conn *c)
-{
-	tlsq__tls_publish(c);
-	c->handshake_deadline_ms = 0;
-	if (c->engine->cfg.key_update_interval_ms)
-		c->next_key_update_ms = tlsq__now_ms() + (uint64_t)c->engine->cfg.key_update_interval_ms;
-	tlsq__count(&c->engine->stats.handshakes_ok, 1);
-	if (c->resumed)
-		tlsq__count(&c->engine->stats.resumed, 1);
-	free(c->host);
-	c->host = NULL;
-	atomic_store_explicit(&c->opened, 1, memory_order_release);
-	set_state(c, TLSQ_STATE_OPEN);
-	if (c->listener) {
-		struct tlsq_listener *l = c->listener;
-		c->listener = NULL;
-		tlsq__listener_deliver(l, c);
-		tlsq__listener_unref(l);
-	}
-}
-
-static void step_open(struct tlsq_conn *c)
-{
-	for (int round = 0;; round++) {
-		if (round == STEP_ROUNDS) {
-			/* Yield to the other connections of this thread, but come
-			 * back: what was read may not have been processed yet, and no
-			 * socket event would say so. Its own event: arm_events may
-			 * event_del(ev_write), which would drop an activation. */
-			event_active(c->ev_cont, 0, 0);
-			break;
-		}
-		size_t in_before = evbuffer_get_length(c->in);
-		int progress = 0;
-		progress |= pump_rx(c, RX_READ);
-		if (atomic_load(&c->error) != 0)
-			break;
-		if (sending_state(atomic_load(&c->state)))
-			progress |= pump_tx(c);
-		progress |= pump_control(c);
-		progress |= sock_write(c);
-		if (atomic_load(&c->error) != 0)
-			break;
-		/* Ciphertext consumed counts too: with tiny buffers wolfSSL eats a
-		 * record a few bytes at a time before it yields any plaintext. */
-		if (evbuffer_get_length(c->in) < in_before)
-			progress = 1;
-		int ended = c->eof || c->rst;
-		if (sock_read(c) > 0)
-			progress = 1;
-		/* An end or an error found just now must reach wolfSSL in one
-		 * more round: no event will tell us again (arm_events stops
-		 * reading at the end). Without this a peer that finished the
-		 * handshake and sent its FIN at once went unnoticed. */
-		if (!ended && (c->eof || c->rst))
-			progress = 1;
-		if (!progress)
-			break;
-	}
-}
-
-static void update_idle_and_phase(struct tlsq_conn *c)
-{
-	int empty = out_len(c) == 0;
-	if (c->send_closed && empty && !c->notify_flushed) {
-		c->notify_flushed = 1;
-		if (atomic_load(&c->close_phase) < TLSQ_CLOSE_NOTIFY_SENT)
-			set_phase(c, TLSQ_CLOSE_NOTIFY_SENT);
-	}
-	if (c->recv_closed && c->send_closed &&
-	    atomic_load(&c->close_phase) != TLSQ_CLOSE_NONE &&
-	    atomic_load(&c->close_phase) < TLSQ_CLOSE_PEER_NOTIFIED)
-		set_phase(c, TLSQ_CLOSE_PEER_NOTIFIED);
-	int idle = empty && c->tx_cur == NULL && tlsq__queue_bytes(&c->txq) == 0;
-	if (idle && !atomic_load_explicit(&c->tx_idle, memory_order_relaxed)) {
-		/* release: a flusher that sees tx_idle sees our queue state. */
-		atomic_store_explicit(&c->tx_idle, 1, memory_order_release);
-		tlsq__ec_inc(&c->state_ec);
-	}
-}
-
-void tlsq__conn_step(struct tlsq_conn *c)
-{
-	if (c->finished)
-		goto end;
-	int st = atomic_load(&c->state);
-	if (st == TLSQ_STATE_HANDSHAKING && atomic_load(&c->error) == 0) {
-		int r = tlsq__tls_handshake(c);
-		if (r > 0)
-			on_open(c);
-		sock_write(c);
-		st = atomic_load(&c->state);
-	}
-	if (st >= TLSQ_STATE_OPEN && st < TLSQ_STATE_CLOSED && atomic_load(&c->error) == 0)
-		step_open(c);
-	if (atomic_load(&c->error) == 0) {
-		update_idle_and_phase(c);
-		/* Both close_notify exchanged and flushed: a clean end. */
-		if (c->send_closed && c->recv_closed && out_len(c) == 0) {
-			set_phase(c, TLSQ_CLOSE_DONE);
-			set_state(c, TLSQ_STATE_CLOSED);
-		}
-	}
-	st = atomic_load(&c->state);
-	if (st == TLSQ_STATE_CLOSED || st == TLSQ_STATE_FAILED) {
-		tlsq__conn_finish(c);
-		goto end;
-	}
-	arm_events(c);
-	arm_timer(c);
-	return;
-end:
-	/* Finished: only the rx hand-over can still be pending. */
-	pump_rx(c, RX_HANDOVER);
-}
-
-/* Socket readable / writable. */
-void tlsq__conn_on_read(struct tlsq_conn *c)
-{
-	c->read_drained = 0;
-	sock_read(c);
-	tlsq__conn_step(c);
-}
-
-void tlsq__conn_on_write(struct tlsq_conn *c)
-{
-	if (atomic_load(&c->state) == TLSQ_STATE_CONNECTING) {
-		int err = 0;
-		socklen_t len = sizeof err;
-		getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
-		if (err != 0) {
-			tlsq__conn_fail(c, err == ECONNREFUSED ? TLSQ_ECONNREFUSED : TLSQ_EIO,
-			                "connect to %s failed: %s", c->peer, strerror(err));
-			tlsq__conn_step(c);
-			return;
-		}
-		if (tlsq__tls_ssl_new(c, c->host) < 0) {
-			tlsq__conn_step(c);
-			return;
-		}
-		c->handshake_deadline_ms =
-		    c->engine->cfg.handshake_timeout_ms > 0
-		        ? tlsq__now_ms() + (uint64_t)c->engine->cfg.handshake_timeout_ms
-		        : 0;
-		set_state(c, TLSQ_STATE_HANDSHAKING);
-		c->timer_armed_ms = 0; /* deadline changed */
-	} else {
-		sock_write(c);
-	}
-	tlsq__conn_step(c);
-}

@@ -237,7 +237,7 @@ static int tls_send_cb(WOLFSSL *ssl, char *buf, int sz, void *ctx)
 		 * is our answer to the peer's KeyUpdate(update_requested): the only
 		 * way to see peer KeyUpdates in wolfSSL 5.5.4 (note §8). Count them
 		 * and stop a storm. */
-		if (c->tls13 && sz < 64 && atomic_load(&c->state) >= TLSQ_STATE_OPEN) {
+		if (c->tls13 && sz < 64 && c->hs_done) {
 			uint64_t now = tlsq__now_ms();
 			if (now - c->ku_window_start_ms >= 1000) {
 				c->ku_window_start_ms = now;
