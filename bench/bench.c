@@ -726,13 +726,16 @@ static void raise_nofile(const struct bench_opts *o, const int *want_w)
 	setrlimit(RLIMIT_NOFILE, &rl);
 	if (rl.rlim_cur < need)
 		fprintf(stderr,
-		        "tlsq-bench: the file descriptor limit (%llu) is below the %llu these "
-		        "connections need, and only root (CAP_SYS_RESOURCE) may raise the hard "
-		        "limit: run as root, or raise it before starting (ulimit -Hn %llu as root; "
-		        "'nofile' in /etc/security/limits.conf; LimitNOFILE= for a systemd unit; "
-		        "at most /proc/sys/fs/nr_open), or use fewer connections\n",
+		        "tlsq-bench: the descriptor limit (%llu) is below the %llu these "
+		        "connections may need (W7: two per connection, the socket and tlsq's "
+		        "pollfd): raising the hard limit needs CAP_SYS_RESOURCE (root in a "
+		        "container may not have it). Raise it before starting (ulimit -Hn %llu "
+		        "as root; 'nofile' in /etc/security/limits.conf; LimitNOFILE= for a "
+		        "systemd unit; at most /proc/sys/fs/nr_open), or use fewer connections "
+		        "(W7: --w7-conns %llu fits)\n",
 		        (unsigned long long)rl.rlim_cur, (unsigned long long)need,
-		        (unsigned long long)need);
+		        (unsigned long long)need,
+		        (unsigned long long)(rl.rlim_cur > 1024 ? (rl.rlim_cur - 1024) / 2 : 1));
 }
 
 /* A throw-away self-signed ECDSA P-256 certificate for localhost. */
