@@ -523,7 +523,7 @@ static void usage(FILE *f)
 	    "      --connections N       W5 connections (default 2000)\n"
 	    "      --idle-connections N  W6 connections (default 10000)\n"
 	    "      --w7-conns N          W7 connections (default 100000; 1%% of them, at\n"
-	    "                            least 1, exchange messages). Needs about 2N+1000\n"
+	    "                            least 1, exchange messages). Needs about 2N+128\n"
 	    "                            descriptors per process: as root tlsq-bench raises\n"
 	    "                            the hard limit itself, else ulimit -Hn must allow it\n"
 	    "      --w7-seconds S        W7 traffic phase (default 3)\n"
@@ -713,8 +713,8 @@ static void raise_nofile(const struct bench_opts *o, const int *want_w)
 {
 	struct rlimit rl;
 	uint64_t need = (o->conns[5] > o->conns[6] ? o->conns[5] : o->conns[6]) + 256;
-	if (want_w[7] && 2 * o->conns[7] + 1024 > need)
-		need = 2 * o->conns[7] + 1024;
+	if (want_w[7] && 2 * o->conns[7] + 128 > need)
+		need = 2 * o->conns[7] + 128;
 	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
 		return;
 	if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need) {
@@ -735,7 +735,7 @@ static void raise_nofile(const struct bench_opts *o, const int *want_w)
 		        "(W7: --w7-conns %llu fits)\n",
 		        (unsigned long long)rl.rlim_cur, (unsigned long long)need,
 		        (unsigned long long)need,
-		        (unsigned long long)(rl.rlim_cur > 1024 ? (rl.rlim_cur - 1024) / 2 : 1));
+		        (unsigned long long)(rl.rlim_cur > 256 ? (rl.rlim_cur - 128) / 2 : 1));
 }
 
 /* A throw-away self-signed ECDSA P-256 certificate for localhost. */
