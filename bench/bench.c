@@ -29,6 +29,11 @@
  *                                                                  server KiB/conn
  *   W6  --idle-connections (10,000) established and idle           server KiB/conn,
  *                                                                  seconds to set up
+ *   W7  --w7-conns (100,000) established from 127.0.0.1..K, then   setup s, handshakes/s,
+ *       a random 1% exchange 64-byte messages for --w7-seconds    KiB/conn, msgs/s, p99;
+ *       (3) while the rest stay idle; then the same traffic on     the same on 1%
+ *       just 1% as many connections (all active). Not in the
+ *       default set: -w W7.
  */
 
 #include <getopt.h>
@@ -49,7 +54,7 @@
 
 #define MAXRUNS 25
 #define NPEERS  5
-#define NMETRIC 4 /* the most figures a workload has, its CPU figure included */
+#define NMETRIC 9 /* the most figures a workload has, its CPU figure included */
 
 static const struct bench_peer *const all_peers[NPEERS] = {&bench_tlsq, &bench_tcp, &bench_wolfssl,
                                                            &bench_openssl, &bench_nng};
@@ -75,9 +80,15 @@ static const struct workload {
      {"handshakes/s", "KiB/conn", "CPU ms/conn"},
      {0, 1, 1}},
     {"W6", "idle connections", 3, {"KiB/conn", "setup s", "CPU ms/conn"}, {1, 1, 1}},
+    {"W7",
+     "many connections, 1% exchanging",
+     9,
+     {"setup s", "handshakes/s", "KiB/conn", "heap KiB/conn", "msgs/s", "p99 us",
+      "1% conns: msgs/s", "1% conns: p99 us", "CPU ms/conn"},
+     {1, 0, 1, 1, 0, 1, 0, 1, 1}},
 };
 
-enum { B_OK, B_FAIL, B_HANG };
+enum { B_OK, B_FAIL, B_HANG, B_NA /* the peer cannot run it (nng in W7) */ };
 
 struct result {
 	int status; /* B_OK if every run passed, else what went wrong first */
@@ -96,12 +107,25 @@ static void child(const struct bench_peer *p, int w, int server, int port_pipe, 
                   int gate, int port, const struct bench_opts *o)
 {
 	struct bench_rep r = {0};
+	bench_listen_any = w == 7; /* W7's client connects to 127.0.0.1..K */
 	if (p->init(cert_path, key_path, w) < 0) {
 		int bad = -1;
 		if (server)
 			(void)!write(port_pipe, &bad, sizeof bad);
 		(void)!write(rep_pipe, &r, sizeof r);
 		_exit(1);
+	}
+	if (w == 7) {
+		if (server) {
+			int lp = p->listen();
+			(void)!write(port_pipe, &lp, sizeof lp);
+			if (lp > 0)
+				bench_w7_server(p, o, gate, &r);
+		} else {
+			bench_w7_client(p, port, o, gate, &r);
+		}
+		(void)!write(rep_pipe, &r, sizeof r);
+		_exit(r.ok ? 0 : 1);
 	}
 	if (w >= 5) {
 		if (server) {
@@ -174,6 +198,8 @@ static double budget(int w, const struct bench_opts *o)
 		return 120 + (double)o->round_trips / 2000;
 	case 4:
 		return 20 + (double)o->duplex / 50e6;
+	case 7:
+		return 180 + o->w7_secs + (double)o->conns[w] / 50;
 	default:
 		return 60 + (double)o->conns[w] / 50;
 	}
@@ -220,11 +246,23 @@ static int figures(int w, const struct bench_opts *o, const struct bench_rep *rc
 		fig[w == 5 ? 1 : 0] = rs->kib;
 		fig[2] = cpu / (double)o->conns[w] * 1e3;
 		break;
+	case 7:
+		/* every connection up on both sides, every echo counted by both */
+		if (rc->conns != o->conns[7] || rs->conns != o->conns[7] || rc->count != rs->count)
+			return B_FAIL;
+		fig[0] = rc->secs;
+		fig[1] = (double)rc->conns / rc->secs;
+		fig[2] = rs->kib;
+		fig[3] = rs->heap;
+		fig[4] = rc->rate;
+		fig[5] = rc->p99;
+		fig[8] = cpu / (double)o->conns[7] * 1e3;
+		break;
 	}
 	return B_OK;
 }
 
-static int run_once(const struct bench_peer *p, int w, const struct bench_opts *o,
+static int run_pair(const struct bench_peer *p, int w, const struct bench_opts *o,
                     double fig[NMETRIC])
 {
 	int pp[2], sp[2], cp[2], gp[2];
@@ -267,6 +305,25 @@ static int run_once(const struct bench_peer *p, int w, const struct bench_opts *
 	return figures(w, o, &rc, &rs, cpu, fig);
 }
 
+/* One run of a workload; W7 is two pairs of processes: conns[7] connections
+ * with w7_active of them busy, then w7_active connections all busy. */
+static int run_once(const struct bench_peer *p, int w, const struct bench_opts *o,
+                    double fig[NMETRIC])
+{
+	if (w != 7)
+		return run_pair(p, w, o, fig);
+	int st = run_pair(p, 7, o, fig);
+	if (st != B_OK)
+		return st;
+	struct bench_opts base = *o;
+	double bf[NMETRIC] = {0};
+	base.conns[7] = o->w7_active;
+	st = run_pair(p, 7, &base, bf);
+	fig[6] = bf[4];
+	fig[7] = bf[5];
+	return st;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Output                                                                    */
 /* ------------------------------------------------------------------------ */
@@ -297,7 +354,7 @@ static void print_value(double v)
 
 static void print_table(struct result res[][NPEERS], const int *want_w, const int *want_p)
 {
-	printf("\n%-3s %-34s %-17s", "", "workload", "metric");
+	printf("\n%-3s %-34s %-22s", "", "workload", "metric");
 	for (int i = 0; i < NPEERS; i++)
 		if (want_p[i])
 			printf(" %11s", all_peers[i]->name);
@@ -313,10 +370,10 @@ static void print_table(struct result res[][NPEERS], const int *want_w, const in
 		if (!want_w[w])
 			continue;
 		for (int m = 0; m < wl[w].nmetric; m++) {
-			char metric[32];
+			char metric[40];
 			snprintf(metric, sizeof metric, "%s (%s)", wl[w].metric[m],
 			         wl[w].lower_better[m] ? "low" : "high");
-			printf("%-3s %-34s %-17s", m ? "" : wl[w].name, m ? "" : wl[w].what,
+			printf("%-3s %-34s %-22s", m ? "" : wl[w].name, m ? "" : wl[w].what,
 			       metric);
 			for (int i = 0; i < NPEERS; i++) {
 				if (!want_p[i])
@@ -324,6 +381,8 @@ static void print_table(struct result res[][NPEERS], const int *want_w, const in
 				struct result *r = &res[w][i];
 				if (r->status == B_HANG)
 					printf(" %11s", "hang");
+				else if (r->status == B_NA)
+					printf(" %11s", "n/a");
 				else if (r->status == B_FAIL || r->n == 0)
 					printf(" %11s", "failed");
 				else
@@ -391,10 +450,12 @@ static int write_json(const char *path, struct result res[][NPEERS], const int *
 	fprintf(f,
 	        "  \"options\": {\"runs\": %d, \"bulk_bytes\": %llu, \"duration_s\": %g, "
 	        "\"round_trips\": %llu, \"duplex_bytes\": %llu, \"connections\": %llu, "
-	        "\"idle_connections\": %llu},\n  \"results\": [\n",
+	        "\"idle_connections\": %llu, \"w7_connections\": %llu, \"w7_active\": %llu, "
+	        "\"w7_seconds\": %g},\n  \"results\": [\n",
 	        o->runs, (unsigned long long)o->bulk, o->duration,
 	        (unsigned long long)o->round_trips, (unsigned long long)o->duplex,
-	        (unsigned long long)o->conns[5], (unsigned long long)o->conns[6]);
+	        (unsigned long long)o->conns[5], (unsigned long long)o->conns[6],
+	        (unsigned long long)o->conns[7], (unsigned long long)o->w7_active, o->w7_secs);
 	int first = 1;
 	for (int w = 1; w <= BENCH_NWORK; w++)
 		for (int i = 0; i < NPEERS; i++) {
@@ -410,7 +471,9 @@ static int write_json(const char *path, struct result res[][NPEERS], const int *
 				first = 0;
 				if (r->status != B_OK || r->n == 0)
 					fprintf(f, "\"median\": null, \"status\": \"%s\", ",
-					        r->status == B_HANG ? "hang" : "failed");
+					        r->status == B_HANG ? "hang"
+					        : r->status == B_NA ? "n/a"
+					                            : "failed");
 				else
 					fprintf(f, "\"median\": %.6g, \"status\": \"ok\", ",
 					        r->med[m]);
@@ -432,7 +495,7 @@ static void usage(FILE *f)
 {
 	fprintf(
 	    f,
-	    "Usage: tlsq-bench [--workloads W1,...,W6] [--peers tlsq,tcp,wolfssl,openssl,nng]\n"
+	    "Usage: tlsq-bench [--workloads W1,...,W7] [--peers tlsq,tcp,wolfssl,openssl,nng]\n"
 	    "                  [--runs N] [--json FILE] [--quick] [sizes...]\n\n"
 	    "Runs tlsq and its peers side by side on loopback: for each workload a server\n"
 	    "process and a client process, every byte hashed on both sides, each figure the\n"
@@ -446,7 +509,8 @@ static void usage(FILE *f)
 	    "per GB (W1, W4), per message (W2), per round trip (W3), per connection (W5, W6).\n\n"
 	    "  -w, --workloads LIST      W1 bulk MB/s, W2 messages/s, W3 ping-pong latency,\n"
 	    "                            W4 full duplex MB/s, W5 handshakes/s and KiB per\n"
-	    "                            connection, W6 idle connections (default all)\n"
+	    "                            connection, W6 idle connections, W7 100,000\n"
+	    "                            connections with 1%% busy (default W1-W6)\n"
 	    "  -p, --peers LIST          default tlsq,tcp,wolfssl,openssl,nng\n"
 	    "  -r, --runs N              runs per figure (default 3)\n"
 	    "  -j, --json FILE           also write the results as JSON\n"
@@ -458,6 +522,11 @@ static void usage(FILE *f)
 	    "      --duplex-bytes N      W4 bytes each way (default 512 MiB)\n"
 	    "      --connections N       W5 connections (default 2000)\n"
 	    "      --idle-connections N  W6 connections (default 10000)\n"
+	    "      --w7-conns N          W7 connections (default 100000; 1%% of them, at\n"
+	    "                            least 1, exchange messages). Needs about 2N+128\n"
+	    "                            descriptors per process: as root tlsq-bench raises\n"
+	    "                            the hard limit itself, else ulimit -Hn must allow it\n"
+	    "      --w7-seconds S        W7 traffic phase (default 3)\n"
 	    "      --slow F              multiply every run's deadline by F (default 1; for\n"
 	    "                            valgrind: bench/callgrind.py)\n"
 	    "  -h, --help                this text\n"
@@ -517,7 +586,7 @@ static int workload_index(const char *t)
 {
 	int n = (t[0] == 'W' || t[0] == 'w') ? atoi(t + 1) : 0;
 	if (n < 1 || n > BENCH_NWORK) {
-		fprintf(stderr, "tlsq-bench: unknown workload '%s' (W1..W6)\n", t);
+		fprintf(stderr, "tlsq-bench: unknown workload '%s' (W1..W7)\n", t);
 		return -1;
 	}
 	return n;
@@ -535,7 +604,7 @@ static int peer_index(const char *t)
 static void parse_args(int argc, char **argv, struct bench_opts *o, int *want_w, int *want_p,
                        const char **json)
 {
-	enum { O_BULK = 1000, O_DUR, O_RT, O_DUP, O_CONN, O_IDLE, O_SLOW };
+	enum { O_BULK = 1000, O_DUR, O_RT, O_DUP, O_CONN, O_IDLE, O_SLOW, O_W7N, O_W7S };
 	static const struct option lo[] = {
 	    {"workloads", required_argument, NULL, 'w'},
 	    {"peers", required_argument, NULL, 'p'},
@@ -551,6 +620,8 @@ static void parse_args(int argc, char **argv, struct bench_opts *o, int *want_w,
 	    {"connections", required_argument, NULL, O_CONN},
 	    {"idle-connections", required_argument, NULL, O_IDLE},
 	    {"slow", required_argument, NULL, O_SLOW},
+	    {"w7-conns", required_argument, NULL, O_W7N},
+	    {"w7-seconds", required_argument, NULL, O_W7S},
 	    {NULL, 0, NULL, 0},
 	};
 	int ch;
@@ -603,6 +674,12 @@ static void parse_args(int argc, char **argv, struct bench_opts *o, int *want_w,
 		case O_IDLE:
 			o->conns[6] = parse_size(optarg);
 			break;
+		case O_W7N:
+			o->conns[7] = parse_size(optarg);
+			break;
+		case O_W7S:
+			o->w7_secs = strtod(optarg, NULL);
+			break;
 		case 'h':
 			usage(stdout);
 			exit(0);
@@ -619,29 +696,46 @@ static void parse_args(int argc, char **argv, struct bench_opts *o, int *want_w,
 			exit(2);
 		}
 	}
+	o->w7_active = o->conns[7] / 100 ? o->conns[7] / 100 : 1;
 	if (optind < argc || o->bulk < 16384 || o->duplex < 16384 || o->duration <= 0 ||
-	    o->slow < 1) {
+	    o->slow < 1 || o->w7_secs <= 0) {
 		fprintf(stderr, "tlsq-bench: sizes must be at least 16k, the duration positive and "
 		                "--slow at least 1\n");
 		exit(2);
 	}
 }
 
-/* Each side of W5/W6 holds a descriptor per connection: raise the soft limit
- * to the hard one (children inherit it). */
-static void raise_nofile(const struct bench_opts *o)
+/* Each side of W5/W6/W7 holds a descriptor per connection, W7's server two
+ * (the socket and tlsq's pollfd): raise the soft limit to the hard one, and
+ * the hard one too where we may (root or CAP_SYS_RESOURCE, up to
+ * /proc/sys/fs/nr_open). Children inherit it. */
+static void raise_nofile(const struct bench_opts *o, const int *want_w)
 {
 	struct rlimit rl;
 	uint64_t need = (o->conns[5] > o->conns[6] ? o->conns[5] : o->conns[6]) + 256;
+	if (want_w[7] && 2 * o->conns[7] + 128 > need)
+		need = 2 * o->conns[7] + 128;
 	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
 		return;
+	if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need) {
+		struct rlimit up = {need, need};
+		if (setrlimit(RLIMIT_NOFILE, &up) == 0)
+			return;
+	}
 	rl.rlim_cur = rl.rlim_max;
 	setrlimit(RLIMIT_NOFILE, &rl);
 	if (rl.rlim_cur < need)
 		fprintf(stderr,
-		        "tlsq-bench: the file descriptor limit (%llu) may be too low for "
-		        "W5/W6; raise the hard limit (ulimit -Hn)\n",
-		        (unsigned long long)rl.rlim_cur);
+		        "tlsq-bench: the descriptor limit (%llu) is below the %llu these "
+		        "connections may need (W7: two per connection, the socket and tlsq's "
+		        "pollfd): raising the hard limit needs CAP_SYS_RESOURCE (root in a "
+		        "container may not have it). Raise it before starting (ulimit -Hn %llu "
+		        "as root; 'nofile' in /etc/security/limits.conf; LimitNOFILE= for a "
+		        "systemd unit; at most /proc/sys/fs/nr_open), or use fewer connections "
+		        "(W7: --w7-conns %llu fits)\n",
+		        (unsigned long long)rl.rlim_cur, (unsigned long long)need,
+		        (unsigned long long)need,
+		        (unsigned long long)(rl.rlim_cur > 256 ? (rl.rlim_cur - 128) / 2 : 1));
 }
 
 /* A throw-away self-signed ECDSA P-256 certificate for localhost. */
@@ -670,6 +764,12 @@ static void run_all(struct result res[][NPEERS], const int *want_w, const int *w
 			if (!want_p[i])
 				continue;
 			struct result *r = &res[w][i];
+			if (w == 7 && !all_peers[i]->pollfd) {
+				fprintf(stderr, "  W7 %-8s not run (no descriptor to poll)\n",
+				        all_peers[i]->name);
+				r->status = B_NA;
+				continue;
+			}
 			for (int k = 0; k < o->runs; k++) {
 				double fig[NMETRIC] = {0};
 				fprintf(stderr, "  %s %-8s run %d/%d ... ", wl[w].name,
@@ -706,11 +806,13 @@ int main(int argc, char **argv)
 	                       .runs = 3};
 	o.conns[5] = 2000;
 	o.conns[6] = 10000;
-	int want_w[BENCH_NWORK + 1] = {0, 1, 1, 1, 1, 1, 1}, want_p[NPEERS] = {1, 1, 1, 1, 1};
+	o.conns[7] = 100000;
+	o.w7_secs = 3.0;
+	int want_w[BENCH_NWORK + 1] = {0, 1, 1, 1, 1, 1, 1, 0}, want_p[NPEERS] = {1, 1, 1, 1, 1};
 	const char *json = NULL;
 	parse_args(argc, argv, &o, want_w, want_p, &json);
 	signal(SIGPIPE, SIG_IGN);
-	raise_nofile(&o);
+	raise_nofile(&o, want_w);
 	char dir[] = "/tmp/tlsq-bench-XXXXXX";
 	if (make_cert(dir) < 0) {
 		fprintf(stderr,

@@ -3,7 +3,7 @@
  * bench.h - what tlsq-bench's parts share (docs/benchmarks.md).
  *
  *   bench.c          orchestration: processes, deadlines, medians, table, JSON
- *   bench_work.c     the workloads W1-W6 and the byte hash
+ *   bench_work.c     the workloads W1-W7 and the byte hash
  *   bench_peers.c    the tcp and tlsq peers
  *   bench_naive.c    what the naive blocking TLS peers share (no TLS headers)
  *   bench_wolfssl.c  the wolfssl peer (only wolfSSL headers)
@@ -27,7 +27,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define BENCH_NWORK 6 /* W1..W6 */
+#define BENCH_NWORK 7 /* W1..W7 */
 
 struct bench_peer {
 	const char *name;
@@ -47,13 +47,19 @@ struct bench_peer {
 	void (*shutdown)(void *c); /* our side is done sending (FIN or close_notify) */
 	void (*close)(void *c);
 	const char *(*version)(void);
+	/* Optional (W7's traffic phase): a descriptor that polls readable
+	 * (POLLIN) while received data waits on `c` (tlsq_conn_pollfd, the
+	 * socket for the others). NULL: the peer does not run W7. */
+	int (*pollfd)(void *c);
 };
 
 extern const struct bench_peer bench_tcp, bench_tlsq, bench_wolfssl, bench_openssl, bench_nng;
 
 struct bench_opts {
 	uint64_t bulk, duplex, round_trips;
-	uint64_t conns[BENCH_NWORK + 1]; /* W5, W6: connections */
+	uint64_t conns[BENCH_NWORK + 1]; /* W5, W6, W7: connections */
+	uint64_t w7_active;              /* W7: connections that exchange messages */
+	double w7_secs;                  /* W7: seconds of traffic */
 	double duration;
 	double slow; /* --slow: every run's deadline multiplied by this (valgrind) */
 	int runs;
@@ -65,7 +71,10 @@ struct bench_rep {
 	double secs;
 	uint64_t count, hash;
 	double p50, p99, p999; /* W3 client */
-	double kib;            /* W5/W6 server: resident KiB per connection */
+	double kib;            /* W5/W6/W7 server: resident KiB per connection */
+	double heap;           /* W7 server: malloc'd KiB per connection (mallinfo2) */
+	uint64_t conns;        /* W7: connections established */
+	double rate;           /* W7 client: round trips per second */
 };
 
 /* Runs one side of W1..W4 on the connection `c`. */
@@ -81,6 +90,25 @@ void bench_work(const struct bench_peer *p, int w, int server, void *c, const st
 void bench_conns_server(const struct bench_peer *p, uint64_t n, int gate, struct bench_rep *r);
 void bench_conns_client(const struct bench_peer *p, int port, uint64_t n, int gate,
                         struct bench_rep *r);
+
+/*
+ * W7 (bench_work.c). The server accepts `n` connections, measures itself as
+ * W6 does, watches every connection's pollfd with epoll, writes one byte to
+ * `gate`, then echoes 64-byte messages until o->w7_active connections sent
+ * their last. The client establishes `n` connections to 127.0.0.1..K (so
+ * that the ephemeral port range is no limit), waits for the gate, then
+ * keeps one message in flight on each of o->w7_active connections chosen at
+ * random for o->w7_secs seconds.
+ */
+void bench_w7_server(const struct bench_peer *p, const struct bench_opts *o, int gate,
+                     struct bench_rep *r);
+void bench_w7_client(const struct bench_peer *p, int port, const struct bench_opts *o, int gate,
+                     struct bench_rep *r);
+
+/* W7: the address the tcp helpers and the tlsq peer listen on ("0.0.0.0"
+ * for W7, else 127.0.0.1) and the one they connect to next (127.0.0.x). */
+extern int bench_listen_any;
+extern char bench_dst[16];
 
 uint64_t bench_now_ns(void);
 
@@ -111,5 +139,6 @@ int bench_naive_send(void *c, const void *buf, size_t len);
 ssize_t bench_naive_recv(void *c, void *buf, size_t cap);
 void bench_naive_shutdown(void *c);
 void bench_naive_close(void *c);
+int bench_naive_pollfd(void *c);
 
 #endif

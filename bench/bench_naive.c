@@ -98,3 +98,8 @@ void bench_naive_close(void *p)
 	pthread_mutex_destroy(&c->mu);
 	free(c);
 }
+
+int bench_naive_pollfd(void *p)
+{
+	return ((struct nconn *)p)->fd;
+}

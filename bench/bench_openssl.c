@@ -92,5 +92,6 @@ const struct bench_peer bench_openssl = {
     .recv = bench_naive_recv,
     .shutdown = bench_naive_shutdown,
     .close = bench_naive_close,
+    .pollfd = bench_naive_pollfd,
     .version = o_version,
 };

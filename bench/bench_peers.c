@@ -7,6 +7,7 @@
  * that starts its handshakes with tlsq_connect_start and waits for them in
  * order, a window of BENCH_WINDOW at a time.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -20,10 +21,15 @@
 #include "bench.h"
 #include "tlsq.h"
 
+int bench_listen_any;
+char bench_dst[16] = "127.0.0.1";
+
 int bench_tcp_listen_fd(int *port)
 {
 	int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct sockaddr_in a = {.sin_family = AF_INET,
+	                        .sin_addr.s_addr =
+	                            htonl(bench_listen_any ? INADDR_ANY : INADDR_LOOPBACK)};
 	socklen_t len = sizeof a;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
 	if (bind(fd, (struct sockaddr *)&a, sizeof a) < 0 || listen(fd, 4096) < 0 ||
@@ -46,9 +52,8 @@ int bench_tcp_accept_fd(int lfd)
 int bench_tcp_connect_fd(int port)
 {
 	int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
-	struct sockaddr_in a = {.sin_family = AF_INET,
-	                        .sin_port = htons((uint16_t)port),
-	                        .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	inet_pton(AF_INET, bench_dst, &a.sin_addr);
 	if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
 		close(fd);
 		return -1;
@@ -124,6 +129,11 @@ static void t_close(void *c)
 	close((int)(intptr_t)c - 1);
 }
 
+static int t_pollfd(void *c)
+{
+	return (int)(intptr_t)c - 1;
+}
+
 static const char *t_version(void)
 {
 	static char v[128];
@@ -144,6 +154,7 @@ const struct bench_peer bench_tcp = {
     .shutdown = t_shutdown,
     .close = t_close,
     .version = t_version,
+    .pollfd = t_pollfd,
 };
 
 /* ------------------------------------------------------------------------ */
@@ -180,7 +191,8 @@ static int q_init(const char *cert, const char *key, int workload)
 
 static int q_listen(void)
 {
-	if (tlsq_listen(q_engine, "127.0.0.1:0", q_server, &q_listener) != TLSQ_OK)
+	if (tlsq_listen(q_engine, bench_listen_any ? "0.0.0.0:0" : "127.0.0.1:0", q_server,
+	                &q_listener) != TLSQ_OK)
 		return -1;
 	return tlsq_listener_port(q_listener);
 }
@@ -195,7 +207,7 @@ static void *q_connect(int port)
 {
 	char addr[64];
 	tlsq_conn *c = NULL;
-	snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+	snprintf(addr, sizeof addr, "%s:%d", bench_dst, port);
 	return tlsq_connect(q_engine, addr, q_client, &c, 60000) == TLSQ_OK ? c : NULL;
 }
 
@@ -203,7 +215,7 @@ static void *q_connect_start(int port)
 {
 	char addr[64];
 	tlsq_conn *c = NULL;
-	snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+	snprintf(addr, sizeof addr, "%s:%d", bench_dst, port);
 	return tlsq_connect_start(q_engine, addr, q_client, &c) == TLSQ_OK ? c : NULL;
 }
 
@@ -238,6 +250,11 @@ static void q_close(void *c)
 	tlsq_conn_free(c);
 }
 
+static int q_pollfd(void *c)
+{
+	return tlsq_conn_pollfd(c);
+}
+
 static const char *q_version(void)
 {
 	static char v[160];
@@ -258,4 +275,5 @@ const struct bench_peer bench_tlsq = {
     .shutdown = q_shutdown,
     .close = q_close,
     .version = q_version,
+    .pollfd = q_pollfd,
 };

@@ -8,6 +8,7 @@
  * the run. Every figure is taken on the client, after the server confirmed
  * it had everything (W1, W2) or after the echo came back (W3).
  */
+#include <malloc.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -15,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 #include <poll.h>
+#include <sys/epoll.h>
 #include <unistd.h>
 
 #include "bench.h"
@@ -422,23 +424,42 @@ void bench_conns_server(const struct bench_peer *p, uint64_t n, int gate, struct
 	/* the connections stay open; the process exits */
 }
 
+static void set_dst(uint64_t i, int naddr)
+{
+	snprintf(bench_dst, sizeof bench_dst, "127.0.0.%u",
+	         (unsigned)(1 + i % (uint64_t)naddr) % 256);
+}
+
+/* Establishes n connections into c[] (to 127.0.0.1..naddr in turn: each
+ * destination has its own ephemeral port range); returns how many. */
+static uint64_t establish(const struct bench_peer *p, int port, uint64_t n, void **c, int naddr)
+{
+	uint64_t done, started = 0;
+	for (done = 0; done < n; done++) {
+		if (p->connect_start) {
+			/* keep BENCH_WINDOW handshakes in flight, finish them in order */
+			while (started < n && started < done + BENCH_WINDOW) {
+				set_dst(started, naddr);
+				if (!(c[started++] = p->connect_start(port)))
+					break;
+			}
+			if (!c[done] || p->connect_wait(c[done]) < 0)
+				break;
+		} else {
+			set_dst(done, naddr);
+			if (!(c[done] = p->connect(port)))
+				break;
+		}
+	}
+	return done;
+}
+
 void bench_conns_client(const struct bench_peer *p, int port, uint64_t n, int gate,
                         struct bench_rep *r)
 {
 	void **c = calloc(n, sizeof *c);
-	uint64_t t0 = bench_now_ns(), started = 0;
-	for (r->count = 0; r->count < n; r->count++) {
-		if (p->connect_start) {
-			/* keep BENCH_WINDOW handshakes in flight, finish them in order */
-			while (started < n && started < r->count + BENCH_WINDOW)
-				if (!(c[started++] = p->connect_start(port)))
-					break;
-			if (!c[r->count] || p->connect_wait(c[r->count]) < 0)
-				break;
-		} else if (!(c[r->count] = p->connect(port))) {
-			break;
-		}
-	}
+	uint64_t t0 = bench_now_ns();
+	r->count = establish(p, port, n, c, 1);
 	r->secs = (double)(bench_now_ns() - t0) / 1e9;
 	if (r->count < n) {
 		fprintf(stderr, "(client: connection %llu failed) ", (unsigned long long)r->count);
@@ -448,4 +469,177 @@ void bench_conns_client(const struct bench_peer *p, int port, uint64_t n, int ga
 	struct pollfd pf = {gate, POLLIN, 0};
 	char x;
 	r->ok = poll(&pf, 1, 600000) == 1 && read(gate, &x, 1) == 1;
+}
+
+/* ------------------------------------------------------------------------ */
+/* W7: many connections, 1% of them busy                                     */
+/* ------------------------------------------------------------------------ */
+
+/* Connections per loopback destination address: below the ephemeral port
+ * range (net.ipv4.ip_local_port_range, 28,232 ports by default). */
+#define W7_PER_ADDR 20000
+
+/* Bytes in use by malloc in this process, all arenas, mmapped blocks too. */
+static double heap_bytes(void)
+{
+	struct mallinfo2 m = mallinfo2();
+	return (double)m.uordblks + (double)m.hblkhd;
+}
+
+void bench_w7_server(const struct bench_peer *p, const struct bench_opts *o, int gate,
+                     struct bench_rep *r)
+{
+	uint64_t n = o->conns[7], ended = 0;
+	void **c = calloc(n, sizeof *c), **done = calloc(o->w7_active, sizeof *done);
+	long before = rss_kib();
+	double heap0 = heap_bytes();
+	uint64_t t0 = bench_now_ns();
+	for (r->conns = 0; r->conns < n; r->conns++)
+		if (!(c[r->conns] = p->accept())) {
+			fprintf(stderr, "(server: accept %llu failed) ",
+			        (unsigned long long)r->conns);
+			return;
+		}
+	r->secs = (double)(bench_now_ns() - t0) / 1e9;
+	struct timespec settle = {0, 300000000};
+	nanosleep(&settle, NULL);
+	r->kib = (double)(rss_kib() - before) / (double)n;
+	r->heap = (heap_bytes() - heap0) / 1024.0 / (double)n;
+	/* Measured; now watch every connection (for tlsq this makes an eventfd
+	 * each) before the client may start. */
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+	for (uint64_t i = 0; i < n; i++) {
+		struct epoll_event ev = {.events = EPOLLIN, .data.u64 = i};
+		int fd = p->pollfd(c[i]);
+		if (fd < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
+			fprintf(stderr, "(server: watching connection %llu failed) ",
+			        (unsigned long long)i);
+			return;
+		}
+	}
+	(void)!write(gate, "x", 1);
+	unsigned char m[MSG];
+	struct epoll_event evs[256];
+	uint64_t deadline = bench_now_ns() + (uint64_t)((o->w7_secs + 120) * 1e9);
+	while (ended < o->w7_active) {
+		if (bench_now_ns() > deadline) {
+			fprintf(stderr, "(server: %llu of %llu ended) ", (unsigned long long)ended,
+			        (unsigned long long)o->w7_active);
+			return;
+		}
+		int k = epoll_wait(ep, evs, 256, 1000);
+		for (int e = 0; e < k; e++) {
+			void *cc = c[evs[e].data.u64];
+			if (recv_full(p, cc, m, MSG) < 0 || p->send(cc, m, MSG) < 0)
+				return;
+			if (m[0] == 0xff) {
+				epoll_ctl(ep, EPOLL_CTL_DEL, p->pollfd(cc), NULL);
+				done[ended++] = cc;
+			} else {
+				r->count++;
+			}
+		}
+	}
+	/* A send returns once queued (tlsq): close the active ones so that their
+	 * last echoes leave before the process exits. */
+	for (uint64_t i = 0; i < ended; i++)
+		p->close(done[i]);
+	r->ok = 1;
+}
+
+void bench_w7_client(const struct bench_peer *p, int port, const struct bench_opts *o, int gate,
+                     struct bench_rep *r)
+{
+	uint64_t n = o->conns[7], act = o->w7_active;
+	void **c = calloc(n, sizeof *c);
+	int naddr = (int)((n + W7_PER_ADDR - 1) / W7_PER_ADDR);
+	uint64_t t0 = bench_now_ns();
+	r->conns = establish(p, port, n, c, naddr);
+	r->secs = (double)(bench_now_ns() - t0) / 1e9;
+	if (r->conns < n) {
+		fprintf(stderr, "(client: connection %llu failed) ", (unsigned long long)r->conns);
+		return;
+	}
+	struct pollfd gpf = {gate, POLLIN, 0};
+	char x;
+	if (poll(&gpf, 1, 600000) != 1 || read(gate, &x, 1) != 1)
+		return;
+	/* A random act of the n connections (partial Fisher-Yates). */
+	uint32_t *idx = malloc(n * sizeof *idx);
+	for (uint64_t i = 0; i < n; i++)
+		idx[i] = (uint32_t)i;
+	uint64_t rnd = bench_now_ns() | 1;
+	for (uint64_t i = 0; i < act; i++) {
+		rnd ^= rnd >> 12;
+		rnd ^= rnd << 25;
+		rnd ^= rnd >> 27;
+		uint64_t j = i + (rnd * 0x2545f4914f6cdd1dull >> 11) % (n - i);
+		uint32_t t = idx[i];
+		idx[i] = idx[j];
+		idx[j] = t;
+	}
+	struct pollfd *pf = calloc(act, sizeof *pf);
+	uint64_t *sent_at = calloc(act, sizeof *sent_at), *seq = calloc(act, sizeof *seq);
+	uint64_t nlat = 0, cap = 1 << 16, *lat = malloc(cap * sizeof *lat), left = act;
+	unsigned char m[MSG], back[MSG];
+	uint64_t start = bench_now_ns(), end = start + (uint64_t)(o->w7_secs * 1e9), stop = 0;
+	for (uint64_t k = 0; k < act; k++) {
+		pf[k].fd = p->pollfd(c[idx[k]]);
+		pf[k].events = POLLIN;
+		fill(m, MSG, k << 32);
+		m[0] = 0;
+		sent_at[k] = bench_now_ns();
+		if (pf[k].fd < 0 || p->send(c[idx[k]], m, MSG) < 0)
+			goto out;
+	}
+	while (left > 0) {
+		int ready = poll(pf, (nfds_t)act, 30000);
+		if (ready <= 0)
+			goto out; /* 30 s without a single echo: the server is stuck */
+		for (uint64_t k = 0; k < act && ready > 0; k++) {
+			if (pf[k].fd < 0 || !pf[k].revents)
+				continue;
+			ready--;
+			void *cc = c[idx[k]];
+			if (recv_full(p, cc, back, MSG) < 0)
+				goto out;
+			uint64_t now = bench_now_ns();
+			if (back[0] == 0xff) { /* the end came back: this one is done */
+				pf[k].fd = -1;
+				left--;
+				continue;
+			}
+			fill(m, MSG, k << 32 | seq[k]);
+			m[0] = 0;
+			if (memcmp(m, back, MSG) != 0)
+				goto out;
+			if (nlat == cap)
+				lat = realloc(lat, (cap *= 2) * sizeof *lat);
+			lat[nlat++] = now - sent_at[k];
+			if (now < end) {
+				fill(m, MSG, k << 32 | ++seq[k]);
+				m[0] = 0;
+			} else {
+				memset(m, 0xff, MSG);
+				if (!stop)
+					stop = now;
+			}
+			sent_at[k] = bench_now_ns();
+			if (p->send(cc, m, MSG) < 0)
+				goto out;
+		}
+	}
+	qsort(lat, nlat, sizeof *lat, cmp_u64);
+	r->count = nlat;
+	r->p50 = nlat ? (double)lat[nlat / 2] / 1e3 : 0;
+	r->p99 = nlat ? (double)lat[nlat * 99 / 100] / 1e3 : 0;
+	r->p999 = nlat ? (double)lat[nlat * 999 / 1000] / 1e3 : 0;
+	r->rate = (double)nlat / ((double)((stop ? stop : bench_now_ns()) - start) / 1e9);
+	r->ok = nlat > 0;
+out:
+	free(lat);
+	free(pf);
+	free(sent_at);
+	free(seq);
+	free(idx);
 }

@@ -10,6 +10,10 @@ usage: bench_smoke.py TLSQ_BENCH
      JSON holds its CPU metric (W1/W4 "CPU s/GB", W2 "CPU us/msg", W3
      "CPU us/rt") with status ok, a positive median and positive runs; the
      table prints a row for each, with a tlsq/peer ratio for every peer.
+  3. W7 at 500 connections (5 of them busy) with tlsq, tcp, wolfssl and nng:
+     exit 0; every W7 figure of tlsq, tcp and wolfssl is there with status ok
+     and a positive median (tcp's heap KiB/conn may be 0: raw TCP mallocs
+     nothing per connection); nng, which has no descriptor to poll, is "n/a".
 
 The bench has its own deadlines (a run that overruns is a hang, exit 1); the
 subprocess timeout below is only a backstop.
@@ -30,6 +34,10 @@ RUNS = [
     (["--runs", "1", "--duplex-bytes", "4m", "-w", "W4", "-p", "tlsq,tcp"], ["W4"],
      ["tlsq", "tcp"]),
 ]
+W7_METRICS = ["setup s", "handshakes/s", "KiB/conn", "heap KiB/conn", "msgs/s", "p99 us",
+              "1% conns: msgs/s", "1% conns: p99 us", "CPU ms/conn"]
+W7_ARGS = ["--runs", "1", "-w", "W7", "-p", "tlsq,tcp,wolfssl,nng", "--w7-conns", "500",
+           "--w7-seconds", "0.5"]
 failures = []
 
 
@@ -79,6 +87,27 @@ with tempfile.TemporaryDirectory(prefix="tlsq-bench-smoke-") as tmp:
                   and all(re.fullmatch(r"\d+\.\d\dx", r) for r in ratios))
             check(ok, f"{w}: table row '{row[0].strip()}' has {len(peers)} positive "
                   f"CPU figures and {len(peers) - 1} ratios tlsq/peer")
+
+    js = os.path.join(tmp, "w7.json")
+    p = subprocess.run([BENCH, *W7_ARGS, "--json", js], capture_output=True, text=True,
+                       timeout=600)
+    check(p.returncode == 0, f"tlsq-bench {' '.join(W7_ARGS)}: exit {p.returncode}"
+          + ("" if p.returncode == 0 else f"\n{p.stderr[-3000:]}"))
+    res = []
+    if os.path.exists(js):
+        with open(js) as f:
+            res = [r for r in json.load(f)["results"] if r["workload"] == "W7"]
+    for peer in ["tlsq", "tcp", "wolfssl"]:
+        for metric in W7_METRICS:
+            rows = [r for r in res if r["peer"] == peer and r["metric"] == metric]
+            zero_ok = peer == "tcp" and metric == "heap KiB/conn"
+            ok = (len(rows) == 1 and rows[0]["status"] == "ok"
+                  and rows[0]["median"] is not None
+                  and (rows[0]["median"] >= 0 if zero_ok else rows[0]["median"] > 0))
+            check(ok, f"W7 {peer}: '{metric}' ok and positive ({rows})")
+    rows = [r for r in res if r["peer"] == "nng"]
+    check(len(rows) == len(W7_METRICS) and all(r["status"] == "n/a" for r in rows),
+          f"W7 nng: every figure n/a ({rows})")
 
 print(f"{len(failures)} failure(s)")
 sys.exit(1 if failures else 0)
