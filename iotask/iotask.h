@@ -177,7 +177,7 @@ void tlsq__tls_reload_counts(uint64_t *ok, uint64_t *failed);
  * -1 when it has none. Any thread. */
 int tlsq__tls_cert_summary(const struct tlsq_tls *t, char *subject, size_t cap, int64_t *not_after);
 
-/* ---- listener (iotask/net.c) ---- */
+/* ---- listener (iotask/listener.c) ---- */
 struct tlsq_listener {
 	_Atomic uint32_t refs;
 	struct tlsq_engine *engine;
@@ -381,6 +381,14 @@ void tlsq__conn_pollfd_signal(struct tlsq_conn *c);
 int tlsq__resolve(const char *addr, int passive, struct sockaddr_storage *ss,
                   unsigned *sslen, char *host, size_t hostcap);
 void tlsq__sockaddr_str(const struct sockaddr *sa, char *buf, size_t cap);
+/* TCP_NODELAY, the engine's socket buffer and keepalive on a connection's fd. */
+void tlsq__sock_tune(struct tlsq_engine *e, int fd);
+/* The argument checks of tlsq_listen and tlsq_connect_start: TLSQ_EINVAL
+ * (last error set) for a NULL argument or a profile of the other role. */
+int tlsq__net_check_args(const char *fn, const tlsq_engine *e, const char *addr,
+                         const tlsq_tls *tls, const void *out, tlsq_role role);
+
+/* ---- listener.c ---- */
 /* Opens a non-blocking listening socket on addr ("HOST:PORT", "[v6]:PORT",
  * ":PORT" for every address, v4 and v6): SO_REUSEADDR, sockbuf (> 0) as
  * SO_SNDBUF/SO_RCVBUF before listen, the backlog. Returns the fd and sets
