@@ -25,7 +25,6 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-
 #include "iotask.h"
 
 int tlsq__resolve(const char *addr, int passive, struct sockaddr_storage *ss, unsigned *sslen,
