@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * peer.c - the peer's certificates for application threads, read from the
- * snapshot the IO task published at the handshake (iotask/tls.c,
- * tls_peer_done). Nothing here calls wolfSSL: the snapshot is immutable
+ * snapshot the IO task published at the handshake (iotask/peercert.c,
+ * tlsq__tls_peer_done). Nothing here calls wolfSSL: the snapshot is immutable
  * once published (release store of c->peer_cert, acquire load here) and lives
  * until the connection's memory goes.
  */

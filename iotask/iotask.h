@@ -6,15 +6,16 @@
  * sockets and listeners) uses core/ and the public contract tlsq.h only. It
  * never calls or includes anything of api/ or status/; what a layer above
  * keeps per engine hangs on the engine as an opaque pointer (upper). Only
- * iotask/ includes wolfSSL headers. Checked by tools/check-includes
+ * iotask/'s wolfSSL binding (tls.c, profile.c, credload.c, peercert.c,
+ * sharing tls_int.h) includes wolfSSL headers. Checked by tools/check-includes
  * (ctest layers_include_graph, layers_link_graph).
  *
  * Design notes (the invariants everything in iotask/ and api/ relies on):
  *
  * 1. A connection is pinned to one IO thread (c->io) for its whole life.
  *    Every field under "IO task only" is touched only on that thread, and
- *    only that thread calls wolfSSL for the connection (iotask/tls.c is the
- *    one file that includes wolfSSL headers).
+ *    only that thread calls wolfSSL for the connection (iotask/tls.c, the
+ *    per-connection part of the wolfSSL binding).
  * 2. Application threads talk to the IO task only through: the two queues
  *    (core/queue.h), the `requests` bit set, and a notification
  *    (tlsq__conn_kick). The IO task talks back through: the queues, the
@@ -54,7 +55,7 @@
 struct event_base;
 struct event;
 struct evbuffer;
-typedef struct tlsq__tls_ssl tlsq__tls_ssl; /* a WOLFSSL, opaque outside tls.c */
+typedef struct tlsq__tls_ssl tlsq__tls_ssl; /* a WOLFSSL, opaque outside the binding */
 
 /* requests: bits set by application threads, taken by the IO task. */
 enum {
@@ -136,7 +137,7 @@ struct tlsq_engine {
 	tlsq__failures failures;         /* every listener's failed handshakes (failures.c) */
 };
 
-/* ---- the peer's certificates (tls.c): published once, at the handshake ---- */
+/* ---- the peer's certificates (peercert.c): published once, at the handshake ---- */
 #define TLSQ__PEER_CHAIN_MAX 8
 typedef struct tlsq__peer {
 	int n;                                   /* certificates: [0] is the leaf */
@@ -148,9 +149,9 @@ typedef struct tlsq__peer {
 } tlsq__peer;
 void tlsq__peer_free(tlsq__peer *p);
 
-/* ---- TLS profile (iotask/tls.c) ---- */
+/* ---- TLS profile (iotask/profile.c) ---- */
 /* Everything a profile derives from its certificate, key and CA files:
- * replaced as a whole by tlsq_tls_reload (tls.c). Each connection holds a
+ * replaced as a whole by tlsq_tls_reload (profile.c). Each connection holds a
  * reference from its SSL's creation to its SSL's end, so a handshake sees
  * one set from start to finish. */
 struct tlsq__cred;
@@ -163,7 +164,7 @@ struct tlsq_tls {
 	int session_resumption;
 	char *server_name;
 	char *alpn;                      /* wolfSSL form: comma separated */
-	struct tlsq__cred *_Atomic cred; /* current credentials (tls.c cred_get) */
+	struct tlsq__cred *_Atomic cred; /* current credentials (tlsq__cred_get) */
 	_Atomic uint32_t cred_readers;   /* threads between loading cred and taking
 	                                    their reference: a reload waits for 0 */
 	pthread_mutex_t session_mu;      /* client ticket: taken by IO threads only */
@@ -176,7 +177,7 @@ void tlsq__tls_reload_counts(uint64_t *ok, uint64_t *failed);
  * -1 when it has none. Any thread. */
 int tlsq__tls_cert_summary(const struct tlsq_tls *t, char *subject, size_t cap, int64_t *not_after);
 
-/* ---- listener (iotask/net.c) ---- */
+/* ---- listener (iotask/listener.c) ---- */
 struct tlsq_listener {
 	_Atomic uint32_t refs;
 	struct tlsq_engine *engine;
@@ -243,7 +244,7 @@ struct tlsq_conn {
 	/* ---- IO task only ---- */
 	int fd;
 	tlsq__tls_ssl *ssl;
-	struct tlsq__cred *cred; /* the credentials ssl was made from (tls.c) */
+	struct tlsq__cred *cred; /* the credentials ssl was made from (profile.c) */
 	struct event *ev_read, *ev_write, *ev_timer;
 	struct event *ev_cont; /* fd-less: activated to continue after a yield */
 	struct evbuffer *in, *out;       /* ciphertext */
@@ -268,8 +269,8 @@ struct tlsq_conn {
 	int notify_flushed;              /* our close_notify reached the kernel */
 	int finished;                    /* socket and TLS released */
 	int in_read;                     /* inside wolfSSL_read: output is control */
-	char verify_reason[256];         /* the verify callback's first failure (tls.c) */
-	tlsq__peer *peer_pending;        /* the chain as the verify callback saw it (tls.c) */
+	char verify_reason[256];         /* the verify callback's first failure (peercert.c) */
+	tlsq__peer *peer_pending;        /* the chain as the verify callback saw it (peercert.c) */
 	int notify_built;                /* our close_notify is in c->out: send nothing after it */
 	unsigned char first_in[24];      /* the peer's first bytes, to name a non-TLS peer */
 	uint8_t first_in_len;
@@ -404,6 +405,14 @@ void tlsq__conn_pollfd_signal(struct tlsq_conn *c);
 int tlsq__resolve(const char *addr, int passive, struct sockaddr_storage *ss,
                   unsigned *sslen, char *host, size_t hostcap);
 void tlsq__sockaddr_str(const struct sockaddr *sa, char *buf, size_t cap);
+/* TCP_NODELAY, the engine's socket buffer and keepalive on a connection's fd. */
+void tlsq__sock_tune(struct tlsq_engine *e, int fd);
+/* The argument checks of tlsq_listen and tlsq_connect_start: TLSQ_EINVAL
+ * (last error set) for a NULL argument or a profile of the other role. */
+int tlsq__net_check_args(const char *fn, const tlsq_engine *e, const char *addr,
+                         const tlsq_tls *tls, const void *out, tlsq_role role);
+
+/* ---- listener.c ---- */
 /* Opens a non-blocking listening socket on addr ("HOST:PORT", "[v6]:PORT",
  * ":PORT" for every address, v4 and v6): SO_REUSEADDR, sockbuf (> 0) as
  * SO_SNDBUF/SO_RCVBUF before listen, the backlog. Returns the fd and sets
@@ -433,7 +442,7 @@ void tlsq__listener_failed(struct tlsq_listener *l, struct tlsq_conn *c, int pha
 size_t tlsq__failures_read(const tlsq__failures *f, struct tlsq_accept_failure *out, size_t cap,
                            uint64_t *counts);
 
-/* ---- tls.c: the only wolfSSL user ---- */
+/* ---- tls.c: the wolfSSL binding, per connection ---- */
 int tlsq__tls_global_init(void);
 /* Creates the WOLFSSL for c with the profile's settings; host is the
  * client's target name (for SNI and the hostname check). */
