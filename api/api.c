@@ -54,7 +54,11 @@ void tlsq_engine_config_init(tlsq_engine_config *cfg)
 
 static int engine_check(const tlsq_engine_config *c)
 {
-#define BAD(...) do { tlsq__set_last_error(__VA_ARGS__); return TLSQ_EINVAL; } while (0)
+#define BAD(...)                                                                                   \
+	do {                                                                                       \
+		tlsq__set_last_error(__VA_ARGS__);                                                 \
+		return TLSQ_EINVAL;                                                                \
+	} while (0)
 	if (c->io_threads < 0 || c->io_threads > 1024)
 		BAD("io_threads must be 0 (one per CPU) to 1024, not %d", c->io_threads);
 	if (c->tx_budget < 1 || c->rx_budget < 1)
@@ -203,8 +207,7 @@ int tlsq_connect_wait(tlsq_conn *c, int timeout_ms)
 }
 
 /* see tlsq.h */
-int tlsq_connect(tlsq_engine *e, const char *addr, tlsq_tls *tls, tlsq_conn **out,
-                 int timeout_ms)
+int tlsq_connect(tlsq_engine *e, const char *addr, tlsq_tls *tls, tlsq_conn **out, int timeout_ms)
 {
 	tlsq_conn *c = NULL;
 	if (out)

@@ -393,7 +393,7 @@ ssize_t tlsq_sendv(tlsq_conn *c, const struct iovec *iov, int iovcnt, int timeou
 		return rc;
 	/* The limits of tlsq_send: one entry holds a whole call. */
 	uint64_t max = (uint64_t)UINT32_MAX - 64 < (uint64_t)SSIZE_MAX ? (uint64_t)UINT32_MAX - 64
-	                                                                 : (uint64_t)SSIZE_MAX;
+	                                                               : (uint64_t)SSIZE_MAX;
 	int64_t len = iov_total(iov, iovcnt, max);
 	if (len <= 0)
 		return (ssize_t)len; /* 0: nothing to send, as tlsq_send */

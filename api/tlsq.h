@@ -66,12 +66,12 @@
 extern "C" {
 #endif
 
-#define TLSQ_VERSION_MAJOR 0
-#define TLSQ_VERSION_MINOR 1
-#define TLSQ_VERSION_PATCH 0
+#define TLSQ_VERSION_MAJOR  0
+#define TLSQ_VERSION_MINOR  1
+#define TLSQ_VERSION_PATCH  0
 #define TLSQ_VERSION_STRING "0.1.0"
 /* One number that grows with each release: 0xMMmmpp. */
-#define TLSQ_VERSION_NUMBER                                                    \
+#define TLSQ_VERSION_NUMBER                                                                        \
 	((TLSQ_VERSION_MAJOR << 16) | (TLSQ_VERSION_MINOR << 8) | TLSQ_VERSION_PATCH)
 
 #if defined(TLSQ_STATIC)
@@ -88,21 +88,21 @@ extern "C" {
 
 typedef enum tlsq_err {
 	TLSQ_OK = 0,
-	TLSQ_EAGAIN = -1,       /* would block and timeout_ms was 0: not a failure */
-	TLSQ_ETIMEDOUT = -2,    /* timeout_ms ran out, a connection deadline passed,
-	                           or TCP gave up on a silent peer (keepalive) */
-	TLSQ_ECLOSED = -3,      /* the object was closed (locally, or the peer finished) */
-	TLSQ_ETRUNCATED = -4,   /* peer ended the TCP stream without close_notify */
-	TLSQ_ECONNRESET = -5,   /* peer reset the connection */
-	TLSQ_EMSGSIZE = -6,     /* message larger than the maximum, or than the buffer */
-	TLSQ_ETLS = -7,         /* TLS protocol failure or alert */
-	TLSQ_ECERT = -8,        /* certificate verification failed */
-	TLSQ_ENOMEM = -9,       /* out of memory */
-	TLSQ_EINVAL = -10,      /* invalid argument, configuration or state */
-	TLSQ_ECONNREFUSED = -11,/* TCP connection refused */
-	TLSQ_EADDR = -12,       /* address could not be parsed, resolved or bound */
-	TLSQ_EIO = -13,         /* other socket or system error */
-	TLSQ_EPROTO = -14,      /* peer broke tlsq's message framing */
+	TLSQ_EAGAIN = -1,        /* would block and timeout_ms was 0: not a failure */
+	TLSQ_ETIMEDOUT = -2,     /* timeout_ms ran out, a connection deadline passed,
+	                            or TCP gave up on a silent peer (keepalive) */
+	TLSQ_ECLOSED = -3,       /* the object was closed (locally, or the peer finished) */
+	TLSQ_ETRUNCATED = -4,    /* peer ended the TCP stream without close_notify */
+	TLSQ_ECONNRESET = -5,    /* peer reset the connection */
+	TLSQ_EMSGSIZE = -6,      /* message larger than the maximum, or than the buffer */
+	TLSQ_ETLS = -7,          /* TLS protocol failure or alert */
+	TLSQ_ECERT = -8,         /* certificate verification failed */
+	TLSQ_ENOMEM = -9,        /* out of memory */
+	TLSQ_EINVAL = -10,       /* invalid argument, configuration or state */
+	TLSQ_ECONNREFUSED = -11, /* TCP connection refused */
+	TLSQ_EADDR = -12,        /* address could not be parsed, resolved or bound */
+	TLSQ_EIO = -13,          /* other socket or system error */
+	TLSQ_EPROTO = -14,       /* peer broke tlsq's message framing */
 } tlsq_err;
 
 /* A static English description of an error code ("timed out"). Never NULL. */
@@ -137,42 +137,43 @@ typedef struct tlsq_engine tlsq_engine;
  * what you need. Budgets are per connection.
  */
 typedef struct tlsq_engine_config {
-	int io_threads;            /* IO threads; 0 = one per CPU (default) */
-	size_t tx_budget;          /* plaintext bytes queued for sending; default 1 MiB */
-	size_t rx_budget;          /* decrypted bytes waiting for recv; default 1 MiB */
-	size_t cipher_buffer;      /* ciphertext buffer: high-water mark of the
-	                              outgoing buffer and the most read from or
-	                              written to the socket in one call. Any value
-	                              from 1 works (1 is slow). Default 64 KiB */
-	size_t control_reserve;    /* extra ciphertext room kept for control records
-	                              (KeyUpdate replies, alerts, close_notify) on
-	                              top of cipher_buffer; default 16 KiB */
-	size_t max_message;        /* largest message in message mode; default 16 MiB */
-	int connect_timeout_ms;    /* TCP connect deadline when the call gives -1; default 30000 */
-	int handshake_timeout_ms;  /* TLS handshake deadline; default 10000; -1 = none */
-	int idle_timeout_ms;       /* close after this long with no bytes either way; 0 = never (default) */
-	int close_linger_ms;       /* how long a background close (free without close)
-	                              waits for the peer's close_notify, and how long
-	                              a cleanly closed socket keeps reading (and
-	                              discarding) until the peer's FIN, so that late
-	                              input never turns the close into a RST. A
-	                              failed connection (not an abort) ends the same
-	                              way after its fatal alert, and is reset if this
-	                              runs out first (docs/reliability.md). 0 =
-	                              close the socket at once; default 2000 */
-	int keepalive_s;           /* TCP keepalive: probe after this many idle
-	                              seconds, then 3 probes keepalive_s/3 (at
-	                              least 1) seconds apart; a dead peer gives
-	                              TLSQ_ETIMEDOUT. It finds a vanished peer only
-	                              while nothing sent is unacknowledged (else
-	                              TCP retransmits for ~15 minutes: use
-	                              idle_timeout_ms). 0 = off; default 60 */
-	int socket_buffer;         /* SO_SNDBUF/SO_RCVBUF in bytes; 0 = the kernel's
-	                              (default). Small values make backpressure
-	                              reach the application sooner. */
-	uint64_t key_update_bytes; /* TLS 1.3: send a KeyUpdate after this many bytes
-	                              sent; 0 = never (default) */
-	int key_update_interval_ms;/* TLS 1.3: send a KeyUpdate this often; 0 = never (default) */
+	int io_threads;           /* IO threads; 0 = one per CPU (default) */
+	size_t tx_budget;         /* plaintext bytes queued for sending; default 1 MiB */
+	size_t rx_budget;         /* decrypted bytes waiting for recv; default 1 MiB */
+	size_t cipher_buffer;     /* ciphertext buffer: high-water mark of the
+	                             outgoing buffer and the most read from or
+	                             written to the socket in one call. Any value
+	                             from 1 works (1 is slow). Default 64 KiB */
+	size_t control_reserve;   /* extra ciphertext room kept for control records
+	                             (KeyUpdate replies, alerts, close_notify) on
+	                             top of cipher_buffer; default 16 KiB */
+	size_t max_message;       /* largest message in message mode; default 16 MiB */
+	int connect_timeout_ms;   /* TCP connect deadline when the call gives -1; default 30000 */
+	int handshake_timeout_ms; /* TLS handshake deadline; default 10000; -1 = none */
+	int idle_timeout_ms; /* close after this long with no bytes either way; 0 = never (default)
+	                      */
+	int close_linger_ms; /* how long a background close (free without close)
+	                        waits for the peer's close_notify, and how long
+	                        a cleanly closed socket keeps reading (and
+	                        discarding) until the peer's FIN, so that late
+	                        input never turns the close into a RST. A
+	                        failed connection (not an abort) ends the same
+	                        way after its fatal alert, and is reset if this
+	                        runs out first (docs/reliability.md). 0 =
+	                        close the socket at once; default 2000 */
+	int keepalive_s;     /* TCP keepalive: probe after this many idle
+	                        seconds, then 3 probes keepalive_s/3 (at
+	                        least 1) seconds apart; a dead peer gives
+	                        TLSQ_ETIMEDOUT. It finds a vanished peer only
+	                        while nothing sent is unacknowledged (else
+	                        TCP retransmits for ~15 minutes: use
+	                        idle_timeout_ms). 0 = off; default 60 */
+	int socket_buffer;   /* SO_SNDBUF/SO_RCVBUF in bytes; 0 = the kernel's
+	                        (default). Small values make backpressure
+	                        reach the application sooner. */
+	uint64_t key_update_bytes;  /* TLS 1.3: send a KeyUpdate after this many bytes
+	                               sent; 0 = never (default) */
+	int key_update_interval_ms; /* TLS 1.3: send a KeyUpdate this often; 0 = never (default) */
 	unsigned max_key_updates_per_s; /* peer KeyUpdate(update_requested) tolerated per
 	                                   second before the connection fails (the peer
 	                                   gets an unexpected_message alert); default
@@ -180,12 +181,12 @@ typedef struct tlsq_engine_config {
 	                                   (wolfSSL 5.5.4 gives no hook): they make no
 	                                   reply, so they cost CPU like any record and
 	                                   no memory */
-	int accept_backlog;        /* handshaken connections waiting in tlsq_accept; default 1024 */
-	const char *status_addr;   /* "HOST:PORT" for the HTTP status endpoint; NULL = off
-	                              (default). "PORT" alone binds 127.0.0.1. */
-	const char *status_token;  /* if set, the status endpoint requires
-	                              "Authorization: Bearer <token>" */
-	int status_max_conns;      /* status endpoint connection cap; default 256 */
+	int accept_backlog;       /* handshaken connections waiting in tlsq_accept; default 1024 */
+	const char *status_addr;  /* "HOST:PORT" for the HTTP status endpoint; NULL = off
+	                             (default). "PORT" alone binds 127.0.0.1. */
+	const char *status_token; /* if set, the status endpoint requires
+	                             "Authorization: Bearer <token>" */
+	int status_max_conns;     /* status endpoint connection cap; default 256 */
 	int status_request_timeout_ms; /* absolute deadline of one HTTP request; default 5000 */
 } tlsq_engine_config;
 
@@ -279,58 +280,58 @@ typedef int (*tlsq_verify_hook)(tlsq_conn *c, const tlsq_peer_view *peer, void *
 
 typedef struct tlsq_tls_config {
 	tlsq_role role;
-	tlsq_mode mode;            /* default TLSQ_MODE_STREAM */
-	const char *cert_file;     /* PEM certificate (chain) file */
-	const char *key_file;      /* private key file: PEM, or DER (detected: a
-	                              file without a PEM header); encrypted
-	                              (PKCS#8 "ENCRYPTED PRIVATE KEY", or
-	                              traditional "Proc-Type: 4,ENCRYPTED")
-	                              with key_password */
-	const char *cert_pem;      /* or: the PEM certificate in memory */
-	const char *key_pem;       /* or: the PEM key in memory (encrypted too) */
-	const char *key_password;  /* password of an encrypted key_file/key_pem;
-	                              used by tlsq_tls_new (and tlsq_tls_reload)
-	                              only, never kept. NULL = the key is not
-	                              encrypted */
-	int self_signed;           /* 1: generate an in-memory self-signed ECDSA
-	                              P-256 certificate for "localhost",
-	                              127.0.0.1 and ::1 (demos and tests) */
-	const char *ca_file;       /* PEM file of trusted CAs */
-	const char *ca_dir;        /* directory of trusted CAs (hashed names) */
-	const char *ca_pem;        /* trusted CAs in memory (PEM) */
-	tlsq_verify verify;        /* default TLSQ_VERIFY_DEFAULT */
-	const char *server_name;   /* clients: SNI and the name the certificate
-	                              must match; NULL = the host of the address.
-	                              An IPv4 or IPv6 literal ("127.0.0.1",
-	                              "::1") is matched against the certificate's
-	                              IP address SANs only, byte for byte (never
-	                              DNS names or the CN), and sends no SNI */
-	const char *alpn;          /* comma-separated protocols, "h2,http/1.1" */
-	int min_version;           /* TLSQ_TLS1_2 (default) or TLSQ_TLS1_3 */
-	int max_version;           /* TLSQ_TLS1_3 (default) or TLSQ_TLS1_2 */
-	const char *ciphers;       /* wolfSSL/OpenSSL-style list; NULL = AEAD only:
-	                              TLS 1.3 AES-GCM and ChaCha20, TLS 1.2
-	                              ECDHE with AES-GCM or ChaCha20 */
-	int session_resumption;    /* 1 (default): servers issue TLS 1.3 tickets,
-	                              clients reuse the last ticket per profile */
-	const char *pins;          /* certificate pinning: comma-separated, each
-	                              "sha256//BASE64" (the SHA-256 of the peer's
-	                              SubjectPublicKeyInfo, as curl's
-	                              --pinnedpubkey) or 64 hex digits, colons
-	                              allowed (the SHA-256 of the peer's
-	                              certificate, as openssl x509 -fingerprint
-	                              -sha256). The peer's leaf must match one,
-	                              checked when the handshake completes, before
-	                              any application byte moves; a mismatch fails
-	                              the connection with TLSQ_ECERT. Clients: in
-	                              addition to verification, or instead of it
-	                              with TLSQ_VERIFY_NONE (trust a self-signed
-	                              peer by its key). Servers: a client
-	                              certificate is required; with
-	                              TLSQ_VERIFY_NONE it is trusted on the pin
-	                              alone, else its chain is verified too; a
-	                              pinned server never resumes sessions. NULL =
-	                              no pinning (default) */
+	tlsq_mode mode;               /* default TLSQ_MODE_STREAM */
+	const char *cert_file;        /* PEM certificate (chain) file */
+	const char *key_file;         /* private key file: PEM, or DER (detected: a
+	                                 file without a PEM header); encrypted
+	                                 (PKCS#8 "ENCRYPTED PRIVATE KEY", or
+	                                 traditional "Proc-Type: 4,ENCRYPTED")
+	                                 with key_password */
+	const char *cert_pem;         /* or: the PEM certificate in memory */
+	const char *key_pem;          /* or: the PEM key in memory (encrypted too) */
+	const char *key_password;     /* password of an encrypted key_file/key_pem;
+	                                 used by tlsq_tls_new (and tlsq_tls_reload)
+	                                 only, never kept. NULL = the key is not
+	                                 encrypted */
+	int self_signed;              /* 1: generate an in-memory self-signed ECDSA
+	                                 P-256 certificate for "localhost",
+	                                 127.0.0.1 and ::1 (demos and tests) */
+	const char *ca_file;          /* PEM file of trusted CAs */
+	const char *ca_dir;           /* directory of trusted CAs (hashed names) */
+	const char *ca_pem;           /* trusted CAs in memory (PEM) */
+	tlsq_verify verify;           /* default TLSQ_VERIFY_DEFAULT */
+	const char *server_name;      /* clients: SNI and the name the certificate
+	                                 must match; NULL = the host of the address.
+	                                 An IPv4 or IPv6 literal ("127.0.0.1",
+	                                 "::1") is matched against the certificate's
+	                                 IP address SANs only, byte for byte (never
+	                                 DNS names or the CN), and sends no SNI */
+	const char *alpn;             /* comma-separated protocols, "h2,http/1.1" */
+	int min_version;              /* TLSQ_TLS1_2 (default) or TLSQ_TLS1_3 */
+	int max_version;              /* TLSQ_TLS1_3 (default) or TLSQ_TLS1_2 */
+	const char *ciphers;          /* wolfSSL/OpenSSL-style list; NULL = AEAD only:
+	                                 TLS 1.3 AES-GCM and ChaCha20, TLS 1.2
+	                                 ECDHE with AES-GCM or ChaCha20 */
+	int session_resumption;       /* 1 (default): servers issue TLS 1.3 tickets,
+	                                 clients reuse the last ticket per profile */
+	const char *pins;             /* certificate pinning: comma-separated, each
+	                                 "sha256//BASE64" (the SHA-256 of the peer's
+	                                 SubjectPublicKeyInfo, as curl's
+	                                 --pinnedpubkey) or 64 hex digits, colons
+	                                 allowed (the SHA-256 of the peer's
+	                                 certificate, as openssl x509 -fingerprint
+	                                 -sha256). The peer's leaf must match one,
+	                                 checked when the handshake completes, before
+	                                 any application byte moves; a mismatch fails
+	                                 the connection with TLSQ_ECERT. Clients: in
+	                                 addition to verification, or instead of it
+	                                 with TLSQ_VERIFY_NONE (trust a self-signed
+	                                 peer by its key). Servers: a client
+	                                 certificate is required; with
+	                                 TLSQ_VERIFY_NONE it is trusted on the pin
+	                                 alone, else its chain is verified too; a
+	                                 pinned server never resumes sessions. NULL =
+	                                 no pinning (default) */
 	tlsq_verify_hook verify_hook; /* NULL (default), or the application's
 	                              check of the peer's certificate (see
 	                              tlsq_verify_hook): clients, in addition to
@@ -425,8 +426,7 @@ typedef struct tlsq_listener tlsq_listener;
  * handshaken by the IO threads and wait for tlsq_accept. `tls` must be a
  * server profile. Returns TLSQ_OK, TLSQ_EADDR, TLSQ_EINVAL.
  */
-TLSQ_API int tlsq_listen(tlsq_engine *e, const char *addr, tlsq_tls *tls,
-                         tlsq_listener **out);
+TLSQ_API int tlsq_listen(tlsq_engine *e, const char *addr, tlsq_tls *tls, tlsq_listener **out);
 
 /* The bound TCP port. */
 TLSQ_API int tlsq_listener_port(const tlsq_listener *l);
@@ -476,17 +476,17 @@ typedef enum tlsq_fail_phase {
 #define TLSQ_FAILURES_KEPT 32
 
 struct tlsq_accept_failure {
-	uint64_t seq;             /* 1, 2, ... per listener (per engine in the
-	                             engine's list); a gap means failures that
-	                             were overwritten before being read */
-	uint64_t unix_ms;         /* when it failed, Unix time in milliseconds */
-	uint64_t duration_ms;     /* from TCP accept to the failure */
+	uint64_t seq;         /* 1, 2, ... per listener (per engine in the
+	                         engine's list); a gap means failures that
+	                         were overwritten before being read */
+	uint64_t unix_ms;     /* when it failed, Unix time in milliseconds */
+	uint64_t duration_ms; /* from TCP accept to the failure */
 	tlsq_fail_reason reason;
 	tlsq_fail_phase phase;
-	int error;                /* the tlsq_err the connection failed with */
-	int port;                 /* the listener's port */
-	char peer[64];            /* "1.2.3.4:5678" */
-	char detail[256];         /* one line: "peer sent no certificate but one is required" */
+	int error;        /* the tlsq_err the connection failed with */
+	int port;         /* the listener's port */
+	char peer[64];    /* "1.2.3.4:5678" */
+	char detail[256]; /* one line: "peer sent no certificate but one is required" */
 };
 
 /* A short stable name for a reason ("no_client_cert") or a phase
@@ -534,8 +534,8 @@ TLSQ_API void tlsq_listener_free(tlsq_listener *l);
  * has already sent data and closed (or reset) by the time this returns: the
  * data, then the end or the error, come from tlsq_recv.
  */
-TLSQ_API int tlsq_connect(tlsq_engine *e, const char *addr, tlsq_tls *tls,
-                          tlsq_conn **out, int timeout_ms);
+TLSQ_API int tlsq_connect(tlsq_engine *e, const char *addr, tlsq_tls *tls, tlsq_conn **out,
+                          int timeout_ms);
 
 /*
  * Non-blocking form: resolves the name (this may block on DNS), starts the
@@ -543,8 +543,7 @@ TLSQ_API int tlsq_connect(tlsq_engine *e, const char *addr, tlsq_tls *tls,
  * tlsq_connect_wait, or just start sending: data queued before the
  * handshake completes goes out after it.
  */
-TLSQ_API int tlsq_connect_start(tlsq_engine *e, const char *addr, tlsq_tls *tls,
-                                tlsq_conn **out);
+TLSQ_API int tlsq_connect_start(tlsq_engine *e, const char *addr, tlsq_tls *tls, tlsq_conn **out);
 /* Waits until the handshake of `c` completed (TLSQ_OK, also if the
  * connection has ended since) or failed (its error). */
 TLSQ_API int tlsq_connect_wait(tlsq_conn *c, int timeout_ms);
@@ -836,42 +835,42 @@ TLSQ_API const char *tlsq_state_name(int state);
 
 /* struct, not typedef: the name tlsq_conn_info is the function below. */
 struct tlsq_conn_info {
-	uint64_t id;              /* unique within the process */
+	uint64_t id; /* unique within the process */
 	tlsq_role role;
 	tlsq_mode mode;
 	tlsq_state state;
 	tlsq_close_phase close_phase;
-	char peer[64];            /* "1.2.3.4:5678" */
-	char version[16];         /* "TLSv1.3" once handshaken, else "" */
-	char cipher[64];          /* IANA name, "TLS_AES_128_GCM_SHA256" */
-	char group[32];           /* key exchange group, "X25519" */
-	char alpn[64];            /* negotiated ALPN protocol or "" */
-	char sni[256];            /* server name (sent by a client, received by a server) */
-	char peer_subject[256];   /* "/CN=localhost", or "" without a peer certificate */
-	char peer_sha256[65];     /* SHA-256 of the peer's certificate (DER), lowercase
-	                             hex, or "" (no certificate, or a resumed session) */
-	char peer_spki_sha256[45];/* SHA-256 of its public key (SubjectPublicKeyInfo),
-	                             base64: pin it as "sha256//" followed by this */
-	char peer_sans[256];      /* its subjectAltNames, "DNS:a.example, IP:10.0.0.1" */
-	int resumed;              /* 1 if the session was resumed */
-	uint64_t bytes_sent;      /* plaintext bytes handed to TLS */
-	uint64_t bytes_received;  /* plaintext bytes decrypted */
+	char peer[64];             /* "1.2.3.4:5678" */
+	char version[16];          /* "TLSv1.3" once handshaken, else "" */
+	char cipher[64];           /* IANA name, "TLS_AES_128_GCM_SHA256" */
+	char group[32];            /* key exchange group, "X25519" */
+	char alpn[64];             /* negotiated ALPN protocol or "" */
+	char sni[256];             /* server name (sent by a client, received by a server) */
+	char peer_subject[256];    /* "/CN=localhost", or "" without a peer certificate */
+	char peer_sha256[65];      /* SHA-256 of the peer's certificate (DER), lowercase
+	                              hex, or "" (no certificate, or a resumed session) */
+	char peer_spki_sha256[45]; /* SHA-256 of its public key (SubjectPublicKeyInfo),
+	                              base64: pin it as "sha256//" followed by this */
+	char peer_sans[256];       /* its subjectAltNames, "DNS:a.example, IP:10.0.0.1" */
+	int resumed;               /* 1 if the session was resumed */
+	uint64_t bytes_sent;       /* plaintext bytes handed to TLS */
+	uint64_t bytes_received;   /* plaintext bytes decrypted */
 	uint64_t msgs_sent, msgs_received;
-	uint64_t tls_bytes_sent;  /* ciphertext bytes written to the socket */
+	uint64_t tls_bytes_sent; /* ciphertext bytes written to the socket */
 	uint64_t tls_bytes_received;
 	uint64_t records_sent, records_received;
-	uint64_t tx_queued;       /* bytes waiting in the transmit queue */
-	uint64_t rx_queued;       /* bytes waiting for recv (lent chunks included until released) */
+	uint64_t tx_queued; /* bytes waiting in the transmit queue */
+	uint64_t rx_queued; /* bytes waiting for recv (lent chunks included until released) */
 	uint32_t blocked_senders, blocked_receivers;
 	uint32_t key_updates_sent;
 	uint32_t key_updates_received;
-	int send_parked;          /* 1 while the socket does not take our data */
-	int recv_parked;          /* 1 while reading stopped because the application
-	                             has not drained the receive queue */
-	uint64_t parked_ms;       /* how long the longest current park has lasted */
-	uint64_t age_ms;          /* since the connection was created (accepted or connect started) */
-	int error;                /* sticky error code or TLSQ_OK */
-	char error_reason[256];   /* one-line reason, "" if none */
+	int send_parked;        /* 1 while the socket does not take our data */
+	int recv_parked;        /* 1 while reading stopped because the application
+	                           has not drained the receive queue */
+	uint64_t parked_ms;     /* how long the longest current park has lasted */
+	uint64_t age_ms;        /* since the connection was created (accepted or connect started) */
+	int error;              /* sticky error code or TLSQ_OK */
+	char error_reason[256]; /* one-line reason, "" if none */
 };
 
 /* Fills `info` with a consistent snapshot published by the IO task. */

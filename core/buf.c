@@ -35,10 +35,10 @@
 #include "stats.h"
 #include "tsan.h"
 
-#define NCLASS 4
+#define NCLASS      4
 #define CACHE_SLOTS 1024 /* per class; a power of two; holds CACHE_SLOTS - 1 */
-#define PLAIN 0xff
-#define BUF_MAX (UINT32_MAX - 64)
+#define PLAIN       0xff
+#define BUF_MAX     (UINT32_MAX - 64)
 
 static const uint32_t class_size[NCLASS] = {256, 4096, 16384 + 256, 65536};
 
@@ -49,7 +49,10 @@ struct pool_class {
 
 /* ck_ring_init only sets size and mask, so the rings are initialised
  * statically: no once-flag on the allocation path. */
-#define CLASS_INIT {.ring = {.size = CACHE_SLOTS, .mask = CACHE_SLOTS - 1}}
+#define CLASS_INIT                                                                                 \
+	{                                                                                          \
+		.ring = {.size = CACHE_SLOTS, .mask = CACHE_SLOTS - 1 }                            \
+	}
 static struct pool_class pool[NCLASS] = {CLASS_INIT, CLASS_INIT, CLASS_INIT, CLASS_INIT};
 
 static tlsq__counter st_allocs, st_frees, st_hits, st_mallocs;

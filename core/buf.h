@@ -31,7 +31,7 @@ typedef struct tlsq__buf {
 	uint8_t flags;    /* owner-defined */
 	uint16_t pad_;
 	uint32_t pad2_;
-	uint64_t tag;     /* owner-defined (message length, sequence, ...) */
+	uint64_t tag;            /* owner-defined (message length, sequence, ...) */
 	struct tlsq__buf *qnext; /* queue.c: link while put back on an rx queue */
 	unsigned char data[];
 } tlsq__buf;
@@ -42,8 +42,14 @@ tlsq__buf *tlsq__buf_alloc(size_t cap);
 /* Back to the pool. NULL is ignored. */
 void tlsq__buf_free(tlsq__buf *b);
 
-static inline size_t tlsq__buf_len(const tlsq__buf *b) { return b->wr - b->rd; }
-static inline size_t tlsq__buf_room(const tlsq__buf *b) { return b->cap - b->wr; }
+static inline size_t tlsq__buf_len(const tlsq__buf *b)
+{
+	return b->wr - b->rd;
+}
+static inline size_t tlsq__buf_room(const tlsq__buf *b)
+{
+	return b->cap - b->wr;
+}
 
 /* Pool statistics (approximate, relaxed loads). */
 typedef struct tlsq__pool_stats {

@@ -30,10 +30,10 @@ typedef struct tlsq__notify_node {
 } tlsq__notify_node;
 
 typedef struct tlsq__notifier {
-	int efd;                                 /* eventfd, non-blocking */
+	int efd; /* eventfd, non-blocking */
 	_Atomic(tlsq__notify_node *) head;
-	tlsq__counter sent;                      /* eventfd writes */
-	tlsq__counter saved;                     /* notifications coalesced away */
+	tlsq__counter sent;  /* eventfd writes */
+	tlsq__counter saved; /* notifications coalesced away */
 } tlsq__notifier;
 
 /* Returns TLSQ_OK or TLSQ_EIO. */

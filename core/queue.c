@@ -301,8 +301,7 @@ int tlsq__q_publish(tlsq__queue *q, tlsq__buf *b, uint64_t bytes, int mp)
 
 /* ---- tx ---- */
 
-int tlsq__txq_push_mpsc(tlsq__queue *q, tlsq__buf *b, size_t charge, int timeout_ms,
-                        int *was_empty)
+int tlsq__txq_push_mpsc(tlsq__queue *q, tlsq__buf *b, size_t charge, int timeout_ms, int *was_empty)
 {
 	uint64_t bytes = charge ? charge : tlsq__buf_len(b), e;
 	struct timespec dl;
@@ -349,7 +348,8 @@ int tlsq__txq_push_mpsc(tlsq__queue *q, tlsq__buf *b, size_t charge, int timeout
 	int empty = atomic_fetch_add(&q->unpopped, 1) == 0;
 	if (empty) {
 		tlsq__count(atomic_load(&q->waiting_consumers) ? &q->stats.wakeups_sent
-		                                               : &q->stats.wakeups_saved, 1);
+		                                               : &q->stats.wakeups_saved,
+		            1);
 		tlsq__ec_inc(&q->data_ec);
 	}
 	if (was_empty)
@@ -445,7 +445,8 @@ void tlsq__txq_release_sc(tlsq__queue *q, uint64_t bytes, uint32_t entries)
 	uint64_t r = atomic_load(&q->reserved);
 	if ((r & BYTES_MASK) <= q->budget / 2 && (r >> ENTRY_SHIFT) <= q->nslots / 2) {
 		tlsq__count(atomic_load(&q->waiting_producers) ? &q->stats.wakeups_sent
-		                                               : &q->stats.wakeups_saved, 1);
+		                                               : &q->stats.wakeups_saved,
+		            1);
 		/* ck_ec makes the futex call only if a waiter flagged the count. */
 		tlsq__ec_inc(&q->space_ec);
 	} else {
@@ -472,4 +473,3 @@ int tlsq__txq_wait_drained(tlsq__queue *q, int timeout_ms)
 			return TLSQ_ETIMEDOUT;
 	}
 }
-

@@ -57,25 +57,25 @@
 typedef struct tlsq__queue {
 	ck_ring_t ring;
 	_Atomic(ck_ring_buffer_t *) slots; /* lazily allocated */
-	unsigned nslots;                    /* power of two */
-	uint64_t budget;                    /* bytes */
-	_Atomic uint64_t reserved;          /* bytes | entries << 40 */
-	tlsq__ec data_ec;                   /* consumers wait here */
-	tlsq__ec space_ec;                  /* producers wait here */
-	_Atomic int end;                    /* 0 open, 1 ended (drain first), 2 closed */
-	_Atomic int end_code;               /* what consumers get after the end */
-	_Atomic(tlsq__buf *) carry;         /* rx: put-back entries (linked by qnext), taken first */
-	_Atomic int producer_parked;        /* rx: the IO task stopped for lack of room */
+	unsigned nslots;                   /* power of two */
+	uint64_t budget;                   /* bytes */
+	_Atomic uint64_t reserved;         /* bytes | entries << 40 */
+	tlsq__ec data_ec;                  /* consumers wait here */
+	tlsq__ec space_ec;                 /* producers wait here */
+	_Atomic int end;                   /* 0 open, 1 ended (drain first), 2 closed */
+	_Atomic int end_code;              /* what consumers get after the end */
+	_Atomic(tlsq__buf *) carry;        /* rx: put-back entries (linked by qnext), taken first */
+	_Atomic int producer_parked;       /* rx: the IO task stopped for lack of room */
 	_Atomic uint32_t waiting_producers;
 	_Atomic uint32_t waiting_consumers;
 	tlsq__qstats stats;
-	_Atomic int close_code;             /* what everybody gets after a close */
-	_Atomic int64_t unpopped;           /* entries published and not yet popped */
-	_Atomic(tlsq__buf *) tx_stack;      /* tx: pushed entries, newest first (qnext) */
-	tlsq__buf *tx_batch;                /* tx: the consumer's taken entries, oldest first */
-	_Atomic int room_fd;                /* tx: eventfd readable while there is room (txroom.c), -1 */
-	_Atomic uint64_t room_want;         /* tx: the room it waits for, in bytes */
-	_Atomic int room_armed;             /* tx: 1 = cleared; the next room must signal */
+	_Atomic int close_code;        /* what everybody gets after a close */
+	_Atomic int64_t unpopped;      /* entries published and not yet popped */
+	_Atomic(tlsq__buf *) tx_stack; /* tx: pushed entries, newest first (qnext) */
+	tlsq__buf *tx_batch;           /* tx: the consumer's taken entries, oldest first */
+	_Atomic int room_fd;           /* tx: eventfd readable while there is room (txroom.c), -1 */
+	_Atomic uint64_t room_want;    /* tx: the room it waits for, in bytes */
+	_Atomic int room_armed;        /* tx: 1 = cleared; the next room must signal */
 } tlsq__queue;
 
 /* budget >= 1 byte; nslots is rounded up to a power of two >= 4. */
@@ -113,8 +113,8 @@ int tlsq__queue_end_code(const tlsq__queue *q);
  * TLSQ_ETIMEDOUT, TLSQ_EINVAL (charge too large), TLSQ_ENOMEM, or the
  * end/close code; on failure the caller still owns b.
  */
-int tlsq__txq_push_mpsc(tlsq__queue *q, tlsq__buf *b, size_t charge,
-                        int timeout_ms, int *was_empty);
+int tlsq__txq_push_mpsc(tlsq__queue *q, tlsq__buf *b, size_t charge, int timeout_ms,
+                        int *was_empty);
 /* IO task: the next entry or NULL. Credits stay taken until released.
  * After a close it frees whatever is queued and returns NULL. */
 tlsq__buf *tlsq__txq_pop_sc(tlsq__queue *q);
@@ -196,8 +196,7 @@ int tlsq__rxq_pop_mc(tlsq__queue *q, tlsq__buf **out, int timeout_ms, int *unpar
  * b->qcharge is set to it), so *held is always 1 on success: everything
  * lent counts. *unpark as for pop.
  */
-int tlsq__rxq_pop_held_mc(tlsq__queue *q, tlsq__buf **out, int timeout_ms, int *unpark,
-                          int *held);
+int tlsq__rxq_pop_held_mc(tlsq__queue *q, tlsq__buf **out, int timeout_ms, int *unpark, int *held);
 /* Gives back the credit of a held pop (`charge` = the entry's qcharge,
  * read before the entry was freed or put back); *unpark as for pop. */
 void tlsq__rxq_release_mc(tlsq__queue *q, uint32_t charge, int *unpark);

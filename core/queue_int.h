@@ -12,11 +12,11 @@
 #include "tsan.h"
 
 #define ENTRY_SHIFT 40
-#define BYTES_MASK ((UINT64_C(1) << ENTRY_SHIFT) - 1)
-#define ONE_ENTRY (UINT64_C(1) << ENTRY_SHIFT)
-#define BUDGET_MAX (UINT64_C(1) << 38) /* leaves room for nslots 4 GiB entries */
-#define NSLOTS_MAX (1u << 23)          /* entries must fit 24 bits */
-#define CODE_UNSET INT_MIN
+#define BYTES_MASK  ((UINT64_C(1) << ENTRY_SHIFT) - 1)
+#define ONE_ENTRY   (UINT64_C(1) << ENTRY_SHIFT)
+#define BUDGET_MAX  (UINT64_C(1) << 38) /* leaves room for nslots 4 GiB entries */
+#define NSLOTS_MAX  (1u << 23)          /* entries must fit 24 bits */
+#define CODE_UNSET  INT_MIN
 
 enum { OPEN = 0, ENDED = 1, CLOSED = 2 };
 

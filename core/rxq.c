@@ -97,7 +97,8 @@ static int rx_push(tlsq__queue *q, tlsq__buf *b, size_t charge, int *was_empty, 
 	if (was_empty)
 		*was_empty = empty;
 	tlsq__count(atomic_load(&q->waiting_consumers) ? &q->stats.wakeups_sent
-	                                               : &q->stats.wakeups_saved, 1);
+	                                               : &q->stats.wakeups_saved,
+	            1);
 	/* Always: a consumer between its failed pop and its wait has read the
 	 * count but may not be counted in waiting_consumers yet. Without a
 	 * flagged waiter this is one locked increment, no syscall. */

@@ -31,14 +31,14 @@ static inline uint64_t tlsq__counter_get(const tlsq__counter *c)
 
 /* Per queue. */
 typedef struct tlsq__qstats {
-	tlsq__counter bytes_in;       /* bytes pushed (tx: counted as the consumer takes them) */
-	tlsq__counter bytes_out;      /* bytes popped */
+	tlsq__counter bytes_in;  /* bytes pushed (tx: counted as the consumer takes them) */
+	tlsq__counter bytes_out; /* bytes popped */
 	tlsq__counter entries_in;
 	tlsq__counter entries_out;
 	tlsq__counter producer_waits; /* times a producer had to sleep */
 	tlsq__counter consumer_waits;
-	tlsq__counter wakeups_sent;   /* futex wakes issued */
-	tlsq__counter wakeups_saved;  /* state changes that needed no wake */
+	tlsq__counter wakeups_sent;  /* futex wakes issued */
+	tlsq__counter wakeups_saved; /* state changes that needed no wake */
 } tlsq__qstats;
 
 #endif

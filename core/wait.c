@@ -67,13 +67,13 @@ static void ec_wake32(const struct ck_ec_ops *ops, const uint32_t *addr)
 }
 
 static struct ck_ec_ops ec_ops = {
-	.gettime = ec_gettime,
-	.wait32 = ec_wait32,
-	.wake32 = ec_wake32,
-	/* ck_ec spins this many times (pause) before and after flagging the
-	 * count: a hand-off to a thread that is just about to wait costs a
-	 * few hundred nanoseconds instead of a futex round trip. */
-	.busy_loop_iter = 100,
+    .gettime = ec_gettime,
+    .wait32 = ec_wait32,
+    .wake32 = ec_wake32,
+    /* ck_ec spins this many times (pause) before and after flagging the
+     * count: a hand-off to a thread that is just about to wait costs a
+     * few hundred nanoseconds instead of a futex round trip. */
+    .busy_loop_iter = 100,
 };
 
 /*
@@ -91,8 +91,7 @@ __attribute__((constructor)) static void ec_ops_tune(void)
 }
 
 static const struct ck_ec_mode ec_mode = {
-	.ops = &ec_ops,
-	.single_producer = false, /* see the invariants above */
+    .ops = &ec_ops, .single_producer = false, /* see the invariants above */
 };
 
 /*
@@ -127,8 +126,8 @@ int tlsq__deadline_left_ms(const struct timespec *dl)
 {
 	struct timespec now;
 	clock_gettime(CLOCK_MONOTONIC, &now);
-	long long ns = (long long)(dl->tv_sec - now.tv_sec) * 1000000000LL +
-	               (dl->tv_nsec - now.tv_nsec);
+	long long ns =
+	    (long long)(dl->tv_sec - now.tv_sec) * 1000000000LL + (dl->tv_nsec - now.tv_nsec);
 	if (ns <= 0)
 		return 0;
 	long long ms = (ns + 999999) / 1000000; /* round up: 0 only once passed */

@@ -8,7 +8,12 @@
 
 #include "tlsq.h"
 
-#define DIE(...) do { fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); exit(1); } while (0)
+#define DIE(...)                                                                                   \
+	do {                                                                                       \
+		fprintf(stderr, __VA_ARGS__);                                                      \
+		fputc('\n', stderr);                                                               \
+		exit(1);                                                                           \
+	} while (0)
 
 static inline void example_setup(tlsq_mode mode, tlsq_engine **e, tlsq_listener **l,
                                  tlsq_tls **client_tls, char *addr, size_t cap)

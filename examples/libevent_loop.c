@@ -63,8 +63,8 @@ int main(void)
 	if (tlsq_accept(l, &a.server, 5000) != TLSQ_OK)
 		DIE("accept failed");
 	a.base = event_base_new();
-	struct event *ev = event_new(a.base, tlsq_conn_pollfd(a.server), EV_READ | EV_PERSIST,
-	                             on_readable, &a);
+	struct event *ev =
+	    event_new(a.base, tlsq_conn_pollfd(a.server), EV_READ | EV_PERSIST, on_readable, &a);
 	event_add(ev, NULL);
 	pthread_t t;
 	pthread_create(&t, NULL, sender, NULL);

@@ -9,7 +9,7 @@
 
 #include "common.h"
 
-#define WORKERS 4
+#define WORKERS    4
 #define PER_WORKER 10000
 
 static tlsq_conn *client;
@@ -20,7 +20,8 @@ static void *worker(void *arg)
 	char msg[64];
 	for (int i = 0; i < PER_WORKER; i++) {
 		int n = snprintf(msg, sizeof msg, "worker %ld message %d", id, i);
-		int rc = tlsq_send_msg(client, msg, (size_t)n, 5000); /* blocks while the queue is full */
+		int rc = tlsq_send_msg(client, msg, (size_t)n,
+		                       5000); /* blocks while the queue is full */
 		if (rc != TLSQ_OK)
 			DIE("send_msg: %s", tlsq_strerror(rc));
 	}

@@ -196,10 +196,9 @@ int tlsq__sock_fail(struct tlsq_conn *c, int err, const char *during)
 	 * of ETIMEDOUT. Either way the peer stopped answering. */
 	if (err == ETIMEDOUT || err == EHOSTUNREACH || err == ENETUNREACH || err == EHOSTDOWN ||
 	    err == ENETDOWN) {
-		tlsq__conn_fail(c, TLSQ_ETIMEDOUT, "peer stopped answering: TCP gave up %s (%s)",
-		                during,
-		                err == ETIMEDOUT ? "keepalive or retransmissions timed out"
-		                                 : strerror(err));
+		tlsq__conn_fail(
+		    c, TLSQ_ETIMEDOUT, "peer stopped answering: TCP gave up %s (%s)", during,
+		    err == ETIMEDOUT ? "keepalive or retransmissions timed out" : strerror(err));
 		return TLSQ_ETIMEDOUT;
 	}
 	tlsq__conn_fail(c, TLSQ_EIO, "socket error %s: %s", during, strerror(err));
@@ -383,8 +382,9 @@ static void conn_start_close(struct tlsq_conn *c, int linger_ms)
 	if (st >= TLSQ_STATE_CLOSED)
 		return;
 	if (st < TLSQ_STATE_OPEN) {
-		tlsq__conn_fail(c, TLSQ_ECLOSED, "closed by the application before the handshake "
-		                                 "completed");
+		tlsq__conn_fail(c, TLSQ_ECLOSED,
+		                "closed by the application before the handshake "
+		                "completed");
 		return;
 	}
 	c->closing = 1; /* state.c: phase FLUSHING */

@@ -70,31 +70,31 @@ enum {
 
 /* ---- failed handshakes (failures.c): one per listener, one per engine ---- */
 typedef struct tlsq__failures {
-	tlsq__logring ring;              /* struct tlsq_accept_failure records */
+	tlsq__logring ring; /* struct tlsq_accept_failure records */
 	tlsq__counter by_reason[TLSQ_FAIL_REASONS];
-	tlsq__ec ec;                     /* incremented after each record */
+	tlsq__ec ec; /* incremented after each record */
 } tlsq__failures;
 
 /* ---- engine-wide counters (status endpoint) ---- */
 typedef struct tlsq__engine_stats {
-	tlsq__counter conns_opened;     /* connections created */
-	tlsq__counter conns_closed;     /* connections torn down */
+	tlsq__counter conns_opened; /* connections created */
+	tlsq__counter conns_closed; /* connections torn down */
 	tlsq__counter handshakes_ok;
 	tlsq__counter handshakes_failed;
 	tlsq__counter resumed;
 	tlsq__counter alerts_received;
 	tlsq__counter alerts_sent;
-	tlsq__counter bytes_sent;       /* plaintext */
+	tlsq__counter bytes_sent; /* plaintext */
 	tlsq__counter bytes_received;
-	tlsq__counter tls_bytes_sent;   /* ciphertext */
+	tlsq__counter tls_bytes_sent; /* ciphertext */
 	tlsq__counter tls_bytes_received;
 	tlsq__counter msgs_sent;
 	tlsq__counter msgs_received;
 	tlsq__counter key_updates_sent;
 	tlsq__counter key_updates_received;
-	tlsq__counter accept_dropped;   /* accept queue full */
-	tlsq__counter errors[16];       /* by -error code */
-	tlsq__counter wakeups_sent;     /* eventfd writes (notifier) */
+	tlsq__counter accept_dropped; /* accept queue full */
+	tlsq__counter errors[16];     /* by -error code */
+	tlsq__counter wakeups_sent;   /* eventfd writes (notifier) */
 	tlsq__counter wakeups_saved;
 	_Atomic int64_t conns_live;
 } tlsq__engine_stats;
@@ -110,20 +110,20 @@ typedef struct tlsq__iothread {
 	struct tlsq_conn *_Atomic conns; /* RCU-style list: written by this thread only */
 	_Atomic uint32_t nconns;
 	_Atomic int running;
-	struct event *ev_reclaim;        /* periodic epoch poll */
-	struct tlsq__linger *lingering;  /* ended, waiting for the peer's FIN (linger.c) */
+	struct event *ev_reclaim;       /* periodic epoch poll */
+	struct tlsq__linger *lingering; /* ended, waiting for the peer's FIN (linger.c) */
 } tlsq__iothread;
 
 struct tlsq_engine {
-	_Atomic uint32_t refs;           /* application + each connection and listener */
+	_Atomic uint32_t refs; /* application + each connection and listener */
 	tlsq_engine_config cfg;
 	char *status_addr_copy, *status_token_copy;
 	int nio;
 	tlsq__iothread *io;
-	_Atomic uint32_t next_io;        /* round-robin placement */
+	_Atomic uint32_t next_io; /* round-robin placement */
 	ck_epoch_t epoch;
 	tlsq__engine_stats stats;
-	uint64_t started_ms;             /* wall-clock ms at start (for uptime) */
+	uint64_t started_ms; /* wall-clock ms at start (for uptime) */
 	uint64_t started_mono_ms;
 	struct tlsq_listener *listeners; /* live listeners, guarded by lmu */
 	pthread_mutex_t lmu;             /* listener list only: never on the IO path */
@@ -134,18 +134,18 @@ struct tlsq_engine {
 	void *upper;
 	void (*upper_free)(void *upper);
 	_Atomic int stopping;
-	tlsq__failures failures;         /* every listener's failed handshakes (failures.c) */
+	tlsq__failures failures; /* every listener's failed handshakes (failures.c) */
 };
 
 /* ---- the peer's certificates (peercert.c): published once, at the handshake ---- */
 #define TLSQ__PEER_CHAIN_MAX 8
 typedef struct tlsq__peer {
-	int n;                                   /* certificates: [0] is the leaf */
+	int n; /* certificates: [0] is the leaf */
 	unsigned char *der[TLSQ__PEER_CHAIN_MAX];
 	int len[TLSQ__PEER_CHAIN_MAX];
-	char sha256[65];                         /* the leaf's DER, lowercase hex */
-	char spki_sha256[45];                    /* its SubjectPublicKeyInfo, base64 */
-	char sans[256];                          /* "DNS:a, IP:1.2.3.4" */
+	char sha256[65];      /* the leaf's DER, lowercase hex */
+	char spki_sha256[45]; /* its SubjectPublicKeyInfo, base64 */
+	char sans[256];       /* "DNS:a, IP:1.2.3.4" */
 } tlsq__peer;
 void tlsq__peer_free(tlsq__peer *p);
 
@@ -184,15 +184,15 @@ struct tlsq_listener {
 	struct tlsq_tls *tls;
 	int fd;
 	int port;
-	struct event *ev;                /* on IO thread 0 */
+	struct event *ev; /* on IO thread 0 */
 	/* handshaken connections waiting for tlsq_accept: MPMC ring */
 	ck_ring_t ring;
 	ck_ring_buffer_t *slots;
 	unsigned nslots;
-	_Atomic uint32_t queued;         /* entries reserved */
+	_Atomic uint32_t queued; /* entries reserved */
 	tlsq__ec ec;
 	_Atomic int closed;
-	_Atomic uint32_t waiters;        /* threads inside tlsq_accept (tests) */
+	_Atomic uint32_t waiters; /* threads inside tlsq_accept (tests) */
 	struct tlsq_listener *next;
 	tlsq__counter accepted, handshake_failed, dropped;
 	tlsq__failures failures;
@@ -200,18 +200,18 @@ struct tlsq_listener {
 
 /* ---- connection ---- */
 struct tlsq_conn {
-	tlsq__notify_node node;          /* first: the notifier hands back this */
+	tlsq__notify_node node; /* first: the notifier hands back this */
 	_Atomic uint32_t refs;
 	uint64_t id;
 	struct tlsq_engine *engine;
 	tlsq__iothread *io;
 	struct tlsq_tls *tls;
-	struct tlsq_listener *listener;  /* server side until accepted */
+	struct tlsq_listener *listener; /* server side until accepted */
 	tlsq_role role;
 	tlsq_mode mode;
-	struct tlsq_conn *_Atomic next;  /* IO thread's list (RCU-style) */
-	struct tlsq_conn *prev;          /* IO thread only */
-	char *host;                      /* client: name to verify, until the handshake */
+	struct tlsq_conn *_Atomic next; /* IO thread's list (RCU-style) */
+	struct tlsq_conn *prev;         /* IO thread only */
+	char *host;                     /* client: name to verify, until the handshake */
 	ck_epoch_entry_t epoch_entry;
 
 	/* ---- shared with application threads ---- */
@@ -219,7 +219,7 @@ struct tlsq_conn {
 	tlsq__queue rxq;
 	_Atomic uint32_t requests;
 	tlsq__ec state_ec;
-	_Atomic int pollfd;              /* eventfd, -1 until asked for */
+	_Atomic int pollfd; /* eventfd, -1 until asked for */
 	_Atomic int handle_freed;
 	_Atomic int opened;              /* the handshake completed (set once, before state OPEN) */
 	_Atomic uint32_t open_waiters;   /* threads inside tlsq_connect(_wait) (tests) */
@@ -227,10 +227,10 @@ struct tlsq_conn {
 	_Atomic(tlsq__peer *) peer_cert; /* published by the IO task at the handshake, or NULL */
 
 	/* ---- published by the IO task (see design note 3) ---- */
-	_Atomic int state;               /* tlsq_state */
-	_Atomic int close_phase;         /* tlsq_close_phase */
-	_Atomic int error;               /* sticky, 0 until the first fatal error */
-	_Atomic int tx_idle;             /* 1: nothing queued, nothing unsent */
+	_Atomic int state;       /* tlsq_state */
+	_Atomic int close_phase; /* tlsq_close_phase */
+	_Atomic int error;       /* sticky, 0 until the first fatal error */
+	_Atomic int tx_idle;     /* 1: nothing queued, nothing unsent */
 	_Atomic int send_parked, recv_parked;
 	_Atomic uint64_t parked_since_ms;
 	char error_reason[256];
@@ -246,38 +246,38 @@ struct tlsq_conn {
 	tlsq__tls_ssl *ssl;
 	struct tlsq__cred *cred; /* the credentials ssl was made from (profile.c) */
 	struct event *ev_read, *ev_write, *ev_timer;
-	struct event *ev_cont; /* fd-less: activated to continue after a yield */
-	struct evbuffer *in, *out;       /* ciphertext */
-	int reading, writing;            /* which events are armed */
-	int read_drained;                /* the last read found the socket empty */
-	int registered;                  /* on the IO thread's list */
-	int eof, rst;                    /* socket saw FIN / RST */
-	int sock_error;                  /* errno of a failed socket call */
+	struct event *ev_cont;     /* fd-less: activated to continue after a yield */
+	struct evbuffer *in, *out; /* ciphertext */
+	int reading, writing;      /* which events are armed */
+	int read_drained;          /* the last read found the socket empty */
+	int registered;            /* on the IO thread's list */
+	int eof, rst;              /* socket saw FIN / RST */
+	int sock_error;            /* errno of a failed socket call */
 	int tls13;
 	/* Facts, each set once; state.c derives the state from them. */
-	int connected;                   /* the socket is connected (client: connect done) */
-	int hs_done;                     /* the handshake completed */
-	int recv_closed;                 /* peer's close_notify seen (or EOF) */
-	int send_closed;                 /* our close_notify queued */
-	int shutdown_wanted;             /* app asked for close_notify */
-	int closing;                     /* graceful close in progress */
+	int connected;       /* the socket is connected (client: connect done) */
+	int hs_done;         /* the handshake completed */
+	int recv_closed;     /* peer's close_notify seen (or EOF) */
+	int send_closed;     /* our close_notify queued */
+	int shutdown_wanted; /* app asked for close_notify */
+	int closing;         /* graceful close in progress */
 	int key_update_wanted;
-	int app_gone;                    /* handle freed */
-	int rx_end_pending;              /* end the rx queue once rx_hold is delivered */
+	int app_gone;       /* handle freed */
+	int rx_end_pending; /* end the rx queue once rx_hold is delivered */
 	int rx_end_code;
-	int ku_storm;                    /* peer exceeded max_key_updates_per_s */
-	int notify_flushed;              /* our close_notify reached the kernel */
-	int finished;                    /* socket and TLS released */
-	int in_read;                     /* inside wolfSSL_read: output is control */
-	char verify_reason[256];         /* the verify callback's first failure (peercert.c) */
-	tlsq__peer *peer_pending;        /* the chain as the verify callback saw it (peercert.c) */
-	int notify_built;                /* our close_notify is in c->out: send nothing after it */
-	unsigned char first_in[24];      /* the peer's first bytes, to name a non-TLS peer */
+	int ku_storm;               /* peer exceeded max_key_updates_per_s */
+	int notify_flushed;         /* our close_notify reached the kernel */
+	int finished;               /* socket and TLS released */
+	int in_read;                /* inside wolfSSL_read: output is control */
+	char verify_reason[256];    /* the verify callback's first failure (peercert.c) */
+	tlsq__peer *peer_pending;   /* the chain as the verify callback saw it (peercert.c) */
+	int notify_built;           /* our close_notify is in c->out: send nothing after it */
+	unsigned char first_in[24]; /* the peer's first bytes, to name a non-TLS peer */
 	uint8_t first_in_len;
-	tlsq__buf *tx_cur;               /* entry partly handed to TLS */
-	tlsq__buf *staging;              /* coalescing buffer for small entries */
-	tlsq__buf *rx_cur;               /* stream: buffer being filled */
-	tlsq__buf *rx_hold;              /* a full buffer/message waiting for room */
+	tlsq__buf *tx_cur;  /* entry partly handed to TLS */
+	tlsq__buf *staging; /* coalescing buffer for small entries */
+	tlsq__buf *rx_cur;  /* stream: buffer being filled */
+	tlsq__buf *rx_hold; /* a full buffer/message waiting for room */
 	tlsq__frame_dec dec;
 	uint64_t handshake_deadline_ms, idle_deadline_ms, close_deadline_ms;
 	uint64_t connect_deadline_ms;
@@ -286,12 +286,12 @@ struct tlsq_conn {
 	uint64_t last_io_ms;
 	uint64_t ku_window_start_ms;
 	uint32_t ku_in_window;
-	uint64_t timer_armed_ms;         /* deadline the timer is set for, 0 = none */
-	uint64_t created_ms;             /* monotonic ms at tlsq__conn_new (age, failures) */
-	int tls_fail_err;                /* wolfSSL error of the failure (tls_fail) */
-	int tls_fail_alert;              /* fatal alert received with it, or -1 */
-	unsigned char rec_hdr[5];        /* the last record header wolfSSL read */
-	unsigned char rec_body[2];       /* and the first bytes of its body */
+	uint64_t timer_armed_ms;   /* deadline the timer is set for, 0 = none */
+	uint64_t created_ms;       /* monotonic ms at tlsq__conn_new (age, failures) */
+	int tls_fail_err;          /* wolfSSL error of the failure (tls_fail) */
+	int tls_fail_alert;        /* fatal alert received with it, or -1 */
+	unsigned char rec_hdr[5];  /* the last record header wolfSSL read */
+	unsigned char rec_body[2]; /* and the first bytes of its body */
 	int rec_body_len;
 };
 
@@ -355,11 +355,11 @@ enum { TLSQ__RX_READ, TLSQ__RX_HANDOVER, TLSQ__RX_FINAL };
  * more; TLSQ__RX_HANDOVER only hands over (after the end), TLSQ__RX_FINAL
  * past the budget (engine stop). */
 int tlsq__pump_rx(struct tlsq_conn *c, int how);
-int tlsq__pump_tx(struct tlsq_conn *c);    /* encrypt queued plaintext */
+int tlsq__pump_tx(struct tlsq_conn *c);      /* encrypt queued plaintext */
 int tlsq__pump_control(struct tlsq_conn *c); /* KeyUpdate, close_notify */
-int tlsq__sock_read(struct tlsq_conn *c);  /* ciphertext in; bytes read */
-int tlsq__sock_write(struct tlsq_conn *c); /* ciphertext out */
-size_t tlsq__out_len(struct tlsq_conn *c); /* ciphertext waiting to go out */
+int tlsq__sock_read(struct tlsq_conn *c);    /* ciphertext in; bytes read */
+int tlsq__sock_write(struct tlsq_conn *c);   /* ciphertext out */
+size_t tlsq__out_len(struct tlsq_conn *c);   /* ciphertext waiting to go out */
 void tlsq__conn_on_read(struct tlsq_conn *c);
 void tlsq__conn_on_write(struct tlsq_conn *c);
 void tlsq__conn_timer(struct tlsq_conn *c);
@@ -377,7 +377,7 @@ void tlsq__conn_rx_end_now(struct tlsq_conn *c);
 void tlsq__conn_rx_end_if_idle(struct tlsq_conn *c);
 /* Records the first fatal error (IO thread only), printf-style reason. */
 void tlsq__conn_fail(struct tlsq_conn *c, int err, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 /* conn.c (IO thread): fails c for the socket error `err` (an errno) that
  * happened `during` ("while sending"): ECONNRESET/EPIPE -> TLSQ_ECONNRESET,
  * ETIMEDOUT (keepalive or retransmissions gave up) and the unreachable
@@ -402,8 +402,8 @@ void tlsq__conn_pollfd_signal(struct tlsq_conn *c);
 
 /* ---- net.c ---- */
 /* Parses "host:port", "[v6]:port", ":port"; resolves; fills ss. */
-int tlsq__resolve(const char *addr, int passive, struct sockaddr_storage *ss,
-                  unsigned *sslen, char *host, size_t hostcap);
+int tlsq__resolve(const char *addr, int passive, struct sockaddr_storage *ss, unsigned *sslen,
+                  char *host, size_t hostcap);
 void tlsq__sockaddr_str(const struct sockaddr *sa, char *buf, size_t cap);
 /* TCP_NODELAY, the engine's socket buffer and keepalive on a connection's fd. */
 void tlsq__sock_tune(struct tlsq_engine *e, int fd);

@@ -87,7 +87,8 @@ static int io_init(struct tlsq_engine *e, tlsq__iothread *io, int index)
 		return TLSQ_ENOMEM;
 	if (tlsq__notifier_init(&io->notifier) != 0)
 		return TLSQ_EIO;
-	io->ev_notify = event_new(io->base, io->notifier.efd, EV_READ | EV_PERSIST, io_on_notify, io);
+	io->ev_notify =
+	    event_new(io->base, io->notifier.efd, EV_READ | EV_PERSIST, io_on_notify, io);
 	io->ev_reclaim = event_new(io->base, -1, EV_PERSIST, io_on_reclaim, io);
 	if (!io->ev_notify || !io->ev_reclaim)
 		return TLSQ_ENOMEM;

@@ -55,39 +55,39 @@
 
 #include "status.h"
 
-#define MAX_HEADERS 8192    /* request line + headers; larger gets 413 */
-#define MAX_BODY 1024       /* a GET has none; larger gets 413 */
-#define ACCEPT_BURST 16     /* accepts before the listener waits for adoption */
+#define MAX_HEADERS    8192 /* request line + headers; larger gets 413 */
+#define MAX_BODY       1024 /* a GET has none; larger gets 413 */
+#define ACCEPT_BURST   16   /* accepts before the listener waits for adoption */
 #define LISTEN_BACKLOG 128
 
 /* One HTTP connection. */
 struct sconn {
 	tlsq__status *st;
-	struct bufferevent *bev;          /* ours: made in on_bev */
-	struct evhttp_connection *evcon;  /* NULL until adopted */
-	struct sconn *prev, *next;        /* pending list, then the deadline list */
-	struct sconn *hnext;              /* hash chain, by evcon */
+	struct bufferevent *bev;         /* ours: made in on_bev */
+	struct evhttp_connection *evcon; /* NULL until adopted */
+	struct sconn *prev, *next;       /* pending list, then the deadline list */
+	struct sconn *hnext;             /* hash chain, by evcon */
 	uint64_t deadline_ms;
 };
 
 struct tlsq__status {
-	ck_epoch_record_t epoch;          /* first: the block is cache-line aligned */
+	ck_epoch_record_t epoch; /* first: the block is cache-line aligned */
 	tlsq__status_view view;
 	struct tlsq_engine *engine;
 	pthread_t thread;
-	int port;                         /* bound port; fixed before the thread starts */
+	int port; /* bound port; fixed before the thread starts */
 	int stopped;
 	struct event_base *base;
 	struct evhttp *http;
 	struct evhttp_bound_socket *bound;
 	struct event *ev_adopt, *ev_deadline;
-	struct sconn *pending;            /* made by on_bev, adopted by on_adopt */
+	struct sconn *pending; /* made by on_bev, adopted by on_adopt */
 	unsigned npending;
-	int paused;                       /* listener disabled until adoption */
-	struct sconn *head, *tail;        /* adopted, in deadline order */
+	int paused;                /* listener disabled until adoption */
+	struct sconn *head, *tail; /* adopted, in deadline order */
 	struct sconn **hash;
 	size_t hmask;
-	struct sconn *killing;            /* being freed by sconn_kill */
+	struct sconn *killing; /* being freed by sconn_kill */
 	uint64_t max_conns, timeout_ms;
 	const char *token;
 	size_t token_len;
@@ -306,8 +306,8 @@ static void reply(tlsq__status *st, struct evhttp_request *req, int code, const 
 	evhttp_send_reply(req, code, reason, body);
 }
 
-static void reply_text(tlsq__status *st, struct evhttp_request *req, int code,
-                       const char *reason, const char *text)
+static void reply_text(tlsq__status *st, struct evhttp_request *req, int code, const char *reason,
+                       const char *text)
 {
 	struct evbuffer *b = evbuffer_new();
 	if (b)
@@ -532,7 +532,7 @@ static void status_teardown(tlsq__status *st)
 		on_adopt(-1, 0, st); /* so that evhttp_free's closes find records */
 	if (st->http)
 		evhttp_free(st->http); /* frees every connection: on_close each */
-	while (st->head) /* only if a close callback was skipped */
+	while (st->head)               /* only if a close callback was skipped */
 		sconn_forget(st, st->head);
 	if (st->ev_adopt)
 		event_free(st->ev_adopt);
@@ -554,7 +554,7 @@ static int status_init(tlsq__status *st, struct tlsq_engine *e)
 	st->view = (tlsq__status_view){e, &st->epoch, tlsq_crypto_version(), tlsq_crypto_aesni()};
 	st->max_conns = cfg->status_max_conns > 0 ? (uint64_t)cfg->status_max_conns : 256;
 	st->timeout_ms =
-	        cfg->status_request_timeout_ms > 0 ? (uint64_t)cfg->status_request_timeout_ms : 5000;
+	    cfg->status_request_timeout_ms > 0 ? (uint64_t)cfg->status_request_timeout_ms : 5000;
 	st->token = cfg->status_token && *cfg->status_token ? cfg->status_token : NULL;
 	st->token_len = st->token ? strlen(st->token) : 0;
 	size_t nb = 64;

@@ -106,14 +106,14 @@ void tlsq__json_string(struct evbuffer *out, const char *s, size_t max)
 
 /* see status.h */
 const char *const tlsq__err_names[TLSQ__NERR_NAMES] = {
-	"ok",       "again",      "timedout", "closed", "truncated", "connreset", "msgsize", "tls",
-	"cert",     "nomem",      "inval",    "connrefused", "addr",  "io",        "proto",
+    "ok",   "again", "timedout", "closed",      "truncated", "connreset", "msgsize", "tls",
+    "cert", "nomem", "inval",    "connrefused", "addr",      "io",        "proto",
 };
 
 static const char *phase_name(int p)
 {
-	static const char *const names[] = {"none", "flushing", "notify-sent",
-	                                    "peer-notified", "done", "aborted"};
+	static const char *const names[] = {"none",          "flushing", "notify-sent",
+	                                    "peer-notified", "done",     "aborted"};
 	return p >= 0 && p <= TLSQ_CLOSE_ABORTED ? names[p] : "unknown";
 }
 
@@ -150,15 +150,16 @@ static void json_engine(const tlsq__status_view *v, struct evbuffer *out)
 	                    tlsq__status_uptime_ms(e), e->started_ms, e->nio);
 	tlsq__json_string(out, v->crypto, 256);
 	evbuffer_add_printf(out, ",\"aesni\":%s}", v->aesni ? "true" : "false");
-	evbuffer_add_printf(out,
-	                    ",\"connections\":{\"opened\":%" PRIu64 ",\"closed\":%" PRIu64
-	                    ",\"live\":%" PRId64 "}",
-	                    C(conns_opened), C(conns_closed),
-	                    (int64_t)atomic_load_explicit(&e->stats.conns_live, memory_order_relaxed));
+	evbuffer_add_printf(
+	    out,
+	    ",\"connections\":{\"opened\":%" PRIu64 ",\"closed\":%" PRIu64 ",\"live\":%" PRId64 "}",
+	    C(conns_opened), C(conns_closed),
+	    (int64_t)atomic_load_explicit(&e->stats.conns_live, memory_order_relaxed));
 	evbuffer_add_printf(out,
 	                    ",\"bytes\":{\"sent\":%" PRIu64 ",\"received\":%" PRIu64
 	                    ",\"tls_sent\":%" PRIu64 ",\"tls_received\":%" PRIu64 "}",
-	                    C(bytes_sent), C(bytes_received), C(tls_bytes_sent), C(tls_bytes_received));
+	                    C(bytes_sent), C(bytes_received), C(tls_bytes_sent),
+	                    C(tls_bytes_received));
 	evbuffer_add_printf(out, ",\"messages\":{\"sent\":%" PRIu64 ",\"received\":%" PRIu64 "}",
 	                    C(msgs_sent), C(msgs_received));
 	evbuffer_add_printf(out,
@@ -193,7 +194,8 @@ static void json_conn(const struct tlsq_conn_info *ci, struct evbuffer *out)
 	                    ci->role == TLSQ_SERVER ? "server" : "client",
 	                    ci->mode == TLSQ_MODE_MESSAGE ? "message" : "stream");
 	evbuffer_add_printf(out, ",\"state\":\"%s\",\"state_code\":%d,\"close_phase\":\"%s\"",
-	                    tlsq_state_name(ci->state), (int)ci->state, phase_name(ci->close_phase));
+	                    tlsq_state_name(ci->state), (int)ci->state,
+	                    phase_name(ci->close_phase));
 	json_field_str(out, "peer", ci->peer, sizeof ci->peer);
 	json_field_str(out, "version", ci->version, sizeof ci->version);
 	json_field_str(out, "cipher", ci->cipher, sizeof ci->cipher);
@@ -211,16 +213,15 @@ static void json_conn(const struct tlsq_conn_info *ci, struct evbuffer *out)
 	                    ci->resumed ? "true" : "false", ci->bytes_sent, ci->bytes_received,
 	                    ci->msgs_sent, ci->msgs_received, ci->tls_bytes_sent,
 	                    ci->tls_bytes_received, ci->records_sent, ci->records_received);
-	evbuffer_add_printf(out,
-	                    ",\"tx_queued\":%" PRIu64 ",\"rx_queued\":%" PRIu64
-	                    ",\"blocked_senders\":%u,\"blocked_receivers\":%u"
-	                    ",\"key_updates_sent\":%u,\"key_updates_received\":%u"
-	                    ",\"send_parked\":%s,\"recv_parked\":%s,\"parked_ms\":%" PRIu64
-	                    ",\"error\":%d",
-	                    ci->tx_queued, ci->rx_queued, ci->blocked_senders, ci->blocked_receivers,
-	                    ci->key_updates_sent, ci->key_updates_received,
-	                    ci->send_parked ? "true" : "false", ci->recv_parked ? "true" : "false",
-	                    ci->parked_ms, ci->error);
+	evbuffer_add_printf(
+	    out,
+	    ",\"tx_queued\":%" PRIu64 ",\"rx_queued\":%" PRIu64
+	    ",\"blocked_senders\":%u,\"blocked_receivers\":%u"
+	    ",\"key_updates_sent\":%u,\"key_updates_received\":%u"
+	    ",\"send_parked\":%s,\"recv_parked\":%s,\"parked_ms\":%" PRIu64 ",\"error\":%d",
+	    ci->tx_queued, ci->rx_queued, ci->blocked_senders, ci->blocked_receivers,
+	    ci->key_updates_sent, ci->key_updates_received, ci->send_parked ? "true" : "false",
+	    ci->recv_parked ? "true" : "false", ci->parked_ms, ci->error);
 	evbuffer_add_printf(out, ",\"age_ms\":%" PRIu64, ci->age_ms);
 	json_field_str(out, "error_name", ci->error ? tlsq_strerror(ci->error) : "", 64);
 	json_field_str(out, "error_reason", ci->error_reason, sizeof ci->error_reason);
@@ -406,8 +407,8 @@ static void json_failures(const tlsq__status_view *v, struct evbuffer *out)
 	size_t n = tlsq__failures_read(&v->engine->failures, recent, TLSQ_FAILURES_KEPT, counts);
 	evbuffer_add_printf(out, "{\"counts\":{");
 	for (int i = 0; i < TLSQ_FAIL_REASONS; i++) {
-		evbuffer_add_printf(out, "%s\"%s\":%" PRIu64, i ? "," : "", tlsq_fail_reason_name(i),
-		                    counts[i]);
+		evbuffer_add_printf(out, "%s\"%s\":%" PRIu64, i ? "," : "",
+		                    tlsq_fail_reason_name(i), counts[i]);
 		total += counts[i];
 	}
 	struct timespec ts;
@@ -421,9 +422,9 @@ static void json_failures(const tlsq__status_view *v, struct evbuffer *out)
 		                    ",\"age_ms\":%" PRIu64 ",\"duration_ms\":%" PRIu64
 		                    ",\"port\":%d,\"reason\":\"%s\",\"phase\":\"%s\",\"error\":%d",
 		                    i ? "," : "", f->seq, f->unix_ms,
-		                    now > f->unix_ms ? now - f->unix_ms : 0, f->duration_ms, f->port,
-		                    tlsq_fail_reason_name(f->reason), tlsq_fail_phase_name(f->phase),
-		                    f->error);
+		                    now > f->unix_ms ? now - f->unix_ms : 0, f->duration_ms,
+		                    f->port, tlsq_fail_reason_name(f->reason),
+		                    tlsq_fail_phase_name(f->phase), f->error);
 		json_field_str(out, "error_name", f->error ? tlsq_strerror(f->error) : "", 64);
 		json_field_str(out, "peer", f->peer, sizeof f->peer);
 		json_field_str(out, "detail", f->detail, sizeof f->detail);

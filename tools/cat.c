@@ -29,31 +29,32 @@
 #include "common.h"
 
 #define EXIT_TRUNCATED 3
-#define IOBUF (64 * 1024)
-#define DRAIN_MS 5000 /* after the peer's close: sending what stdin has ready */
+#define IOBUF          (64 * 1024)
+#define DRAIN_MS       5000 /* after the peer's close: sending what stdin has ready */
 
 enum { OPT_LISTEN = 'l', OPT_VERBOSE = 'v' };
 
 static void usage(FILE *out)
 {
-	fprintf(out,
-	        "Usage: tlsq-cat [options] HOST:PORT\n"
-	        "       tlsq-cat --listen [options] [HOST:]PORT\n"
-	        "\n"
-	        "Copies stdin to a TLS connection and the connection to stdout, both at once.\n"
-	        "On stdin EOF it sends close_notify after the data and keeps reading until the\n"
-	        "peer closes; when the peer closes first it exits.\n"
-	        "\n"
-	        "  -l, --listen                serve one connection on the address instead of\n"
-	        "                              connecting (needs --cert/--key or --self-signed)\n"
-	        "  -v, --verbose               print the connection's TLS parameters on stderr, and\n"
-	        "                              (with --listen) each failed handshake\n"
-	        "  -h, --help                  this text\n"
-	        "  -V, --version               versions of tlsq and the crypto library\n"
-	        "\n%s\n%s\n"
-	        "Exit status: 0 when the peer closed with close_notify, 3 when the connection\n"
-	        "was truncated (TCP closed without close_notify), 1 on any other error.\n",
-	        tool_tls_help, tool_engine_help);
+	fprintf(
+	    out,
+	    "Usage: tlsq-cat [options] HOST:PORT\n"
+	    "       tlsq-cat --listen [options] [HOST:]PORT\n"
+	    "\n"
+	    "Copies stdin to a TLS connection and the connection to stdout, both at once.\n"
+	    "On stdin EOF it sends close_notify after the data and keeps reading until the\n"
+	    "peer closes; when the peer closes first it exits.\n"
+	    "\n"
+	    "  -l, --listen                serve one connection on the address instead of\n"
+	    "                              connecting (needs --cert/--key or --self-signed)\n"
+	    "  -v, --verbose               print the connection's TLS parameters on stderr, and\n"
+	    "                              (with --listen) each failed handshake\n"
+	    "  -h, --help                  this text\n"
+	    "  -V, --version               versions of tlsq and the crypto library\n"
+	    "\n%s\n%s\n"
+	    "Exit status: 0 when the peer closed with close_notify, 3 when the connection\n"
+	    "was truncated (TCP closed without close_notify), 1 on any other error.\n",
+	    tool_tls_help, tool_engine_help);
 }
 
 struct cat {
@@ -161,12 +162,12 @@ static int receive_all(struct cat *k)
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"listen", no_argument, NULL, OPT_LISTEN},
-		{"verbose", no_argument, NULL, OPT_VERBOSE},
-		TOOL_ENGINE_OPTIONS,
-		TOOL_TLS_OPTIONS,
-		TOOL_STD_OPTIONS,
-		{NULL, 0, NULL, 0},
+	    {"listen", no_argument, NULL, OPT_LISTEN},
+	    {"verbose", no_argument, NULL, OPT_VERBOSE},
+	    TOOL_ENGINE_OPTIONS,
+	    TOOL_TLS_OPTIONS,
+	    TOOL_STD_OPTIONS,
+	    {NULL, 0, NULL, 0},
 	};
 	struct tool_common co;
 	int listen_mode = 0, verbose = 0, opt;
@@ -174,9 +175,14 @@ int main(int argc, char **argv)
 	tool_common_init(&co);
 	while ((opt = getopt_long(argc, argv, ":lvhV", opts, NULL)) != -1) {
 		switch (opt) {
-		case OPT_LISTEN: listen_mode = 1; break;
-		case OPT_VERBOSE: verbose = 1; break;
-		default: tool_common_option(&co, opt, optarg, argv);
+		case OPT_LISTEN:
+			listen_mode = 1;
+			break;
+		case OPT_VERBOSE:
+			verbose = 1;
+			break;
+		default:
+			tool_common_option(&co, opt, optarg, argv);
 		}
 	}
 	if (optind != argc - 1)
@@ -185,8 +191,8 @@ int main(int argc, char **argv)
 	char *addr = tool_addr(argv[optind]);
 
 	tlsq_engine *e = tool_engine_new(&co);
-	tlsq_tls *tls = tool_tls_new(&co.tls, listen_mode ? TLSQ_SERVER : TLSQ_CLIENT,
-	                             TLSQ_MODE_STREAM);
+	tlsq_tls *tls =
+	    tool_tls_new(&co.tls, listen_mode ? TLSQ_SERVER : TLSQ_CLIENT, TLSQ_MODE_STREAM);
 	struct cat k = {0};
 	if (listen_mode) {
 		tlsq_listener *l;

@@ -19,26 +19,26 @@ static const char *prog = "tlsq";
 static void (*prog_usage)(FILE *out);
 
 const char tool_engine_help[] =
-	"Engine tuning (sizes take k/m suffixes, KiB/MiB):\n"
-	"      --io-threads N          IO threads (default: one per CPU)\n"
-	"      --tx-budget BYTES       plaintext queued for sending per connection (default 1m)\n"
-	"      --rx-budget BYTES       decrypted bytes waiting per connection (default 1m)\n"
-	"      --cipher-buffer BYTES   ciphertext buffer, any size from 1 (default 64k)\n"
-	"      --handshake-timeout MS  TLS handshake deadline (default 10000; -1 = none)\n"
-	"      --idle-timeout MS       close connections idle this long (default 0 = never)\n"
-	"      --keepalive S           TCP keepalive: probe after S idle seconds, then 3 probes\n"
-	"                              S/3 s apart (at least 1 s) (default 60; 0 = off)\n"
-	"      --max-message BYTES     largest message in message mode (default 16m)\n"
-	"      --key-update-bytes BYTES\n"
-	"                              TLS 1.3: send a KeyUpdate after every BYTES sent\n"
-	"                              (default 0 = never)\n"
-	"      --max-key-updates N     TLS 1.3: the peer's KeyUpdates (update_requested)\n"
-	"                              tolerated per second; more end the connection with\n"
-	"                              an unexpected_message alert (default 100)\n"
-	"      --status ADDR           serve the HTTP status endpoint on ADDR (PORT alone\n"
-	"                              binds 127.0.0.1; port 0 picks a free port)\n"
-	"      --status-token TOKEN    require 'Authorization: Bearer TOKEN' on the status\n"
-	"                              endpoint (or set TLSQ_STATUS_TOKEN)\n";
+    "Engine tuning (sizes take k/m suffixes, KiB/MiB):\n"
+    "      --io-threads N          IO threads (default: one per CPU)\n"
+    "      --tx-budget BYTES       plaintext queued for sending per connection (default 1m)\n"
+    "      --rx-budget BYTES       decrypted bytes waiting per connection (default 1m)\n"
+    "      --cipher-buffer BYTES   ciphertext buffer, any size from 1 (default 64k)\n"
+    "      --handshake-timeout MS  TLS handshake deadline (default 10000; -1 = none)\n"
+    "      --idle-timeout MS       close connections idle this long (default 0 = never)\n"
+    "      --keepalive S           TCP keepalive: probe after S idle seconds, then 3 probes\n"
+    "                              S/3 s apart (at least 1 s) (default 60; 0 = off)\n"
+    "      --max-message BYTES     largest message in message mode (default 16m)\n"
+    "      --key-update-bytes BYTES\n"
+    "                              TLS 1.3: send a KeyUpdate after every BYTES sent\n"
+    "                              (default 0 = never)\n"
+    "      --max-key-updates N     TLS 1.3: the peer's KeyUpdates (update_requested)\n"
+    "                              tolerated per second; more end the connection with\n"
+    "                              an unexpected_message alert (default 100)\n"
+    "      --status ADDR           serve the HTTP status endpoint on ADDR (PORT alone\n"
+    "                              binds 127.0.0.1; port 0 picks a free port)\n"
+    "      --status-token TOKEN    require 'Authorization: Bearer TOKEN' on the status\n"
+    "                              endpoint (or set TLSQ_STATUS_TOKEN)\n";
 
 const char tool_tls_help[] =
     "TLS:\n"
@@ -154,10 +154,23 @@ size_t tool_parse_size(const char *what, const char *s)
 	unsigned long long v = strtoull(s, &end, 10);
 	unsigned shift = 0;
 	switch (*end) {
-	case 'k': case 'K': shift = 10; end++; break;
-	case 'm': case 'M': shift = 20; end++; break;
-	case 'g': case 'G': shift = 30; end++; break;
-	default: break;
+	case 'k':
+	case 'K':
+		shift = 10;
+		end++;
+		break;
+	case 'm':
+	case 'M':
+		shift = 20;
+		end++;
+		break;
+	case 'g':
+	case 'G':
+		shift = 30;
+		end++;
+		break;
+	default:
+		break;
 	}
 	if (*end && (end[0] == 'i' || end[0] == 'I') && (end[1] == 'b' || end[1] == 'B') && shift)
 		end += 2; /* "64KiB" */
@@ -217,27 +230,64 @@ void tool_common_option(struct tool_common *co, int opt, const char *arg, char *
 	tlsq_engine_config *e = &co->engine;
 	struct tool_tls_opts *t = &co->tls;
 	switch (opt) {
-	case OPT_IO_THREADS: e->io_threads = (int)tool_parse_long("--io-threads", arg, 0, 1024); break;
-	case OPT_TX_BUDGET: e->tx_budget = tool_parse_size("--tx-budget", arg); break;
-	case OPT_RX_BUDGET: e->rx_budget = tool_parse_size("--rx-budget", arg); break;
-	case OPT_CIPHER_BUFFER: e->cipher_buffer = tool_parse_size("--cipher-buffer", arg); break;
-	case OPT_HANDSHAKE_TIMEOUT: e->handshake_timeout_ms = ms_arg("--handshake-timeout", arg, -1); break;
-	case OPT_IDLE_TIMEOUT: e->idle_timeout_ms = ms_arg("--idle-timeout", arg, 0); break;
-	case OPT_KEEPALIVE: e->keepalive_s = (int)tool_parse_long("--keepalive", arg, 0, 86400); break;
-	case OPT_MAX_MESSAGE: e->max_message = tool_parse_size("--max-message", arg); break;
-	case OPT_KEY_UPDATE_BYTES: e->key_update_bytes = tool_parse_size("--key-update-bytes", arg); break;
-	case OPT_MAX_KEY_UPDATES:
-		e->max_key_updates_per_s = (unsigned)tool_parse_long("--max-key-updates", arg, 1, 1000000);
+	case OPT_IO_THREADS:
+		e->io_threads = (int)tool_parse_long("--io-threads", arg, 0, 1024);
 		break;
-	case OPT_STATUS: e->status_addr = tool_addr(arg); break;
-	case OPT_STATUS_TOKEN: e->status_token = arg; break;
-	case OPT_CERT: t->cert = arg; break;
-	case OPT_KEY: t->key = arg; break;
-	case OPT_SELF_SIGNED: t->self_signed = 1; break;
-	case OPT_CA: t->ca = arg; break;
-	case OPT_INSECURE: t->insecure = 1; break;
-	case OPT_SERVERNAME: t->servername = arg; break;
-	case OPT_ALPN: t->alpn = arg; break;
+	case OPT_TX_BUDGET:
+		e->tx_budget = tool_parse_size("--tx-budget", arg);
+		break;
+	case OPT_RX_BUDGET:
+		e->rx_budget = tool_parse_size("--rx-budget", arg);
+		break;
+	case OPT_CIPHER_BUFFER:
+		e->cipher_buffer = tool_parse_size("--cipher-buffer", arg);
+		break;
+	case OPT_HANDSHAKE_TIMEOUT:
+		e->handshake_timeout_ms = ms_arg("--handshake-timeout", arg, -1);
+		break;
+	case OPT_IDLE_TIMEOUT:
+		e->idle_timeout_ms = ms_arg("--idle-timeout", arg, 0);
+		break;
+	case OPT_KEEPALIVE:
+		e->keepalive_s = (int)tool_parse_long("--keepalive", arg, 0, 86400);
+		break;
+	case OPT_MAX_MESSAGE:
+		e->max_message = tool_parse_size("--max-message", arg);
+		break;
+	case OPT_KEY_UPDATE_BYTES:
+		e->key_update_bytes = tool_parse_size("--key-update-bytes", arg);
+		break;
+	case OPT_MAX_KEY_UPDATES:
+		e->max_key_updates_per_s =
+		    (unsigned)tool_parse_long("--max-key-updates", arg, 1, 1000000);
+		break;
+	case OPT_STATUS:
+		e->status_addr = tool_addr(arg);
+		break;
+	case OPT_STATUS_TOKEN:
+		e->status_token = arg;
+		break;
+	case OPT_CERT:
+		t->cert = arg;
+		break;
+	case OPT_KEY:
+		t->key = arg;
+		break;
+	case OPT_SELF_SIGNED:
+		t->self_signed = 1;
+		break;
+	case OPT_CA:
+		t->ca = arg;
+		break;
+	case OPT_INSECURE:
+		t->insecure = 1;
+		break;
+	case OPT_SERVERNAME:
+		t->servername = arg;
+		break;
+	case OPT_ALPN:
+		t->alpn = arg;
+		break;
 	case OPT_TLS12:
 	case OPT_TLS13: {
 		int v = opt == OPT_TLS12 ? TLSQ_TLS1_2 : TLSQ_TLS1_3;
@@ -247,7 +297,9 @@ void tool_common_option(struct tool_common *co, int opt, const char *arg, char *
 		t->min_version = t->max_version = v;
 		break;
 	}
-	case OPT_REQUIRE_CLIENT_CERT: t->require_client_cert = 1; break;
+	case OPT_REQUIRE_CLIENT_CERT:
+		t->require_client_cert = 1;
+		break;
 	case OPT_PIN: {
 		if (!arg[0])
 			tool_die("--pin: empty (try sha256//BASE64 or 64 hex digits)");
@@ -285,8 +337,8 @@ tlsq_engine *tool_engine_new(const struct tool_common *co)
 	int rc = tlsq_engine_new(&co->engine, &e);
 	if (rc != TLSQ_OK) {
 		if (co->engine.status_addr)
-			tool_die("cannot start the engine with --status %s: %s", co->engine.status_addr,
-			         tlsq_last_error());
+			tool_die("cannot start the engine with --status %s: %s",
+			         co->engine.status_addr, tlsq_last_error());
 		tool_die("cannot start the engine: %s", tlsq_last_error());
 	}
 	if (co->engine.status_addr) {
@@ -309,7 +361,8 @@ tlsq_engine *tool_engine_new(const struct tool_common *co)
 static const char *system_ca(void)
 {
 	static const char *const files[] = {"/etc/ssl/certs/ca-certificates.crt",
-	                                    "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem"};
+	                                    "/etc/pki/tls/certs/ca-bundle.crt",
+	                                    "/etc/ssl/cert.pem"};
 	for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
 		if (access(files[i], R_OK) == 0)
 			return files[i];
@@ -401,7 +454,8 @@ static void tls_config_of(const struct tool_tls_opts *o, tlsq_role role, tlsq_mo
 		} else {
 			c.ca_file = o->ca ? o->ca : system_ca();
 			if (!c.ca_file)
-				tool_die("no CA to verify the server with: give --ca FILE (or --insecure)");
+				tool_die("no CA to verify the server with: give --ca FILE (or "
+				         "--insecure)");
 		}
 	}
 	*out = c;
@@ -487,7 +541,8 @@ void tool_print_failure(const struct tlsq_accept_failure *f)
 	        f->phase == TLSQ_PHASE_ACCEPT ? "dropped" : "handshake failed with", f->peer,
 	        (unsigned long long)f->duration_ms,
 	        f->phase <= TLSQ_PHASE_ACCEPT ? when[f->phase] : "?",
-	        tlsq_fail_reason_name(f->reason), f->detail[0] ? f->detail : tlsq_strerror(f->error));
+	        tlsq_fail_reason_name(f->reason),
+	        f->detail[0] ? f->detail : tlsq_strerror(f->error));
 }
 
 static void *faillog_main(void *p)

@@ -53,31 +53,39 @@ enum {
 
 #define TOOL_ENGINE_OPTIONS                                                                        \
 	{"io-threads", required_argument, NULL, OPT_IO_THREADS},                                   \
-	{"tx-budget", required_argument, NULL, OPT_TX_BUDGET},                                     \
-	{"rx-budget", required_argument, NULL, OPT_RX_BUDGET},                                     \
-	{"cipher-buffer", required_argument, NULL, OPT_CIPHER_BUFFER},                             \
-	{"handshake-timeout", required_argument, NULL, OPT_HANDSHAKE_TIMEOUT},                     \
-	{"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},                               \
-	{"keepalive", required_argument, NULL, OPT_KEEPALIVE},                                     \
-	{"status", required_argument, NULL, OPT_STATUS},                                           \
-	{"status-token", required_argument, NULL, OPT_STATUS_TOKEN},                               \
-	{"max-message", required_argument, NULL, OPT_MAX_MESSAGE},                                 \
-	{"key-update-bytes", required_argument, NULL, OPT_KEY_UPDATE_BYTES},                       \
-	{"max-key-updates", required_argument, NULL, OPT_MAX_KEY_UPDATES}
+	    {"tx-budget", required_argument, NULL, OPT_TX_BUDGET},                                 \
+	    {"rx-budget", required_argument, NULL, OPT_RX_BUDGET},                                 \
+	    {"cipher-buffer", required_argument, NULL, OPT_CIPHER_BUFFER},                         \
+	    {"handshake-timeout", required_argument, NULL, OPT_HANDSHAKE_TIMEOUT},                 \
+	    {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},                           \
+	    {"keepalive", required_argument, NULL, OPT_KEEPALIVE},                                 \
+	    {"status", required_argument, NULL, OPT_STATUS},                                       \
+	    {"status-token", required_argument, NULL, OPT_STATUS_TOKEN},                           \
+	    {"max-message", required_argument, NULL, OPT_MAX_MESSAGE},                             \
+	    {"key-update-bytes", required_argument, NULL, OPT_KEY_UPDATE_BYTES},                   \
+	{                                                                                          \
+		"max-key-updates", required_argument, NULL, OPT_MAX_KEY_UPDATES                    \
+	}
 
 #define TOOL_TLS_OPTIONS                                                                           \
 	{"cert", required_argument, NULL, OPT_CERT}, {"key", required_argument, NULL, OPT_KEY},    \
-	{"self-signed", no_argument, NULL, OPT_SELF_SIGNED},                                       \
-	{"ca", required_argument, NULL, OPT_CA}, {"insecure", no_argument, NULL, OPT_INSECURE},    \
-	{"servername", required_argument, NULL, OPT_SERVERNAME},                                   \
-	{"alpn", required_argument, NULL, OPT_ALPN}, {"tls1.2", no_argument, NULL, OPT_TLS12},     \
-	{"tls1.3", no_argument, NULL, OPT_TLS13},                                                  \
-	{"require-client-cert", no_argument, NULL, OPT_REQUIRE_CLIENT_CERT},                       \
-	{"pin", required_argument, NULL, OPT_PIN},                                                 \
-	{"key-password-file", required_argument, NULL, OPT_KEY_PASSWORD_FILE}
+	    {"self-signed", no_argument, NULL, OPT_SELF_SIGNED},                                   \
+	    {"ca", required_argument, NULL, OPT_CA},                                               \
+	    {"insecure", no_argument, NULL, OPT_INSECURE},                                         \
+	    {"servername", required_argument, NULL, OPT_SERVERNAME},                               \
+	    {"alpn", required_argument, NULL, OPT_ALPN}, {"tls1.2", no_argument, NULL, OPT_TLS12}, \
+	    {"tls1.3", no_argument, NULL, OPT_TLS13},                                              \
+	    {"require-client-cert", no_argument, NULL, OPT_REQUIRE_CLIENT_CERT},                   \
+	    {"pin", required_argument, NULL, OPT_PIN},                                             \
+	{                                                                                          \
+		"key-password-file", required_argument, NULL, OPT_KEY_PASSWORD_FILE                \
+	}
 
 #define TOOL_STD_OPTIONS                                                                           \
-	{"help", no_argument, NULL, 'h'}, {"version", no_argument, NULL, 'V'}
+	{"help", no_argument, NULL, 'h'},                                                          \
+	{                                                                                          \
+		"version", no_argument, NULL, 'V'                                                  \
+	}
 
 /* Help text for the shared options, for the programs' usage(). */
 extern const char tool_engine_help[];
@@ -128,7 +136,7 @@ _Noreturn void tool_die(const char *fmt, ...) __attribute__((format(printf, 1, 2
 _Noreturn void tool_exit(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Parsers: each dies with a one-line error naming `what` on bad input. */
-size_t tool_parse_size(const char *what, const char *s);   /* 4096, 64k, 1m, 1g */
+size_t tool_parse_size(const char *what, const char *s); /* 4096, 64k, 1m, 1g */
 long tool_parse_long(const char *what, const char *s, long min, long max);
 double tool_parse_seconds(const char *what, const char *s); /* 2, 0.5 */
 

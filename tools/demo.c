@@ -96,7 +96,7 @@ struct client {
 	atomic_ullong sent, received; /* messages */
 	uint64_t hist[NBUCKETS];      /* round-trip latency, ns; owned by the thread */
 	uint64_t max_ns;
-	char error[300];              /* "" if the client did well */
+	char error[300]; /* "" if the client did well */
 	struct tlsq_conn_info info;
 };
 
@@ -301,11 +301,13 @@ static double run_progress(int tty)
 		double rate = dt > 0 ? (double)(received - last_n) / dt : 0;
 		double el = (double)(now - start) / 1e9;
 		if (tty)
-			printf("\r  %5.1f s  %10.0f msgs/s  %8.1f MB/s  %12llu round trips ", el, rate,
-			       rate * (double)demo.msg_size / 1e6, (unsigned long long)received);
+			printf("\r  %5.1f s  %10.0f msgs/s  %8.1f MB/s  %12llu round trips ", el,
+			       rate, rate * (double)demo.msg_size / 1e6,
+			       (unsigned long long)received);
 		else
-			printf("  %5.1f s  %10.0f msgs/s  %8.1f MB/s  %12llu round trips\n", el, rate,
-			       rate * (double)demo.msg_size / 1e6, (unsigned long long)received);
+			printf("  %5.1f s  %10.0f msgs/s  %8.1f MB/s  %12llu round trips\n", el,
+			       rate, rate * (double)demo.msg_size / 1e6,
+			       (unsigned long long)received);
 		fflush(stdout);
 		last_t = now;
 		last_n = received;
@@ -373,13 +375,16 @@ static int summary(double secs)
 	printf("  throughput           %.2f MB/s each way (MB = 10^6 bytes)\n",
 	       secs > 0 ? mb / secs : 0.0);
 	if (received) {
-		printf("  latency p50          %.1f µs\n", hist_percentile(hist, received, 0.50) / 1e3);
-		printf("  latency p99          %.1f µs\n", hist_percentile(hist, received, 0.99) / 1e3);
-		printf("  latency p99.9        %.1f µs\n", hist_percentile(hist, received, 0.999) / 1e3);
+		printf("  latency p50          %.1f µs\n",
+		       hist_percentile(hist, received, 0.50) / 1e3);
+		printf("  latency p99          %.1f µs\n",
+		       hist_percentile(hist, received, 0.99) / 1e3);
+		printf("  latency p99.9        %.1f µs\n",
+		       hist_percentile(hist, received, 0.999) / 1e3);
 		printf("  latency max          %.1f µs\n", (double)max_ns / 1e3);
 	}
-	printf("  TLS                  %s %s%s%s\n", in->version[0] ? in->version : "-",
-	       in->cipher, in->group[0] ? ", " : "", in->group);
+	printf("  TLS                  %s %s%s%s\n", in->version[0] ? in->version : "-", in->cipher,
+	       in->group[0] ? ", " : "", in->group);
 	for (int i = 0; i < demo.nclients; i++)
 		if (demo.clients[i].error[0]) {
 			printf("  error                client %d: %s\n", i, demo.clients[i].error);
@@ -409,12 +414,12 @@ static int summary(double secs)
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"duration", required_argument, NULL, OPT_DURATION},
-		{"clients", required_argument, NULL, OPT_CLIENTS},
-		{"message-size", required_argument, NULL, OPT_SIZE},
-		TOOL_ENGINE_OPTIONS,
-		TOOL_STD_OPTIONS,
-		{NULL, 0, NULL, 0},
+	    {"duration", required_argument, NULL, OPT_DURATION},
+	    {"clients", required_argument, NULL, OPT_CLIENTS},
+	    {"message-size", required_argument, NULL, OPT_SIZE},
+	    TOOL_ENGINE_OPTIONS,
+	    TOOL_STD_OPTIONS,
+	    {NULL, 0, NULL, 0},
 	};
 	struct tool_common co;
 	int opt;
@@ -425,10 +430,17 @@ int main(int argc, char **argv)
 	demo.msg_size = 256;
 	while ((opt = getopt_long(argc, argv, ":d:c:s:hV", opts, NULL)) != -1) {
 		switch (opt) {
-		case OPT_DURATION: demo.duration = tool_parse_seconds("--duration", optarg); break;
-		case OPT_CLIENTS: demo.nclients = (int)tool_parse_long("--clients", optarg, 1, 10000); break;
-		case OPT_SIZE: demo.msg_size = tool_parse_size("--message-size", optarg); break;
-		default: tool_common_option(&co, opt, optarg, argv);
+		case OPT_DURATION:
+			demo.duration = tool_parse_seconds("--duration", optarg);
+			break;
+		case OPT_CLIENTS:
+			demo.nclients = (int)tool_parse_long("--clients", optarg, 1, 10000);
+			break;
+		case OPT_SIZE:
+			demo.msg_size = tool_parse_size("--message-size", optarg);
+			break;
+		default:
+			tool_common_option(&co, opt, optarg, argv);
 		}
 	}
 	if (optind < argc)

@@ -23,35 +23,36 @@
 
 #include "common.h"
 
-#define IOBUF (64 * 1024)
+#define IOBUF    (64 * 1024)
 #define FLUSH_MS 60000 /* a client that stops reading the echo gets this long */
 
 enum { OPT_LISTEN = 'l', OPT_MODE = 'm', OPT_VERBOSE = 'v' };
 
 static void usage(FILE *out)
 {
-	fprintf(out,
-	        "Usage: tlsq-echo --listen [HOST:]PORT [--mode stream|msg] [options]\n"
-	        "\n"
-	        "A TLS echo server for any number of clients: every byte (or message) a client\n"
-	        "sends comes back. When the client sends close_notify, everything it sent before\n"
-	        "is echoed, then the server closes with close_notify.\n"
-	        "\n"
-	        "  -l, --listen ADDR           HOST:PORT, [v6]:PORT, :PORT (all addresses) or PORT\n"
-	        "                              (127.0.0.1); port 0 picks a free port\n"
-	        "  -m, --mode stream|msg       stream: any TLS client (default); msg: tlsq message\n"
-	        "                              mode, each message echoed as one message\n"
-	        "  -v, --verbose               one line per connection on stderr\n"
-	        "  -h, --help                  this text\n"
-	        "  -V, --version               versions of tlsq and the crypto library\n"
-	        "\n"
-	        "SIGHUP reads --cert, --key, --ca (and --key-password-file) again: new\n"
-	        "handshakes get the new certificate, live connections go on. A reload that\n"
-	        "fails (a missing or broken file, a key of another certificate) keeps the\n"
-	        "old certificate serving; one line on stderr says reloaded or why not.\n"
-	        "SIGINT/SIGTERM stop the server.\n"
-	        "\n%s\n%s",
-	        tool_tls_server_help, tool_engine_help);
+	fprintf(
+	    out,
+	    "Usage: tlsq-echo --listen [HOST:]PORT [--mode stream|msg] [options]\n"
+	    "\n"
+	    "A TLS echo server for any number of clients: every byte (or message) a client\n"
+	    "sends comes back. When the client sends close_notify, everything it sent before\n"
+	    "is echoed, then the server closes with close_notify.\n"
+	    "\n"
+	    "  -l, --listen ADDR           HOST:PORT, [v6]:PORT, :PORT (all addresses) or PORT\n"
+	    "                              (127.0.0.1); port 0 picks a free port\n"
+	    "  -m, --mode stream|msg       stream: any TLS client (default); msg: tlsq message\n"
+	    "                              mode, each message echoed as one message\n"
+	    "  -v, --verbose               one line per connection on stderr\n"
+	    "  -h, --help                  this text\n"
+	    "  -V, --version               versions of tlsq and the crypto library\n"
+	    "\n"
+	    "SIGHUP reads --cert, --key, --ca (and --key-password-file) again: new\n"
+	    "handshakes get the new certificate, live connections go on. A reload that\n"
+	    "fails (a missing or broken file, a key of another certificate) keeps the\n"
+	    "old certificate serving; one line on stderr says reloaded or why not.\n"
+	    "SIGINT/SIGTERM stop the server.\n"
+	    "\n%s\n%s",
+	    tool_tls_server_help, tool_engine_help);
 }
 
 struct session {
@@ -68,7 +69,7 @@ static struct {
 	int verbose;
 	tlsq_listener *listener; /* under mu: the signal thread closes it */
 	int stopping;            /* under mu */
-	pthread_mutex_t rmu; /* SIGHUP reloads: tls and tls_opts */
+	pthread_mutex_t rmu;     /* SIGHUP reloads: tls and tls_opts */
 	tlsq_tls *tls;
 	const struct tool_tls_opts *tls_opts;
 } srv = {.mu = PTHREAD_MUTEX_INITIALIZER,
@@ -135,10 +136,13 @@ static void *worker(void *arg)
 	}
 	tlsq_conn_info(c, &in);
 	if (rc == 0 && srv.verbose)
-		tool_err("%s closed: %llu bytes echoed", in.peer, (unsigned long long)in.bytes_sent);
+		tool_err("%s closed: %llu bytes echoed", in.peer,
+		         (unsigned long long)in.bytes_sent);
 	else if (rc != 0 && rc != TLSQ_ECLOSED)
 		tool_err("%s failed: %s", in.peer,
-		         why[0] ? why : in.error_reason[0] ? in.error_reason : tlsq_strerror(rc));
+		         why[0]               ? why
+		         : in.error_reason[0] ? in.error_reason
+		                              : tlsq_strerror(rc));
 
 	pthread_mutex_lock(&srv.mu);
 	s->prev->next = s->next;
@@ -173,13 +177,13 @@ static void on_reload(void *arg)
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"listen", required_argument, NULL, OPT_LISTEN},
-		{"mode", required_argument, NULL, OPT_MODE},
-		{"verbose", no_argument, NULL, OPT_VERBOSE},
-		TOOL_ENGINE_OPTIONS,
-		TOOL_TLS_OPTIONS,
-		TOOL_STD_OPTIONS,
-		{NULL, 0, NULL, 0},
+	    {"listen", required_argument, NULL, OPT_LISTEN},
+	    {"mode", required_argument, NULL, OPT_MODE},
+	    {"verbose", no_argument, NULL, OPT_VERBOSE},
+	    TOOL_ENGINE_OPTIONS,
+	    TOOL_TLS_OPTIONS,
+	    TOOL_STD_OPTIONS,
+	    {NULL, 0, NULL, 0},
 	};
 	struct tool_common co;
 	char *addr = NULL;
@@ -201,8 +205,11 @@ int main(int argc, char **argv)
 			else
 				tool_die("--mode: '%s' is neither stream nor msg", optarg);
 			break;
-		case OPT_VERBOSE: srv.verbose = 1; break;
-		default: tool_common_option(&co, opt, optarg, argv);
+		case OPT_VERBOSE:
+			srv.verbose = 1;
+			break;
+		default:
+			tool_common_option(&co, opt, optarg, argv);
 		}
 	}
 	if (optind < argc)

@@ -46,35 +46,36 @@ enum {
 
 static void usage(FILE *out)
 {
-	fprintf(out,
-	        "Usage: tlsq-proxy --listen [HOST:]PORT --upstream HOST:PORT [options]\n"
-	        "\n"
-	        "A full-duplex proxy with TLS or plain TCP on either side. Each direction is\n"
-	        "pumped on its own, so a peer that stops reading never stops the other\n"
-	        "direction. Closes propagate both ways: a FIN becomes a close_notify and the\n"
-	        "other way round; errors reset both sides.\n"
-	        "\n"
-	        "  -l, --listen ADDR           where clients connect: HOST:PORT, :PORT or PORT\n"
-	        "  -u, --upstream HOST:PORT    where the proxy connects for each client\n"
-	        "      --listen-tls            clients speak TLS (default; needs --cert/--key or\n"
-	        "                              --self-signed)\n"
-	        "      --listen-plain          clients speak plain TCP\n"
-	        "      --upstream-tls          the upstream speaks TLS (verified with --ca, or the\n"
-	        "                              system's CAs; --servername, --insecure)\n"
-	        "      --upstream-plain        the upstream speaks plain TCP (default)\n"
-	        "  -v, --verbose               one line per connection on stderr\n"
-	        "  -h, --help                  this text\n"
-	        "  -V, --version               versions of tlsq and the crypto library\n"
-	        "\n"
-	        "The TLS options below apply to the side they make sense for: --cert, --key,\n"
-	        "--self-signed to the listening side; --ca, --insecure, --servername to the\n"
-	        "upstream; --alpn, --tls1.2, --tls1.3 to both.\n"
-	        "\n"
-	        "SIGHUP reads --cert and --key again (--listen-tls): new clients get the new\n"
-	        "certificate, live sessions go on; a reload that fails keeps the old one\n"
-	        "serving. One line on stderr says reloaded or why not. SIGINT/SIGTERM stop.\n"
-	        "\n%s\n%s",
-	        tool_tls_help, tool_engine_help);
+	fprintf(
+	    out,
+	    "Usage: tlsq-proxy --listen [HOST:]PORT --upstream HOST:PORT [options]\n"
+	    "\n"
+	    "A full-duplex proxy with TLS or plain TCP on either side. Each direction is\n"
+	    "pumped on its own, so a peer that stops reading never stops the other\n"
+	    "direction. Closes propagate both ways: a FIN becomes a close_notify and the\n"
+	    "other way round; errors reset both sides.\n"
+	    "\n"
+	    "  -l, --listen ADDR           where clients connect: HOST:PORT, :PORT or PORT\n"
+	    "  -u, --upstream HOST:PORT    where the proxy connects for each client\n"
+	    "      --listen-tls            clients speak TLS (default; needs --cert/--key or\n"
+	    "                              --self-signed)\n"
+	    "      --listen-plain          clients speak plain TCP\n"
+	    "      --upstream-tls          the upstream speaks TLS (verified with --ca, or the\n"
+	    "                              system's CAs; --servername, --insecure)\n"
+	    "      --upstream-plain        the upstream speaks plain TCP (default)\n"
+	    "  -v, --verbose               one line per connection on stderr\n"
+	    "  -h, --help                  this text\n"
+	    "  -V, --version               versions of tlsq and the crypto library\n"
+	    "\n"
+	    "The TLS options below apply to the side they make sense for: --cert, --key,\n"
+	    "--self-signed to the listening side; --ca, --insecure, --servername to the\n"
+	    "upstream; --alpn, --tls1.2, --tls1.3 to both.\n"
+	    "\n"
+	    "SIGHUP reads --cert and --key again (--listen-tls): new clients get the new\n"
+	    "certificate, live sessions go on; a reload that fails keeps the old one\n"
+	    "serving. One line on stderr says reloaded or why not. SIGINT/SIGTERM stop.\n"
+	    "\n%s\n%s",
+	    tool_tls_help, tool_engine_help);
 }
 
 /* One side of a session: a tlsq connection or a plain socket. */
@@ -101,12 +102,12 @@ static struct {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	struct session sessions; /* circular list of sessions with open ends, under mu */
-	int live;          /* sessions not yet freed, under mu */
-	int stopping;      /* under mu */
-	tlsq_listener *tl; /* TLS listener, under mu */
-	int lfd;           /* plain listener */
-	pthread_mutex_t rmu; /* SIGHUP reloads: down_tls, down_o */
-	tlsq_tls *down_tls;  /* the listening side's profile */
+	int live;                /* sessions not yet freed, under mu */
+	int stopping;            /* under mu */
+	tlsq_listener *tl;       /* TLS listener, under mu */
+	int lfd;                 /* plain listener */
+	pthread_mutex_t rmu;     /* SIGHUP reloads: down_tls, down_o */
+	tlsq_tls *down_tls;      /* the listening side's profile */
 	const struct tool_tls_opts *down_o;
 } px = {.mu = PTHREAD_MUTEX_INITIALIZER,
         .cv = PTHREAD_COND_INITIALIZER,
@@ -204,7 +205,8 @@ static void session_finish(struct session *s)
 		tool_err("%s: closed, %llu bytes up, %llu bytes down; close: %s", s->down.name, up,
 		         down, tlsq_strerror(rc1 ? rc1 : rc2));
 	else if (px.verbose)
-		tool_err("%s: closed cleanly, %llu bytes up, %llu bytes down", s->down.name, up, down);
+		tool_err("%s: closed cleanly, %llu bytes up, %llu bytes down", s->down.name, up,
+		         down);
 	free(s);
 	pthread_mutex_lock(&px.mu);
 	px.live--;
@@ -369,17 +371,17 @@ static void on_signal(void *arg)
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"listen", required_argument, NULL, OPT_LISTEN},
-		{"upstream", required_argument, NULL, OPT_UPSTREAM},
-		{"listen-tls", no_argument, NULL, OPT_LISTEN_TLS},
-		{"listen-plain", no_argument, NULL, OPT_LISTEN_PLAIN},
-		{"upstream-tls", no_argument, NULL, OPT_UPSTREAM_TLS},
-		{"upstream-plain", no_argument, NULL, OPT_UPSTREAM_PLAIN},
-		{"verbose", no_argument, NULL, OPT_VERBOSE},
-		TOOL_ENGINE_OPTIONS,
-		TOOL_TLS_OPTIONS,
-		TOOL_STD_OPTIONS,
-		{NULL, 0, NULL, 0},
+	    {"listen", required_argument, NULL, OPT_LISTEN},
+	    {"upstream", required_argument, NULL, OPT_UPSTREAM},
+	    {"listen-tls", no_argument, NULL, OPT_LISTEN_TLS},
+	    {"listen-plain", no_argument, NULL, OPT_LISTEN_PLAIN},
+	    {"upstream-tls", no_argument, NULL, OPT_UPSTREAM_TLS},
+	    {"upstream-plain", no_argument, NULL, OPT_UPSTREAM_PLAIN},
+	    {"verbose", no_argument, NULL, OPT_VERBOSE},
+	    TOOL_ENGINE_OPTIONS,
+	    TOOL_TLS_OPTIONS,
+	    TOOL_STD_OPTIONS,
+	    {NULL, 0, NULL, 0},
 	};
 	struct tool_common co;
 	char *addr = NULL;
@@ -392,19 +394,33 @@ int main(int argc, char **argv)
 			free(addr);
 			addr = tool_addr(optarg);
 			break;
-		case OPT_UPSTREAM: px.upstream = optarg; break;
-		case OPT_LISTEN_TLS: listen_tls = 1; break;
-		case OPT_LISTEN_PLAIN: listen_tls = 0; break;
-		case OPT_UPSTREAM_TLS: upstream_tls = 1; break;
-		case OPT_UPSTREAM_PLAIN: upstream_tls = 0; break;
-		case OPT_VERBOSE: px.verbose = 1; break;
-		default: tool_common_option(&co, opt, optarg, argv);
+		case OPT_UPSTREAM:
+			px.upstream = optarg;
+			break;
+		case OPT_LISTEN_TLS:
+			listen_tls = 1;
+			break;
+		case OPT_LISTEN_PLAIN:
+			listen_tls = 0;
+			break;
+		case OPT_UPSTREAM_TLS:
+			upstream_tls = 1;
+			break;
+		case OPT_UPSTREAM_PLAIN:
+			upstream_tls = 0;
+			break;
+		case OPT_VERBOSE:
+			px.verbose = 1;
+			break;
+		default:
+			tool_common_option(&co, opt, optarg, argv);
 		}
 	}
 	if (optind < argc)
 		tool_die("unexpected argument '%s' (try --help)", argv[optind]);
 	if (!addr || !px.upstream)
-		tool_die("missing %s (try --help)", addr ? "--upstream HOST:PORT" : "--listen ADDR");
+		tool_die("missing %s (try --help)",
+		         addr ? "--upstream HOST:PORT" : "--listen ADDR");
 	if (co.tls.require_client_cert)
 		tool_die("--require-client-cert is not supported by tlsq-proxy");
 
@@ -426,7 +442,8 @@ int main(int argc, char **argv)
 
 	tool_on_signals(on_signal, on_reload, NULL); /* before the engine starts its threads */
 	px.engine = tool_engine_new(&co);
-	tlsq_tls *down_tls = listen_tls ? tool_tls_new(&down_o, TLSQ_SERVER, TLSQ_MODE_STREAM) : NULL;
+	tlsq_tls *down_tls =
+	    listen_tls ? tool_tls_new(&down_o, TLSQ_SERVER, TLSQ_MODE_STREAM) : NULL;
 	px.up_tls = upstream_tls ? tool_tls_new(&up_o, TLSQ_CLIENT, TLSQ_MODE_STREAM) : NULL;
 
 	tlsq_listener *tl = NULL;

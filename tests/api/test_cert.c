@@ -226,8 +226,9 @@ static void test_connect_errors_refused_and_unresolvable(void **state)
 	assert_int_equal(tlsq_connect(engine, "127.0.0.1:1", trusting_client, &c, 5000),
 	                 TLSQ_ECONNREFUSED);
 	assert_non_null(strstr(tlsq_last_error(), "refused"));
-	assert_int_equal(tlsq_connect(engine, "no-such-host.invalid:443", trusting_client, &c, 5000),
-	                 TLSQ_EADDR);
+	assert_int_equal(
+	    tlsq_connect(engine, "no-such-host.invalid:443", trusting_client, &c, 5000),
+	    TLSQ_EADDR);
 	assert_int_equal(tlsq_connect(engine, "127.0.0.1", trusting_client, &c, 5000), TLSQ_EINVAL);
 	assert_int_equal(tlsq_connect(engine, "127.0.0.1:99999", trusting_client, &c, 5000),
 	                 TLSQ_EINVAL);

@@ -19,7 +19,7 @@
 #else
 #define PER_SENDER 20000
 #endif
-#define SENDERS 8
+#define SENDERS   8
 #define RECEIVERS 8
 
 struct hdr {
@@ -73,8 +73,7 @@ static void *msg_receiver(void *arg)
 		}
 		struct hdr h;
 		memcpy(&h, buf, sizeof h);
-		if (h.sender >= SENDERS || h.seq >= PER_SENDER ||
-		    (size_t)n != sizeof h + h.len ||
+		if (h.sender >= SENDERS || h.seq >= PER_SENDER || (size_t)n != sizeof h + h.len ||
 		    ts_fnv(TS_FNV_INIT, buf + sizeof h, h.len) != h.sum) {
 			m->rc = -2;
 			return NULL;

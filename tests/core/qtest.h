@@ -29,7 +29,7 @@
 #include "err.h"
 #include "wait.h"
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__) || defined(TLSQ_TSAN) || \
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__) || defined(TLSQ_TSAN) ||         \
     defined(TLSQ_VALGRIND)
 #define QT_SANITIZED 1
 #elif defined(__has_feature)

@@ -20,8 +20,8 @@
 #else
 #define TOTAL 1000000ull
 #endif
-#define MPSC_N (TOTAL * 45 / 100)
-#define SPMC_N (TOTAL * 45 / 100)
+#define MPSC_N  (TOTAL * 45 / 100)
+#define SPMC_N  (TOTAL * 45 / 100)
 #define UNPOP_N (TOTAL / 10)
 
 enum { MSG = 64, THREADS = 8, HALF = MSG / 2 };
@@ -151,7 +151,7 @@ struct spmc {
 	_Atomic uint64_t recv_hash; /* sum over first halves */
 	_Atomic uint64_t pieces;
 	_Atomic int bad;
-	int unpop;                  /* put half of every third message back */
+	int unpop; /* put half of every third message back */
 	uint64_t n;
 };
 
@@ -243,9 +243,9 @@ static void run_spmc(uint64_t n, int unpop)
 		qt_join(t[i]);
 	double secs = (double)(tlsq__now_ns() - t0) / 1e9;
 	print_message("SPMC%s: %llu messages in %.2f s (%.2f M/s), %llu parks, %llu consumer "
-	              "waits\n", unpop ? " with put-backs" : "",
-	              (unsigned long long)n, secs, (double)n / secs / 1e6,
-	              (unsigned long long)parks,
+	              "waits\n",
+	              unpop ? " with put-backs" : "", (unsigned long long)n, secs,
+	              (double)n / secs / 1e6, (unsigned long long)parks,
 	              (unsigned long long)tlsq__counter_get(&c.q.stats.consumer_waits));
 	uint64_t missing = 0;
 	for (uint64_t s = 0; s < n; s++)

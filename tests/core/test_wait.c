@@ -11,7 +11,8 @@ static void test_timeout_convention_0_never_blocks_minus_1_forever_n_deadline(vo
 	assert_int_equal(tlsq__timeout_deadline(-5, &dl), 0);
 	assert_int_equal(tlsq__timeout_deadline(1500, &dl), 1);
 	clock_gettime(CLOCK_MONOTONIC, &now);
-	long long ms = (long long)(dl.tv_sec - now.tv_sec) * 1000 + (dl.tv_nsec - now.tv_nsec) / 1000000;
+	long long ms =
+	    (long long)(dl.tv_sec - now.tv_sec) * 1000 + (dl.tv_nsec - now.tv_nsec) / 1000000;
 	assert_true(ms > 1400 && ms <= 1500);
 }
 
@@ -129,7 +130,8 @@ static void test_inc_wakes_every_thread_blocked_forever(void **state)
 	atomic_store(&returned, 0);
 	uint32_t seen = tlsq__ec_value(&ec);
 	for (int i = 0; i < N; i++) {
-		w[i] = (struct waiter){.ec = &ec, .seen = seen, .timeout_ms = -1, .returned = &returned};
+		w[i] = (struct waiter){
+		    .ec = &ec, .seen = seen, .timeout_ms = -1, .returned = &returned};
 		atomic_init(&w[i].rc, 99);
 		t[i] = qt_spawn(wait_thread, &w[i]);
 	}
@@ -151,8 +153,8 @@ static void test_inc_before_the_deadline_wakes_a_timed_waiter_with_zero(void **s
 	static _Atomic uint32_t returned;
 	tlsq__ec_init(&ec);
 	atomic_store(&returned, 0);
-	struct waiter w = {.ec = &ec, .seen = tlsq__ec_value(&ec), .timeout_ms = 60000,
-	                   .returned = &returned};
+	struct waiter w = {
+	    .ec = &ec, .seen = tlsq__ec_value(&ec), .timeout_ms = 60000, .returned = &returned};
 	pthread_t t = qt_spawn(wait_thread, &w);
 	assert_true(flagged(&ec));
 	tlsq__ec_inc(&ec);

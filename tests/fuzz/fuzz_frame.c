@@ -18,10 +18,10 @@
 #include "err.h"
 #include "frame.h"
 
-#define CHECK(x)                                                               \
-	do {                                                                   \
-		if (!(x))                                                      \
-			__builtin_trap();                                      \
+#define CHECK(x)                                                                                   \
+	do {                                                                                       \
+		if (!(x))                                                                          \
+			__builtin_trap();                                                          \
 	} while (0)
 
 static uint32_t hdr(const uint8_t *p)
@@ -41,8 +41,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* Reference: where each frame starts, or where the stream breaks. */
 	tlsq__frame_dec d;
 	tlsq__frame_dec_init(&d, max);
-	size_t ref = 0;     /* next frame header in data[] (reference parser) */
-	int ref_error = 0;  /* the reference saw a header > max at `ref` */
+	size_t ref = 0;    /* next frame header in data[] (reference parser) */
+	int ref_error = 0; /* the reference saw a header > max at `ref` */
 	size_t off = 0;
 	int failed = 0;
 	while (off < size && !failed) {

@@ -32,12 +32,12 @@
 
 #include "iotask.h"
 
-#define CHECK(x)                                                               \
-	do {                                                                   \
-		if (!(x)) {                                                    \
-			fprintf(stderr, "fuzz_handshake: %s failed\n", #x);    \
-			__builtin_trap();                                      \
-		}                                                              \
+#define CHECK(x)                                                                                   \
+	do {                                                                                       \
+		if (!(x)) {                                                                        \
+			fprintf(stderr, "fuzz_handshake: %s failed\n", #x);                        \
+			__builtin_trap();                                                          \
+		}                                                                                  \
 	} while (0)
 
 static tlsq_engine *engine;
@@ -103,10 +103,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		struct pollfd p = {fd, POLLIN | (fin ? 0 : POLLOUT), 0};
 		uint64_t now = now_ms();
 		if (now >= end) {
-			fprintf(stderr, "fuzz_handshake: no close %llu ms after the input "
+			fprintf(stderr,
+			        "fuzz_handshake: no close %llu ms after the input "
 			        "(%zu of %zu bytes written, FIN %s, %zu bytes answered)\n",
-			        (unsigned long long)(now - start), off, size, fin ? "sent" : "not sent",
-			        got);
+			        (unsigned long long)(now - start), off, size,
+			        fin ? "sent" : "not sent", got);
 			__builtin_trap(); /* the server must end the connection */
 		}
 		if (poll(&p, 1, (int)(end - now)) <= 0)

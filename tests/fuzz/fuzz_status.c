@@ -26,12 +26,12 @@
 
 #include "tlsq.h"
 
-#define CHECK(x)                                                               \
-	do {                                                                   \
-		if (!(x)) {                                                    \
-			fprintf(stderr, "fuzz_status: %s failed\n", #x);       \
-			__builtin_trap();                                      \
-		}                                                              \
+#define CHECK(x)                                                                                   \
+	do {                                                                                       \
+		if (!(x)) {                                                                        \
+			fprintf(stderr, "fuzz_status: %s failed\n", #x);                           \
+			__builtin_trap();                                                          \
+		}                                                                                  \
 	} while (0)
 
 static tlsq_engine *engine;

@@ -18,8 +18,8 @@
 #include "support/support.h"
 
 static const char *const err_names[REL_NERR] = {
-	"ok",   "again", "timedout", "closed", "truncated",   "connreset", "msgsize", "tls",
-	"cert", "nomem", "inval",    "connrefused", "addr", "io",        "proto",
+    "ok",   "again", "timedout", "closed",      "truncated", "connreset", "msgsize", "tls",
+    "cert", "nomem", "inval",    "connrefused", "addr",      "io",        "proto",
 };
 
 const char *rel_err_name(int err)
@@ -153,7 +153,8 @@ int rel_status_get(int port, rel_status *out)
 	}
 	buf[len] = 0;
 	const char *doc = strstr((char *)buf, "\r\n\r\n");
-	if (!doc || strncmp((char *)buf, "HTTP/1.", 7) != 0 || strstr((char *)buf, " 200 ") == NULL) {
+	if (!doc || strncmp((char *)buf, "HTTP/1.", 7) != 0 ||
+	    strstr((char *)buf, " 200 ") == NULL) {
 		free(buf);
 		return -1;
 	}

@@ -42,7 +42,7 @@
 /* valgrind translates wolfSSL's code during the first handshake: over
  * 500 ms on a loaded machine (the healthy pair of the setup timed out). */
 #define HANDSHAKE_MS 3000
-#define SLACK_MS 5000
+#define SLACK_MS     5000
 #else
 #define HANDSHAKE_MS 500
 #if defined(__SANITIZE_ADDRESS__) || defined(TLSQ_TSAN)
@@ -52,18 +52,18 @@
 #endif
 #endif
 #define MAX_MESSAGE (64 * 1024)
-#define TX_BUDGET (256 * 1024)
+#define TX_BUDGET   (256 * 1024)
 
 static struct {
-	tlsq_engine *se, *ce;           /* server engine (under test), client engine */
-	tlsq_tls *s_stream, *s_msg;     /* server profiles */
-	tlsq_tls *c_stream, *c_msg;     /* client profiles trusting them */
-	tlsq_tls *c_stream_msg;         /* a stream-mode client of the message server */
+	tlsq_engine *se, *ce;       /* server engine (under test), client engine */
+	tlsq_tls *s_stream, *s_msg; /* server profiles */
+	tlsq_tls *c_stream, *c_msg; /* client profiles trusting them */
+	tlsq_tls *c_stream_msg;     /* a stream-mode client of the message server */
 	tlsq_listener *l_stream, *l_msg;
 	int port, port_msg, status_port;
 	tlsq_conn *healthy_c, *healthy_s; /* the healthy pair */
 	int64_t live_base;
-	unsigned char hello[4096];        /* a real ClientHello record of a tlsq client */
+	unsigned char hello[4096]; /* a real ClientHello record of a tlsq client */
 	size_t hello_len;
 } g;
 
@@ -162,8 +162,8 @@ static void describe_response(const unsigned char *r, size_t n, int how, char *b
 
 static void report(const char *name, const char *sent, const char *resp, int err, uint64_t ms)
 {
-	printf("BADINPUT|%s|%s|%s|%s|%llu\n", name, sent, resp,
-	       err ? rel_err_name(err) : "none", (unsigned long long)ms);
+	printf("BADINPUT|%s|%s|%s|%s|%llu\n", name, sent, resp, err ? rel_err_name(err) : "none",
+	       (unsigned long long)ms);
 	fflush(stdout);
 }
 
@@ -174,8 +174,8 @@ static void report(const char *name, const char *sent, const char *resp, int err
  * (the alert description), the healthy pair working and live back at its
  * baseline. Returns the milliseconds until the close.
  */
-static uint64_t raw_case(const char *name, const char *sent, const void *buf, size_t len,
-                         int fin, int err, int alert, int max_ms)
+static uint64_t raw_case(const char *name, const char *sent, const void *buf, size_t len, int fin,
+                         int err, int alert, int max_ms)
 {
 	rel_status before;
 	snapshot(&before);
@@ -193,7 +193,7 @@ static uint64_t raw_case(const char *name, const char *sent, const void *buf, si
 	char desc[128];
 	describe_response(resp, rlen, how, desc, sizeof desc);
 	report(name, sent, desc, err, ms);
-	assert_true(how >= 0);       /* the server ended it */
+	assert_true(how >= 0); /* the server ended it */
 	assert_true(ms <= (uint64_t)max_ms + SLACK_MS);
 	if (alert >= 0) {
 		assert_true(rlen >= 7);
@@ -358,8 +358,9 @@ static void test_record_shorter_than_message(void **state)
 	b[4] = 40;
 	static const unsigned char alert[7] = {0x15, 3, 3, 0, 2, 1, 0};
 	memcpy(b + 45, alert, sizeof alert);
-	raw_case("record_length_lies_short", "record of 40 bytes cutting a ClientHello, then an alert",
-	         b, sizeof b, 0, TLSQ_ETLS, -1, 200);
+	raw_case("record_length_lies_short",
+	         "record of 40 bytes cutting a ClientHello, then an alert", b, sizeof b, 0,
+	         TLSQ_ETLS, -1, 200);
 }
 
 static void test_record_too_long(void **state)
@@ -419,8 +420,9 @@ static void test_sslv2_hello(void **state)
 	/* SSLv2-compatible ClientHello (2-byte header with the high bit set)
 	 * offering SSL 3.0 with six cipher specs and a 16-byte challenge. */
 	unsigned char b[2 + 43] = {0x80, 43, 0x01, 0x03, 0x00, 0x00, 18, 0x00, 0x00, 0x00, 16};
-	static const unsigned char specs[18] = {0x00, 0x00, 0x2f, 0x00, 0x00, 0x35, 0x00, 0x00, 0x0a,
-	                                        0x01, 0x00, 0x80, 0x07, 0x00, 0xc0, 0x03, 0x00, 0x80};
+	static const unsigned char specs[18] = {0x00, 0x00, 0x2f, 0x00, 0x00, 0x35,
+	                                        0x00, 0x00, 0x0a, 0x01, 0x00, 0x80,
+	                                        0x07, 0x00, 0xc0, 0x03, 0x00, 0x80};
 	memcpy(b + 11, specs, sizeof specs);
 	ts_fill(3, 0, b + 29, 16);
 	raw_case("sslv2_hello", "SSLv2-compatible ClientHello (SSL 3.0)", b, sizeof b, 0, TLSQ_ETLS,
@@ -542,7 +544,7 @@ static void test_rst_mid_handshake(void **state)
 
 struct relay {
 	int lfd, port, target;
-	size_t sends_c2s;       /* one-byte sends towards the server */
+	size_t sends_c2s; /* one-byte sends towards the server */
 	size_t bytes_s2c;
 	volatile int stop;
 };
@@ -626,7 +628,8 @@ static void test_hello_one_byte_segments(void **state)
 	char desc[128];
 	snprintf(desc, sizeof desc, "handshake completed (%zu one-byte segments), data both ways",
 	         hello_sends);
-	report("clienthello_1byte_segments", "real ClientHello one byte per TCP segment", desc, 0, ms);
+	report("clienthello_1byte_segments", "real ClientHello one byte per TCP segment", desc, 0,
+	       ms);
 	assert_true(hello_sends >= g.hello_len / 2);
 	assert_live_baseline();
 	assert_one_error(&before, 0);
@@ -668,7 +671,8 @@ static void test_oversize_frame(void **state)
 		if (i == 0) {
 			assert_int_equal(tlsq_send_msg(c, big, MAX_MESSAGE + 1, 5000), TLSQ_OK);
 		} else {
-			assert_int_equal(tlsq_connect(g.ce, addr, g.c_stream_msg, &c, 10000), TLSQ_OK);
+			assert_int_equal(tlsq_connect(g.ce, addr, g.c_stream_msg, &c, 10000),
+			                 TLSQ_OK);
 			assert_int_equal(tlsq_accept(g.l_msg, &s, 5000), TLSQ_OK);
 			static const unsigned char hdr[8] = {0xff, 0xff, 0xff, 0xfb, 1, 2, 3, 4};
 			t0 = ts_now_ms();
@@ -768,7 +772,8 @@ static void test_peer_never_reads(void **state)
 	snprintf(desc, sizeof desc,
 	         "send -> ETIMEDOUT after %llu KiB accepted (tx_queued %llu <= tx_budget), "
 	         "%d of 20 more sends timed out, RSS +%ld KiB; all bytes delivered later",
-	         (unsigned long long)(sent >> 10), (unsigned long long)ci.tx_queued, timeouts, rss1 - rss0);
+	         (unsigned long long)(sent >> 10), (unsigned long long)ci.tx_queued, timeouts,
+	         rss1 - rss0);
 	report("peer_never_reads", "TLS peer that never reads while the server sends", desc,
 	       TLSQ_ETIMEDOUT, ms);
 	free(buf);

@@ -220,8 +220,7 @@ static void *sender_main(void *arg)
 	/* one tlsq call per w_send, so `started` counts calls */
 	do
 		n = atomic_fetch_add(&s->started, 1) + 1;
-	while ((rc = w_send(&s->w,
-	                    s->w.mode == TLSQ_MODE_STREAM ? 4096 : msg_len(s->w.count),
+	while ((rc = w_send(&s->w, s->w.mode == TLSQ_MODE_STREAM ? 4096 : msg_len(s->w.count),
 	                    call_ms)) == 0);
 	s->code = rc;
 	s->last = n;

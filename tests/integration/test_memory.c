@@ -39,11 +39,11 @@
 #include "support/support.h"
 
 /* Server configuration under test (the budgets derive from it). */
-#define TX_BUDGET (256 * 1024)
-#define RX_BUDGET (64 * 1024)
+#define TX_BUDGET     (256 * 1024)
+#define RX_BUDGET     (64 * 1024)
 #define CIPHER_BUFFER (64 * 1024)
 #define SOCKET_BUFFER (64 * 1024)
-#define CHUNK (16 * 1024)
+#define CHUNK         (16 * 1024)
 
 /*
  * Documented budgets (KiB), docs/reliability.md "Memory".
@@ -71,12 +71,12 @@
  * quarantine, so under ASan the bounds only catch gross growth.
  */
 #if defined(__SANITIZE_ADDRESS__)
-#define IDLE_BUDGET_KIB 128
+#define IDLE_BUDGET_KIB    128
 #define BLOCKED_BUDGET_KIB 2048
-#define GROWTH_BUDGET_KIB 16384
+#define GROWTH_BUDGET_KIB  16384
 #else
 #define IDLE_BUDGET_KIB 32
-#define BLOCKED_BUDGET_KIB                                                     \
+#define BLOCKED_BUDGET_KIB                                                                         \
 	(IDLE_BUDGET_KIB + (TX_BUDGET + CIPHER_BUFFER + 16384 + 16384 + 4096 * 8) / 1024)
 #define GROWTH_BUDGET_KIB 2048
 #endif
@@ -91,11 +91,11 @@ const char *__asan_default_options(void)
 }
 #endif
 
-#define DIE(...)                                                               \
-	do {                                                                   \
-		fprintf(stderr, "test_memory: " __VA_ARGS__);                  \
-		fprintf(stderr, "\n");                                         \
-		exit(2);                                                       \
+#define DIE(...)                                                                                   \
+	do {                                                                                       \
+		fprintf(stderr, "test_memory: " __VA_ARGS__);                                      \
+		fprintf(stderr, "\n");                                                             \
+		exit(2);                                                                           \
 	} while (0)
 
 extern char **environ;
@@ -226,8 +226,8 @@ static void peer_connect(const char *kind, int k, tlsq_listener *l, tlsq_conn **
 struct filler {
 	tlsq_conn **conns;
 	int n;
-	int rounds;        /* 0: fill until the first timeout; else sends per conn */
-	uint64_t sent;     /* bytes accepted */
+	int rounds;    /* 0: fill until the first timeout; else sends per conn */
+	uint64_t sent; /* bytes accepted */
 	int timeouts, other;
 };
 
@@ -396,7 +396,8 @@ int main(int argc, char **argv)
 			max_queued = ci.tx_queued;
 	}
 	if (max_queued > TX_BUDGET)
-		DIE("a transmit queue holds %llu bytes, over its budget", (unsigned long long)max_queued);
+		DIE("a transmit queue holds %llu bytes, over its budget",
+		    (unsigned long long)max_queued);
 
 	/* The application keeps sending: every send times out, memory stays. */
 	uint64_t sent2;

@@ -132,9 +132,14 @@ static void test_close_or_free_wakes_16_blocked_threads_with_eclosed(void **stat
 			blocked_ok++;
 		uint64_t t0 = ts_now_ms();
 		switch (it % 3) {
-		case 0: tlsq_close(c, 0, NULL); break;
-		case 1: tlsq_abort(c); break;
-		default: break; /* free alone */
+		case 0:
+			tlsq_close(c, 0, NULL);
+			break;
+		case 1:
+			tlsq_abort(c);
+			break;
+		default:
+			break; /* free alone */
 		}
 		if (!freeing) {
 			for (int i = 0; i < 2 * NT; i++)

@@ -8,13 +8,13 @@
 #include <string.h>
 #include <time.h>
 
-#define CHECK(x)                                                                         \
-	do {                                                                             \
-		if (!(x)) {                                                              \
-			fprintf(stderr, "%s:%d: %s failed: %s\n", __FILE__, __LINE__, #x, \
-			        tlsq_last_error());                                      \
-			abort();                                                         \
-		}                                                                        \
+#define CHECK(x)                                                                                   \
+	do {                                                                                       \
+		if (!(x)) {                                                                        \
+			fprintf(stderr, "%s:%d: %s failed: %s\n", __FILE__, __LINE__, #x,          \
+			        tlsq_last_error());                                                \
+			abort();                                                                   \
+		}                                                                                  \
 	} while (0)
 
 void ts_engine_config(tlsq_engine_config *cfg)

@@ -46,7 +46,9 @@ int ts_send_pattern(tlsq_conn *c, uint64_t seed, uint64_t len, size_t chunk);
 int ts_recv_pattern(tlsq_conn *c, uint64_t seed, uint64_t len, size_t chunk);
 
 /* Runs fn(arg) in a new thread; join with ts_join. */
-typedef struct ts_thread { unsigned long id; } ts_thread;
+typedef struct ts_thread {
+	unsigned long id;
+} ts_thread;
 ts_thread ts_spawn(void *(*fn)(void *), void *arg);
 void *ts_join(ts_thread t);
 

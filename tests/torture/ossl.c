@@ -30,7 +30,6 @@
 
 #include "torture.h"
 
-
 struct tt_ossl {
 	struct tt_ossl_cfg cfg;
 	int lfd;

@@ -1163,7 +1163,8 @@ static void run_seed(uint64_t seed, int openssl)
 			if (!atomic_load(&s->got_end))
 				tt_fail("%s: no fault, drained, but no clean end (rx error %d, %s)",
 				        s->name, atomic_load(&s->rx_err),
-				        atomic_load(&s->stalled) ? "stalled: 20 s without a byte" : "not stalled");
+				        atomic_load(&s->stalled) ? "stalled: 20 s without a byte"
+				                                 : "not stalled");
 			if (atomic_load(&s->tx_err))
 				tt_fail("%s: no fault but a send failed with %d", s->name,
 				        atomic_load(&s->tx_err));

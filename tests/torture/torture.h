@@ -129,7 +129,7 @@ struct tt_ossl_result {
 	char reason[160];
 	uint64_t bytes_in, bytes_out;
 	uint64_t after_close; /* bytes read after its close_notify, until EOF */
-	struct tt_rxlog log; /* what it received, checked */
+	struct tt_rxlog log;  /* what it received, checked */
 };
 struct tt_ossl;
 /* Server: also returns the listening port. PEM of its certificate (for the
