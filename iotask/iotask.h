@@ -346,8 +346,6 @@ void tlsq__conn_advance(struct tlsq_conn *c);
 /* Entry of HANDSHAKING (also for a server's connection at registration):
  * the TLS object and the handshake deadline. < 0: failed (conn_fail). */
 int tlsq__conn_begin_handshake(struct tlsq_conn *c);
-/* The handshake is done and our close_notify not built, no error. */
-int tlsq__conn_can_send(const struct tlsq_conn *c);
 /* pump.c (IO thread): data movement, called by the step. Each returns 1 if
  * anything moved. */
 enum { TLSQ__RX_READ, TLSQ__RX_HANDOVER, TLSQ__RX_FINAL };
@@ -357,6 +355,8 @@ enum { TLSQ__RX_READ, TLSQ__RX_HANDOVER, TLSQ__RX_FINAL };
 int tlsq__pump_rx(struct tlsq_conn *c, int how);
 int tlsq__pump_tx(struct tlsq_conn *c);      /* encrypt queued plaintext */
 int tlsq__pump_control(struct tlsq_conn *c); /* KeyUpdate, close_notify */
+/* The handshake is done and our close_notify not built, no error. */
+int tlsq__conn_can_send(const struct tlsq_conn *c);
 int tlsq__sock_read(struct tlsq_conn *c);    /* ciphertext in; bytes read */
 int tlsq__sock_write(struct tlsq_conn *c);   /* ciphertext out */
 size_t tlsq__out_len(struct tlsq_conn *c);   /* ciphertext waiting to go out */

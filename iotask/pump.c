@@ -32,6 +32,12 @@
 #define WRITE_CALLS 64  /* socket writes per step (1-byte buffers would spin) */
 
 
+/* see iotask.h */
+int tlsq__conn_can_send(const struct tlsq_conn *c)
+{
+	return c->hs_done && !c->send_closed && atomic_load(&c->error) == 0;
+}
+
 size_t tlsq__out_len(struct tlsq_conn *c) { return evbuffer_get_length(c->out); }
 
 static void park(struct tlsq_conn *c, _Atomic int *flag, int on)

@@ -62,12 +62,6 @@ static int final_state(int st)
 	return st == TLSQ_STATE_CLOSED || st == TLSQ_STATE_FAILED;
 }
 
-/* see iotask.h */
-int tlsq__conn_can_send(const struct tlsq_conn *c)
-{
-	return c->hs_done && !c->send_closed && atomic_load(&c->error) == 0;
-}
-
 static int decide_state(struct tlsq_conn *c, int cur)
 {
 	if (final_state(cur))
