@@ -27,10 +27,9 @@
 
 #include "iotask.h"
 
-#define MAX_RECORD 16384
-#define RX_CHUNK (MAX_RECORD + 256)
-#define WRITE_CALLS 64  /* socket writes per step (1-byte buffers would spin) */
-
+#define MAX_RECORD  16384
+#define RX_CHUNK    (MAX_RECORD + 256)
+#define WRITE_CALLS 64 /* socket writes per step (1-byte buffers would spin) */
 
 /* see iotask.h */
 int tlsq__conn_can_send(const struct tlsq_conn *c)
@@ -38,7 +37,10 @@ int tlsq__conn_can_send(const struct tlsq_conn *c)
 	return c->hs_done && !c->send_closed && atomic_load(&c->error) == 0;
 }
 
-size_t tlsq__out_len(struct tlsq_conn *c) { return evbuffer_get_length(c->out); }
+size_t tlsq__out_len(struct tlsq_conn *c)
+{
+	return evbuffer_get_length(c->out);
+}
 
 static void park(struct tlsq_conn *c, _Atomic int *flag, int on)
 {
@@ -159,7 +161,8 @@ int tlsq__sock_write(struct tlsq_conn *c)
 		size_t len = tlsq__out_len(c);
 		if (len == 0)
 			break;
-		int n = evbuffer_write_atmost(c->out, c->fd, (ev_ssize_t)(len < quota ? len : quota));
+		int n =
+		    evbuffer_write_atmost(c->out, c->fd, (ev_ssize_t)(len < quota ? len : quota));
 		if (n > 0) {
 			moved = 1;
 			tlsq__count(&c->tls_bytes_sent, (uint64_t)n);
@@ -210,7 +213,6 @@ static int rx_deliver(struct tlsq_conn *c, int force)
 	park(c, &c->recv_parked, 0);
 	return 1;
 }
-
 
 /* Ends the rx queue once nothing decrypted is held back (rx_hold, the
  * stream chunk being filled, undecoded message bytes): the data before the
@@ -361,7 +363,7 @@ int tlsq__pump_rx(struct tlsq_conn *c, int how)
 		}
 		if (c->mode == TLSQ_MODE_MESSAGE && c->rx_cur) {
 			int d = rx_decode(c);
-			if (d < 0) { /* the framing failed: the rest is no message */
+			if (d < 0) {           /* the framing failed: the rest is no message */
 				if (c->rx_cur) /* (the failure may have ended rx already) */
 					c->rx_cur->rd = c->rx_cur->wr;
 				break;
@@ -509,8 +511,8 @@ int tlsq__pump_control(struct tlsq_conn *c)
 			c->key_update_wanted = 0;
 			c->bytes_since_key_update = 0;
 			if (cfg->key_update_interval_ms)
-				c->next_key_update_ms =
-				    (now ? now : tlsq__now_ms()) + (uint64_t)cfg->key_update_interval_ms;
+				c->next_key_update_ms = (now ? now : tlsq__now_ms()) +
+				                        (uint64_t)cfg->key_update_interval_ms;
 			atomic_fetch_add(&c->key_updates_sent, 1);
 			tlsq__count(&c->engine->stats.key_updates_sent, 1);
 			progress = 1;
@@ -525,4 +527,3 @@ int tlsq__pump_control(struct tlsq_conn *c)
 	}
 	return progress;
 }
-

@@ -275,8 +275,15 @@ static void step_open(struct tlsq_conn *c)
 			/* Yield to the other connections of this thread, but come
 			 * back: what was read may not have been processed yet, and no
 			 * socket event would say so. Its own event: arm_events may
-			 * event_del(ev_write), which would drop an activation. */
-			event_active(c->ev_cont, 0, 0);
+			 * event_del(ev_write), which would drop an activation. A zero
+			 * timeout, not event_active: libevent runs an event activated
+			 * from a callback in the same pass, before it polls epoll
+			 * again, so a connection that wrote something every round
+			 * never saw its socket readable (read_drained stayed set:
+			 * the peer's data went unread while we sent) nor let the
+			 * thread's other events run. */
+			static const struct timeval now = {0, 0};
+			event_add(c->ev_cont, &now);
 			break;
 		}
 		size_t in_before = evbuffer_get_length(c->in);
