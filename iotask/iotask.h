@@ -357,9 +357,9 @@ int tlsq__pump_tx(struct tlsq_conn *c);      /* encrypt queued plaintext */
 int tlsq__pump_control(struct tlsq_conn *c); /* KeyUpdate, close_notify */
 /* The handshake is done and our close_notify not built, no error. */
 int tlsq__conn_can_send(const struct tlsq_conn *c);
-int tlsq__sock_read(struct tlsq_conn *c);    /* ciphertext in; bytes read */
-int tlsq__sock_write(struct tlsq_conn *c);   /* ciphertext out */
-size_t tlsq__out_len(struct tlsq_conn *c);   /* ciphertext waiting to go out */
+int tlsq__sock_read(struct tlsq_conn *c);  /* ciphertext in; bytes read */
+int tlsq__sock_write(struct tlsq_conn *c); /* ciphertext out */
+size_t tlsq__out_len(struct tlsq_conn *c); /* ciphertext waiting to go out */
 void tlsq__conn_on_read(struct tlsq_conn *c);
 void tlsq__conn_on_write(struct tlsq_conn *c);
 void tlsq__conn_timer(struct tlsq_conn *c);
