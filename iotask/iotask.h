@@ -250,6 +250,7 @@ struct tlsq_conn {
 	struct evbuffer *in, *out; /* ciphertext */
 	int reading, writing;      /* which events are armed */
 	int read_drained;          /* the last read found the socket empty */
+	int send_errno;            /* the direct send's hard error, for sock_write */
 	int registered;            /* on the IO thread's list */
 	int eof, rst;              /* socket saw FIN / RST */
 	int sock_error;            /* errno of a failed socket call */

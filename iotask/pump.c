@@ -130,7 +130,7 @@ int tlsq__sock_read(struct tlsq_conn *c)
 /* see iotask.h */
 size_t tlsq__sock_send_direct(struct tlsq_conn *c, const void *p, size_t n)
 {
-	if (c->fd < 0 || c->rst || c->sock_error != 0 || !c->connected)
+	if (c->fd < 0 || c->rst || c->sock_error != 0 || c->send_errno != 0 || !c->connected)
 		return 0;
 	/* cipher_buffer bounds every socket write, this one too (with a 1-byte
 	 * buffer the rest of the record takes the parked path, G3's test). */
@@ -144,8 +144,13 @@ size_t tlsq__sock_send_direct(struct tlsq_conn *c, const void *p, size_t n)
 	do
 		w = writev(c->fd, &v, 1);
 	while (w < 0 && errno == EINTR);
+	if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+		/* Kept for sock_write to report: a second write would only say
+		 * EPIPE (and raise SIGPIPE if it were not blocked). */
+		c->send_errno = errno;
+	}
 	if (w <= 0)
-		return 0; /* EAGAIN, or an error that sock_write meets again and reports */
+		return 0;
 	tlsq__count(&c->tls_bytes_sent, (uint64_t)w);
 	tlsq__count(&c->engine->stats.tls_bytes_sent, (uint64_t)w);
 	c->last_io_ms = tlsq__now_ms();
@@ -157,6 +162,14 @@ int tlsq__sock_write(struct tlsq_conn *c)
 {
 	int moved = 0;
 	size_t quota = c->engine->cfg.cipher_buffer;
+	if (c->send_errno && c->fd >= 0) {
+		/* the direct send met it (tlsq__sock_send_direct): the socket is
+		 * unusable, as below */
+		c->sock_error = c->send_errno;
+		c->rst = 1;
+		tlsq__sock_fail(c, c->sock_error, "while sending");
+		return 0;
+	}
 	for (int i = 0; i < WRITE_CALLS && c->fd >= 0; i++) {
 		size_t len = tlsq__out_len(c);
 		if (len == 0)
