@@ -58,6 +58,14 @@ static int setup(void **state)
 	         pki);
 	if (system(cmd) != 0)
 		return -1;
+	/* sni-a's key encrypted (PKCS#8) and traditional (PEM Proc-Type). */
+	snprintf(cmd, sizeof cmd,
+	         "cd %s && openssl pkcs8 -topk8 -v2 aes-256-cbc -passout pass:sekrit -in sni-a.key "
+	         "-out sni-a-p8.key && openssl ec -aes256 -passout pass:sekrit -in sni-a.key "
+	         "-out sni-a-trad.key 2>/dev/null",
+	         pki);
+	if (system(cmd) != 0)
+		return -1;
 	tlsq_engine_config cfg;
 	ts_engine_config(&cfg);
 	if (tlsq_engine_new(&cfg, &engine) != TLSQ_OK)
@@ -231,6 +239,25 @@ static void test_bad_entries_fail_and_a_failed_reload_keeps_serving(void **state
 	expect("127.0.0.1", 1, "/CN=localhost");
 }
 
+static void test_encrypted_keys(void **state)
+{
+	(void)state;
+	const char *keys[] = {"sni-a-p8.key", "sni-a-trad.key"};
+	for (int i = 0; i < 2; i++) {
+		tlsq_sni_cert e[2] = {
+		    {"a.tlsq.test", pf("sni-a.pem"), pf(keys[i]), "sekrit"},
+		    {"b.tlsq.test, *.b.tlsq.test", pf("sni-b.pem"), pf("sni-b.key"), NULL},
+		};
+		tlsq_tls_config sc = server_cfg("server", e, 2);
+		assert_int_equal(tlsq_tls_reload(server, &sc), TLSQ_OK);
+		expect("a.tlsq.test", 1, "/CN=a.tlsq.test");
+		e[0].key_password = NULL;
+		bad(e, 2, "encrypted");
+		e[0].key_password = "wrong";
+		bad(e, 2, "password");
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -238,6 +265,7 @@ int main(void)
 	    cmocka_unit_test(test_unknown_name_and_no_sni_get_the_default),
 	    cmocka_unit_test(test_bad_entries_fail_and_a_failed_reload_keeps_serving),
 	    cmocka_unit_test(test_reload_replaces_all_certificates),
+	    cmocka_unit_test(test_encrypted_keys),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
