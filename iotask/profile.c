@@ -266,16 +266,11 @@ static int pem_summary(const char *pem, char *subject, size_t cap, int64_t *not_
 	return 0;
 }
 
-/* The own certificate's subject and expiry, for tlsq__tls_cert_summary. */
+/* The own certificate's subject and expiry, for tlsq__tls_cert_summary_at. */
 static void cred_summary(struct tlsq__cred *k)
 {
 	int id, bits;
 	pem_summary(k->cert_pem, k->subject, sizeof k->subject, &k->not_after, &id, &bits);
-}
-
-int tlsq__tls_cert_summary(const struct tlsq_tls *t, char *subject, size_t cap, int64_t *not_after)
-{
-	return tlsq__tls_cert_summary_at(t, 0, subject, cap, not_after, NULL, 0);
 }
 
 int tlsq__tls_cert_summary_at(const struct tlsq_tls *t, int i, char *subject, size_t cap,
