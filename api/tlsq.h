@@ -278,6 +278,28 @@ typedef struct tlsq_peer_view {
 typedef int (*tlsq_verify_hook)(tlsq_conn *c, const tlsq_peer_view *peer, void *arg, char *reason,
                                 size_t cap);
 
+/*
+ * Several certificates chosen by SNI (tlsq_tls_config.sni_certs): one
+ * entry per extra certificate a server serves. `names` is a comma-separated
+ * list of host names, each exact ("a.example.com") or a wildcard for one
+ * label ("*.example.com" matches "x.example.com", not "example.com" nor
+ * "x.y.example.com"); compared without case. The first entry with a name
+ * that matches the client's SNI serves; a client that sends no SNI, or a
+ * name that matches no entry, gets the profile's own certificate
+ * (cert_file/cert_pem/self_signed). Each key must be of the same type and
+ * size as the profile's own key (e.g. all ECDSA P-256): wolfSSL picks the
+ * signature algorithm before the certificate is chosen. The choice is made
+ * on the connection's IO thread during the handshake; the entries are part
+ * of the profile's credential set (tlsq_tls_reload replaces them with the
+ * rest), and the status endpoint lists each with its names.
+ */
+typedef struct tlsq_sni_cert {
+	const char *names;        /* "a.example.com,*.a.example.com" */
+	const char *cert_file;    /* PEM certificate (chain) file */
+	const char *key_file;     /* its private key: PEM or DER, encrypted too */
+	const char *key_password; /* NULL = the key is not encrypted */
+} tlsq_sni_cert;
+
 typedef struct tlsq_tls_config {
 	tlsq_role role;
 	tlsq_mode mode;               /* default TLSQ_MODE_STREAM */
@@ -340,6 +362,12 @@ typedef struct tlsq_tls_config {
 	                              certificate is then required, and with
 	                              TLSQ_VERIFY_NONE the hook alone decides */
 	void *verify_hook_arg;        /* passed to verify_hook */
+	/* servers: extra certificates chosen by the client's SNI (see
+	 * tlsq_sni_cert), n_sni_certs of them; read and copied by tlsq_tls_new
+	 * and tlsq_tls_reload (which reloads them all with the rest, in one
+	 * atomic swap). NULL (default) = one certificate for every name. */
+	const tlsq_sni_cert *sni_certs;
+	int n_sni_certs;
 } tlsq_tls_config;
 
 typedef struct tlsq_tls tlsq_tls;
@@ -368,7 +396,8 @@ TLSQ_API void tlsq_tls_free(tlsq_tls *tls);
 
 /*
  * Certificate rotation without a restart: gives a running profile a new
- * certificate, key, CA set, verification mode, pins and cipher list, read
+ * certificate, key, SNI certificates (sni_certs: all of them, replaced as
+ * a whole), CA set, verification mode, pins and cipher list, read
  * from cfg the way tlsq_tls_new reads them (so passing the same cfg again
  * re-reads the same files, e.g. after an ACME client renewed them). role,
  * mode, versions, server_name, alpn and session_resumption stay as the

@@ -402,3 +402,27 @@ void tlsq__ca_load_error(const char *file, const char *dir)
 	                     "PEM, or a damaged one)",
 	                     file ? "file" : "directory", file ? file : dir);
 }
+
+/* see tls_int.h */
+unsigned char *tlsq__key_der(const char *path, const char *password, int *len)
+{
+	size_t n = 0;
+	char *text = read_file_bytes(path, &n);
+	if (text == NULL)
+		return NULL;
+	unsigned char *der = malloc(n + 1);
+	int got = -1;
+	if (der && is_pem(text, n))
+		got = wc_KeyPemToDer((const unsigned char *)text, (int)n, der, (int)n, password);
+	else if (der) {
+		memcpy(der, text, n);
+		got = (int)n;
+	}
+	free_secret_n(text, n);
+	if (got <= 0) {
+		free_secret_n((char *)der, n + 1);
+		return NULL;
+	}
+	*len = got;
+	return der;
+}

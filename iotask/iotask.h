@@ -173,9 +173,12 @@ struct tlsq_tls {
 };
 /* Reloads of all profiles of the process (tlsq_tls_reload), for /status. */
 void tlsq__tls_reload_counts(uint64_t *ok, uint64_t *failed);
-/* The profile's current own certificate: subject and notAfter (Unix time).
- * -1 when it has none. Any thread. */
-int tlsq__tls_cert_summary(const struct tlsq_tls *t, char *subject, size_t cap, int64_t *not_after);
+/* The profile's current certificate i: subject and notAfter (Unix time);
+ * i = 0 the own one (-1 when it has none), 1.. those chosen by SNI (their
+ * comma-separated names into `names`, "" for 0; -1 past the last). Any
+ * thread. */
+int tlsq__tls_cert_summary_at(const struct tlsq_tls *t, int i, char *subject, size_t cap,
+                              int64_t *not_after, char *names, size_t ncap);
 
 /* ---- listener (iotask/listener.c) ---- */
 struct tlsq_listener {

@@ -13,11 +13,13 @@
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
 
+#include <ctype.h>
 #include <errno.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "tls_int.h"
@@ -44,6 +46,19 @@ void tlsq__cred_unref(struct tlsq__cred *k)
 	free(k->cert_pem);
 	free(k->warnings);
 	free(k->pins);
+	for (int i = 0; i < k->nsni; i++) {
+		struct tlsq__sni *e = &k->sni[i];
+		for (int j = 0; j < e->nnames; j++)
+			free(e->names[j]);
+		free(e->names);
+		free(e->cert_pem);
+		if (e->key) {
+			memset(e->key, 0, (size_t)e->key_len);
+			__asm__ __volatile__("" : : "r"(e->key) : "memory");
+			free(e->key);
+		}
+	}
+	free(k->sni);
 	free(k);
 }
 
@@ -227,32 +242,225 @@ void tlsq_tls_config_init(tlsq_tls_config *cfg, tlsq_role role)
 	cfg->session_resumption = 1;
 }
 
-/* The own certificate's subject and expiry, for tlsq__tls_cert_summary. */
-static void cred_summary(struct tlsq__cred *k)
+/* A PEM certificate's subject, expiry and key (type and bits); 0 or -1. */
+static int pem_summary(const char *pem, char *subject, size_t cap, int64_t *not_after, int *key_id,
+                       int *key_bits)
 {
-	if (k->cert_pem == NULL)
-		return;
+	if (pem == NULL)
+		return -1;
 	WOLFSSL_X509 *x = wolfSSL_X509_load_certificate_buffer(
-	    (const unsigned char *)k->cert_pem, (int)strlen(k->cert_pem), WOLFSSL_FILETYPE_PEM);
+	    (const unsigned char *)pem, (int)strlen(pem), WOLFSSL_FILETYPE_PEM);
 	if (x == NULL)
-		return;
-	tlsq__cert_subject(x, k->subject, sizeof k->subject);
+		return -1;
+	tlsq__cert_subject(x, subject, (int)cap);
 	struct tm tm;
 	memset(&tm, 0, sizeof tm);
 	const WOLFSSL_ASN1_TIME *na = wolfSSL_X509_get_notAfter(x);
 	if (na && wolfSSL_ASN1_TIME_to_tm(na, &tm) == WOLFSSL_SUCCESS)
-		k->not_after = (int64_t)timegm(&tm);
+		*not_after = (int64_t)timegm(&tm);
+	WOLFSSL_EVP_PKEY *pk = wolfSSL_X509_get_pubkey(x);
+	*key_id = pk ? wolfSSL_EVP_PKEY_id(pk) : 0;
+	*key_bits = pk ? wolfSSL_EVP_PKEY_bits(pk) : 0;
+	wolfSSL_EVP_PKEY_free(pk);
 	wolfSSL_X509_free(x);
+	return 0;
 }
 
-int tlsq__tls_cert_summary(const struct tlsq_tls *t, char *subject, size_t cap, int64_t *not_after)
+/* The own certificate's subject and expiry, for tlsq__tls_cert_summary_at. */
+static void cred_summary(struct tlsq__cred *k)
+{
+	int id, bits;
+	pem_summary(k->cert_pem, k->subject, sizeof k->subject, &k->not_after, &id, &bits);
+}
+
+int tlsq__tls_cert_summary_at(const struct tlsq_tls *t, int i, char *subject, size_t cap,
+                              int64_t *not_after, char *names, size_t ncap)
 {
 	struct tlsq__cred *k = tlsq__cred_get(t);
-	int rc = k->subject[0] ? 0 : -1;
-	snprintf(subject, cap, "%s", k->subject);
-	*not_after = k->not_after;
+	int rc = -1;
+	if (names && ncap)
+		names[0] = 0;
+	if (i == 0) {
+		rc = k->subject[0] ? 0 : -1;
+		snprintf(subject, cap, "%s", k->subject);
+		*not_after = k->not_after;
+	} else if (i > 0 && i <= k->nsni) {
+		struct tlsq__sni *e = &k->sni[i - 1];
+		rc = 0;
+		snprintf(subject, cap, "%s", e->subject);
+		*not_after = e->not_after;
+		size_t at = 0;
+		for (int j = 0; names && j < e->nnames && at < ncap; j++)
+			at += (size_t)snprintf(names + at, ncap - at, "%s%s", j ? "," : "",
+			                       e->names[j]);
+	}
 	tlsq__cred_unref(k);
 	return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Several certificates chosen by SNI                                        */
+/* ------------------------------------------------------------------------ */
+
+/* RFC 6125 §6.4.3, the common subset: exact, or "*." for one whole label. */
+static int sni_match(const char *pattern, const char *name)
+{
+	if (pattern[0] == '*' && pattern[1] == '.') {
+		const char *dot = strchr(name, '.');
+		return dot && dot != name && strcasecmp(dot + 1, pattern + 2) == 0;
+	}
+	return strcasecmp(pattern, name) == 0;
+}
+
+/* wolfSSL's certificate setup callback (IO thread, inside the handshake,
+ * after the ClientHello was parsed: before the cipher suite is chosen in
+ * TLS 1.2, before the Certificate message in TLS 1.3). Loads the
+ * certificate whose names match the client's SNI into this SSL; the
+ * context's own certificate serves otherwise. arg is the credential set
+ * the SSL was made from (the SSL holds a reference on it). 1 = go on,
+ * 0 = fail the handshake. */
+static int sni_cert_cb(WOLFSSL *ssl, void *arg)
+{
+	struct tlsq__cred *k = arg;
+	void *req = NULL;
+	word16 n = wolfSSL_SNI_GetRequest(ssl, WOLFSSL_SNI_HOST_NAME, &req);
+	if (n == 0 || req == NULL)
+		return 1;
+	char name[256];
+	if (n >= sizeof name)
+		return 1;
+	memcpy(name, req, n);
+	name[n] = 0;
+	for (int i = 0; i < k->nsni; i++) {
+		struct tlsq__sni *e = &k->sni[i];
+		for (int j = 0; j < e->nnames; j++) {
+			if (!sni_match(e->names[j], name))
+				continue;
+			if (wolfSSL_use_certificate_chain_buffer(
+			        ssl, (const unsigned char *)e->cert_pem,
+			        (long)strlen(e->cert_pem)) != WOLFSSL_SUCCESS ||
+			    wolfSSL_use_PrivateKey_buffer(ssl, e->key, e->key_len,
+			                                  WOLFSSL_FILETYPE_ASN1) != WOLFSSL_SUCCESS)
+				return 0;
+			return 1;
+		}
+	}
+	return 1;
+}
+
+/* The names list into e (lowercase, trimmed). 0 or TLSQ_EINVAL/ENOMEM. */
+static int sni_names(struct tlsq__sni *e, const char *list, int idx)
+{
+	if (list == NULL || list[0] == 0) {
+		tlsq__set_last_error("sni_certs[%d]: no names", idx);
+		return TLSQ_EINVAL;
+	}
+	const char *p = list;
+	while (*p) {
+		while (*p == ' ' || *p == ',')
+			p++;
+		size_t len = strcspn(p, ", ");
+		if (len == 0)
+			break;
+		if (len > 253 || (p[0] == '*' && (len < 3 || p[1] != '.')) ||
+		    memchr(p + 1, '*', len - 1)) {
+			tlsq__set_last_error("sni_certs[%d]: bad name \"%.*s\" (a host name, or "
+			                     "\"*.\" and a domain)",
+			                     idx, (int)(len > 253 ? 253 : len), p);
+			return TLSQ_EINVAL;
+		}
+		char **nn = realloc(e->names, (size_t)(e->nnames + 1) * sizeof *nn);
+		if (nn == NULL)
+			return TLSQ_ENOMEM;
+		e->names = nn;
+		if ((nn[e->nnames] = strndup(p, len)) == NULL)
+			return TLSQ_ENOMEM;
+		for (char *c = nn[e->nnames]; *c; c++)
+			*c = (char)tolower((unsigned char)*c);
+		e->nnames++;
+		p += len;
+	}
+	return 0;
+}
+
+/* cfg's SNI certificates into k: each checked as tlsq_tls_new checks the
+ * own one (files, key against certificate) in a scratch context, then kept
+ * as PEM chain and DER key for sni_cert_cb. Application thread. */
+static int sni_load(struct tlsq_tls *p, struct tlsq__cred *k, const tlsq_tls_config *cfg)
+{
+	if (cfg->n_sni_certs == 0)
+		return 0;
+	if (cfg->n_sni_certs < 0 || cfg->sni_certs == NULL) {
+		tlsq__set_last_error("sni_certs: %d entries at %p", cfg->n_sni_certs,
+		                     (const void *)cfg->sni_certs);
+		return TLSQ_EINVAL;
+	}
+	if (p->role != TLSQ_SERVER) {
+		tlsq__set_last_error("sni_certs are for servers");
+		return TLSQ_EINVAL;
+	}
+	int own_id = 0, own_bits = 0;
+	char scratch[256];
+	int64_t na = 0;
+	if (pem_summary(k->cert_pem, scratch, sizeof scratch, &na, &own_id, &own_bits) != 0) {
+		tlsq__set_last_error("sni_certs need the profile's own certificate");
+		return TLSQ_EINVAL;
+	}
+	k->sni = calloc((size_t)cfg->n_sni_certs, sizeof *k->sni);
+	if (k->sni == NULL)
+		return TLSQ_ENOMEM;
+	for (int i = 0; i < cfg->n_sni_certs; i++) {
+		const tlsq_sni_cert *s = &cfg->sni_certs[i];
+		struct tlsq__sni *e = &k->sni[i];
+		k->nsni = i + 1;
+		int rc = sni_names(e, s->names, i);
+		if (rc == TLSQ_ENOMEM)
+			tlsq__set_last_error("out of memory");
+		if (rc)
+			return rc;
+		if (s->cert_file == NULL || s->key_file == NULL) {
+			tlsq__set_last_error("sni_certs[%d]: needs cert_file and key_file", i);
+			return TLSQ_EINVAL;
+		}
+		WOLFSSL_CTX *ctx = wolfSSL_CTX_new(wolfSSLv23_server_method());
+		if (ctx == NULL) {
+			tlsq__set_last_error("out of memory");
+			return TLSQ_ENOMEM;
+		}
+		tlsq_tls_config one;
+		tlsq_tls_config_init(&one, TLSQ_SERVER);
+		one.cert_file = s->cert_file;
+		one.key_file = s->key_file;
+		one.key_password = s->key_password;
+		if (wolfSSL_CTX_use_certificate_chain_file(ctx, s->cert_file) != WOLFSSL_SUCCESS) {
+			tlsq__cert_load_error(s->cert_file);
+			rc = TLSQ_EINVAL;
+		} else {
+			rc = tlsq__tls_load_key(&one, ctx);
+		}
+		wolfSSL_CTX_free(ctx);
+		if (rc)
+			return rc;
+		e->cert_pem = tlsq__read_text_file(s->cert_file);
+		e->key = tlsq__key_der(s->key_file, s->key_password, &e->key_len);
+		if (e->cert_pem == NULL || e->key == NULL) {
+			tlsq__set_last_error("sni_certs[%d]: cannot read %s again", i,
+			                     e->cert_pem ? s->key_file : s->cert_file);
+			return TLSQ_EINVAL;
+		}
+		int id = 0, bits = 0;
+		pem_summary(e->cert_pem, e->subject, sizeof e->subject, &e->not_after, &id, &bits);
+		if (id != own_id || bits != own_bits) {
+			tlsq__set_last_error(
+			    "sni_certs[%d]: the key of %s is not of the type and size "
+			    "of the profile's own key (wolfSSL 5.5.4 picks the "
+			    "signature algorithm before the certificate)",
+			    i, s->cert_file);
+			return TLSQ_EINVAL;
+		}
+	}
+	wolfSSL_CTX_set_cert_cb(k->ctx, sni_cert_cb, k);
+	return 0;
 }
 
 /* A complete credential set for profile p from cfg, or NULL with the error
@@ -278,6 +486,8 @@ static struct tlsq__cred *cred_build(const struct tlsq_tls *p, const tlsq_tls_co
 	}
 	errno = 0;
 	*rc = tls_configure(p, k, cfg, k->ctx);
+	if (*rc == 0)
+		*rc = sni_load((struct tlsq_tls *)p, k, cfg);
 	if (*rc) {
 		tlsq__cred_unref(k);
 		return NULL;

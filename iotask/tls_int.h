@@ -23,6 +23,17 @@ static inline WOLFSSL *ssl_of(struct tlsq_conn *c)
 
 /* ---- profile.c: credential sets (see the invariants at the top of tls.c) ---- */
 
+/* One extra certificate served by SNI (tlsq_tls_config.sni_certs). */
+struct tlsq__sni {
+	char **names; /* lowercase patterns: "a.example.com", "*.example.com" */
+	int nnames;
+	char *cert_pem;     /* the chain, loaded into the SSL when the name matches */
+	unsigned char *key; /* the private key, DER, decrypted */
+	int key_len;
+	char subject[256]; /* for the status endpoint */
+	int64_t not_after;
+};
+
 struct tlsq__cred {
 	_Atomic uint32_t refs; /* the profile's one + one per SSL made from it */
 	WOLFSSL_CTX *ctx;
@@ -36,8 +47,10 @@ struct tlsq__cred {
 	uint64_t gen;          /* distinct per set: tells a ticket's set */
 	tlsq_verify_hook hook; /* tlsq_tls_config.verify_hook */
 	void *hook_arg;
-	char subject[256]; /* own certificate, for the status endpoint */
-	int64_t not_after; /* Unix time, 0 if none */
+	char subject[256];     /* own certificate, for the status endpoint */
+	int64_t not_after;     /* Unix time, 0 if none */
+	struct tlsq__sni *sni; /* servers: the certificates chosen by SNI */
+	int nsni;
 };
 
 /* Drops one reference; the last one frees the set (any thread). */
@@ -63,6 +76,9 @@ int tlsq__make_self_signed(WOLFSSL_CTX *ctx, char **pem_out);
 char *tlsq__read_text_file(const char *path);
 /* The private key of cfg into ctx. TLSQ_EINVAL/ENOMEM with the reason. */
 int tlsq__tls_load_key(const tlsq_tls_config *cfg, WOLFSSL_CTX *ctx);
+/* The private key file as DER (decrypted with password if encrypted), or
+ * NULL; the caller frees (after zeroing) *len bytes. */
+unsigned char *tlsq__key_der(const char *path, const char *password, int *len);
 /* Why the certificate (chain) file did not load, as the last error. */
 void tlsq__cert_load_error(const char *path);
 /* Warnings about the own certificate (expired, a CA) into t->warnings. */

@@ -441,13 +441,21 @@ static void json_certs(const tlsq__status_view *v, struct evbuffer *out)
 	evbuffer_add(out, "[", 1);
 	pthread_mutex_lock(&e->lmu);
 	for (struct tlsq_listener *l = e->listeners; l; l = l->next) {
-		char subj[256];
+		char subj[256], names[512];
 		int64_t na;
-		if (tlsq__tls_cert_summary(l->tls, subj, sizeof subj, &na) != 0)
-			continue;
-		evbuffer_add_printf(out, "%s{\"port\":%d,\"subject\":", n++ ? "," : "", l->port);
-		tlsq__json_string(out, subj, sizeof subj);
-		evbuffer_add_printf(out, ",\"not_after_unix\":%" PRId64 "}", na);
+		/* 0: the own certificate; 1..: those chosen by SNI, with "sni". */
+		for (int i = 0; tlsq__tls_cert_summary_at(l->tls, i, subj, sizeof subj, &na, names,
+		                                          sizeof names) == 0;
+		     i++) {
+			evbuffer_add_printf(out, "%s{\"port\":%d,\"subject\":", n++ ? "," : "",
+			                    l->port);
+			tlsq__json_string(out, subj, sizeof subj);
+			if (i > 0) {
+				evbuffer_add_printf(out, ",\"sni\":");
+				tlsq__json_string(out, names, sizeof names);
+			}
+			evbuffer_add_printf(out, ",\"not_after_unix\":%" PRId64 "}", na);
+		}
 	}
 	pthread_mutex_unlock(&e->lmu);
 	evbuffer_add(out, "]", 1);

@@ -135,14 +135,21 @@ static void metrics_engine(const tlsq__status_view *v, struct evbuffer *out)
 	     "When the certificate a TLS listener serves now expires, Unix time.");
 	pthread_mutex_lock((pthread_mutex_t *)&e->lmu);
 	for (struct tlsq_listener *l = e->listeners; l; l = l->next) {
-		char subj[256];
+		char subj[256], names[512];
 		int64_t na;
-		if (tlsq__tls_cert_summary(l->tls, subj, sizeof subj, &na) != 0)
-			continue;
-		evbuffer_add_printf(
-		    out, "tlsq_certificate_not_after_seconds{port=\"%d\",subject=\"", l->port);
-		label_value(out, subj);
-		evbuffer_add_printf(out, "\"} %" PRId64 "\n", na);
+		for (int i = 0; tlsq__tls_cert_summary_at(l->tls, i, subj, sizeof subj, &na, names,
+		                                          sizeof names) == 0;
+		     i++) {
+			evbuffer_add_printf(
+			    out, "tlsq_certificate_not_after_seconds{port=\"%d\",subject=\"",
+			    l->port);
+			label_value(out, subj);
+			if (i > 0) {
+				evbuffer_add_printf(out, "\",sni=\"");
+				label_value(out, names);
+			}
+			evbuffer_add_printf(out, "\"} %" PRId64 "\n", na);
+		}
 	}
 	pthread_mutex_unlock((pthread_mutex_t *)&e->lmu);
 	one(out, "tlsq_accept_dropped_total", "counter",

@@ -63,7 +63,12 @@ const char tool_tls_help[] =
     "                              alone with --insecure. Servers: requires a client\n"
     "                              certificate (its chain verified too with --ca)\n"
     "      --key-password-file FILE\n"
-    "                              the password of an encrypted --key (its first line)\n";
+    "                              the password of an encrypted --key (its first line)\n"
+    "      --sni-cert NAMES,CERT,KEY\n"
+    "                              servers: serve CERT (PEM chain) with KEY (unencrypted,\n"
+    "                              of --cert's key type) to clients whose SNI matches one of\n"
+    "                              NAMES (comma-separated; \"*.example.com\" for one label);\n"
+    "                              repeatable; reloaded with --cert on SIGHUP\n";
 
 const char tool_tls_server_help[] =
     "TLS:\n"
@@ -80,6 +85,11 @@ const char tool_tls_server_help[] =
     "                              verified too, without it the pin alone decides\n"
     "      --key-password-file FILE\n"
     "                              the password of an encrypted --key (its first line)\n"
+    "      --sni-cert NAMES,CERT,KEY\n"
+    "                              servers: serve CERT (PEM chain) with KEY (unencrypted,\n"
+    "                              of --cert's key type) to clients whose SNI matches one of\n"
+    "                              NAMES (comma-separated; \"*.example.com\" for one label);\n"
+    "                              repeatable; reloaded with --cert on SIGHUP\n"
     "      --alpn LIST             ALPN protocols, comma-separated (\"h2,http/1.1\")\n"
     "      --tls1.2 | --tls1.3     use only this TLS version\n";
 
@@ -314,6 +324,25 @@ void tool_common_option(struct tool_common *co, int opt, const char *arg, char *
 	case OPT_KEY_PASSWORD_FILE:
 		t->key_password_file = arg;
 		break;
+	case OPT_SNI_CERT: {
+		/* NAMES,CERT,KEY: the last two commas end the names. */
+		char *v = strdup(arg);
+		char *k = v ? strrchr(v, ',') : NULL;
+		if (!v)
+			tool_die("out of memory");
+		if (k)
+			*k = 0;
+		char *c = k ? strrchr(v, ',') : NULL;
+		if (!c || c == v || !c[1] || !k[1])
+			tool_die("--sni-cert: \"%s\" is not NAMES,CERT,KEY", arg);
+		*c = 0;
+		tlsq_sni_cert *n = realloc(t->sni, (size_t)(t->nsni + 1) * sizeof *n);
+		if (!n)
+			tool_die("out of memory");
+		n[t->nsni++] = (tlsq_sni_cert){v, c + 1, k + 1, NULL};
+		t->sni = n;
+		break;
+	}
 	case 'h':
 		if (prog_usage)
 			prog_usage(stdout);
@@ -427,6 +456,8 @@ static void tls_config_of(const struct tool_tls_opts *o, tlsq_role role, tlsq_mo
 			tool_die("a server needs --cert and --key, or --self-signed");
 		if (o->insecure || o->servername)
 			tool_die("--insecure and --servername are client options");
+		c.sni_certs = o->sni;
+		c.n_sni_certs = o->nsni;
 		c.ca_file = o->ca;
 		if (o->require_client_cert) {
 			if (!o->ca)
@@ -440,6 +471,8 @@ static void tls_config_of(const struct tool_tls_opts *o, tlsq_role role, tlsq_mo
 	} else {
 		if (o->require_client_cert)
 			tool_die("--require-client-cert is a server option");
+		if (o->nsni)
+			tool_die("--sni-cert is a server option");
 		if (o->self_signed)
 			tool_die("--self-signed is a server option (a client trusts a self-signed "
 			         "server with --ca FILE, or skips verification with --insecure)");
@@ -513,6 +546,9 @@ int tool_tls_reload(tlsq_tls *t, const struct tool_tls_opts *o, tlsq_role role, 
 		         o->ca ? ", CA " : "", o->ca ? o->ca : "");
 	else
 		tool_err("reloaded: a new self-signed certificate");
+	for (int i = 0; i < o->nsni; i++)
+		tool_err("reloaded: for %s certificate %s, key %s", o->sni[i].names,
+		         o->sni[i].cert_file, o->sni[i].key_file);
 	print_warnings(t);
 	return 0;
 }

@@ -48,6 +48,7 @@ enum {
 	OPT_MAX_KEY_UPDATES,
 	OPT_PIN,
 	OPT_KEY_PASSWORD_FILE,
+	OPT_SNI_CERT,
 	OPT_PROGRAM_BASE = 2000, /* programs number their own long-only options from here */
 };
 
@@ -77,6 +78,7 @@ enum {
 	    {"tls1.3", no_argument, NULL, OPT_TLS13},                                              \
 	    {"require-client-cert", no_argument, NULL, OPT_REQUIRE_CLIENT_CERT},                   \
 	    {"pin", required_argument, NULL, OPT_PIN},                                             \
+	    {"sni-cert", required_argument, NULL, OPT_SNI_CERT},                                   \
 	{                                                                                          \
 		"key-password-file", required_argument, NULL, OPT_KEY_PASSWORD_FILE                \
 	}
@@ -100,6 +102,8 @@ struct tool_tls_opts {
 	const char *key_password_file; /* --key-password-file */
 	int self_signed, insecure, require_client_cert;
 	int min_version, max_version; /* 0 = library default */
+	tlsq_sni_cert *sni;           /* every --sni-cert (heap) */
+	int nsni;
 };
 
 struct tool_common {

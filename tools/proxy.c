@@ -432,11 +432,13 @@ int main(int argc, char **argv)
 	down_o.pins = NULL; /* --pin is for the upstream server */
 	up_o.cert = up_o.key = NULL;
 	up_o.key_password_file = NULL;
+	up_o.sni = NULL; /* --sni-cert is for the listening side */
+	up_o.nsni = 0;
 	up_o.self_signed = 0;
 	if (co.tls.pins && !upstream_tls)
 		tool_die("--pin needs --upstream-tls (it pins the upstream server)");
-	if (!listen_tls && (co.tls.cert || co.tls.self_signed))
-		tool_die("--cert/--self-signed need --listen-tls");
+	if (!listen_tls && (co.tls.cert || co.tls.self_signed || co.tls.nsni))
+		tool_die("--cert/--self-signed/--sni-cert need --listen-tls");
 	if (!upstream_tls && (co.tls.ca || co.tls.insecure || co.tls.servername))
 		tool_die("--ca/--insecure/--servername need --upstream-tls");
 

@@ -20,6 +20,8 @@
 #   scan           like server, plus a CRL distribution point, as a public
 #                  CA's certificates carry (testssl rates a certificate with
 #                  neither a CRL nor an OCSP URI HIGH); for tests/scanners
+#   sni-a          CN=a.tlsq.test, SAN DNS:a.tlsq.test (served by SNI)
+#   sni-b          CN=b.tlsq.test, SAN DNS:b.tlsq.test + DNS:*.b.tlsq.test
 # server-chain.pem is server.pem followed by ca.pem.
 set -eu
 out=${1:?usage: make-pki.sh OUTDIR}
@@ -57,6 +59,16 @@ keyUsage = critical, digitalSignature
 extendedKeyUsage = serverAuth
 subjectAltName = DNS:localhost, IP:127.0.0.1
 crlDistributionPoints = URI:http://localhost/tlsq-test-ca.crl
+[sni_a_ext]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth
+subjectAltName = DNS:a.tlsq.test
+[sni_b_ext]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth
+subjectAltName = DNS:b.tlsq.test, DNS:*.b.tlsq.test
 [client_ext]
 basicConstraints = critical, CA:FALSE
 keyUsage = critical, digitalSignature
@@ -111,6 +123,8 @@ leaf dnsip 127.0.0.1 dnsip_ext ca
 leaf future localhost server_ext ca -startdate 20990101000000Z -enddate 21000101000000Z
 leaf untrusted localhost server_ext other-ca
 leaf scan localhost scan_ext ca
+leaf sni-a a.tlsq.test sni_a_ext ca
+leaf sni-b b.tlsq.test sni_b_ext ca
 cat server.pem ca.pem > server-chain.pem
 chmod 600 ./*.key
 
