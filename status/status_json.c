@@ -337,6 +337,8 @@ static int ikey_cmp_desc(const void *a, const void *b)
 /* Writes the kept connections, most interesting first. */
 static void topn_items(struct topn *h, struct evbuffer *out)
 {
+	if (h->n == 0) /* heap is NULL with limit=0: qsort must not see it */
+		return;
 	qsort(h->heap, h->n, sizeof *h->heap, ikey_cmp_desc);
 	for (size_t i = 0; i < h->n; i++) {
 		if (i)

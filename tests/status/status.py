@@ -857,6 +857,10 @@ def _(procs):
         if not m or int(m.group(1).replace(",", "")) != SCALE:
             raise AssertionError("the page does not say 'showing 100 of N': " +
                                  str(re.search(r'id="range">[^<]*', dom)))
+        # A clean exit with every connection still open (sanitizers report at exit).
+        echo.p.send_signal(signal.SIGTERM)
+        if echo.wait(120) != 0:
+            raise AssertionError(f"tlsq-echo exited {echo.p.returncode} on SIGTERM")
     finally:
         for c in clients:
             c.close()
