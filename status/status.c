@@ -340,8 +340,8 @@ static int authorized(const tlsq__status *st, struct evhttp_request *req)
 	return token_equal(h, st->token, st->token_len);
 }
 
-/* A query parameter of decimal digits; absent gives def, above max gives
- * max. Returns -1 if present but not a number. */
+/* A query parameter of decimal digits, at most max; absent gives def.
+ * Returns -1 if present but not such a number. */
 static int query_u64(const struct evkeyvalq *q, const char *key, uint64_t def, uint64_t max,
                      uint64_t *out)
 {
@@ -351,11 +351,55 @@ static int query_u64(const struct evkeyvalq *q, const char *key, uint64_t def, u
 		*out = def;
 		return 0;
 	}
-	if (n == 0 || n > 12 || strspn(s, "0123456789") != n)
+	if (n == 0 || n > 19 || strspn(s, "0123456789") != n)
 		return -1;
 	uint64_t v = strtoull(s, NULL, 10);
-	*out = v > max ? max : v;
+	if (v > max)
+		return -1;
+	*out = v;
 	return 0;
+}
+
+/* Parses the query of GET /status into sq (docs/status.md, "Choosing the
+ * connections"). Returns NULL, or the one-line reason for a 400. */
+static const char *status_query(const char *query, tlsq__status_query *sq)
+{
+	struct evkeyvalq q;
+	const char *why = NULL;
+	TAILQ_INIT(&q);
+	*sq = (tlsq__status_query){.order = TLSQ__ORDER_INTEREST};
+	if (query && evhttp_parse_query_str(query, &q) != 0) {
+		evhttp_clear_headers(&q);
+		return "the query is not key=value pairs\n";
+	}
+	for (struct evkeyval *kv = q.tqh_first; kv && !why; kv = kv->next.tqe_next)
+		if (strcmp(kv->key, "offset") && strcmp(kv->key, "limit") &&
+		    strcmp(kv->key, "order") && strcmp(kv->key, "conn"))
+			why =
+			    "unknown parameter: the parameters are offset, limit, order and conn\n";
+	const char *order = evhttp_find_header(&q, "order");
+	int has_offset = evhttp_find_header(&q, "offset") != NULL;
+	if (why) {
+	} else if (evhttp_find_header(&q, "conn")) {
+		sq->order = TLSQ__ORDER_CONN;
+		if (query_u64(&q, "conn", 0, UINT64_MAX, &sq->conn))
+			why = "conn must be a connection id (a decimal number)\n";
+		else if (order || has_offset || evhttp_find_header(&q, "limit"))
+			why = "conn names one connection: no offset, limit or order with it\n";
+	} else if (order && strcmp(order, "interest") && strcmp(order, "id")) {
+		why = "order must be interest or id\n";
+	} else if (query_u64(&q, "offset", 0, UINT64_MAX / 2, &sq->offset)) {
+		why = "offset must be a decimal number\n";
+	} else if (query_u64(&q, "limit", TLSQ__STATUS_LIMIT_DEFAULT, TLSQ__STATUS_LIMIT_MAX,
+	                     &sq->limit)) {
+		why = "limit must be a decimal number from 0 to 1000\n";
+	} else if (order && strcmp(order, "interest") == 0 && has_offset) {
+		why = "offset pages in id order: use order=id (or no order)\n";
+	} else if ((order && strcmp(order, "id") == 0) || has_offset) {
+		sq->order = TLSQ__ORDER_ID;
+	}
+	evhttp_clear_headers(&q);
+	return why;
 }
 
 /* Replies with the document b that a builder returned rc for (b NULL: not
@@ -373,20 +417,14 @@ static void reply_doc(tlsq__status *st, struct evhttp_request *req, struct evbuf
 
 static void serve_status(tlsq__status *st, struct evhttp_request *req, const char *query)
 {
-	struct evkeyvalq q;
-	uint64_t offset, limit;
-	TAILQ_INIT(&q);
-	if ((query && evhttp_parse_query_str(query, &q) != 0) ||
-	    query_u64(&q, "offset", 0, 1000000000000ull, &offset) ||
-	    query_u64(&q, "limit", TLSQ__STATUS_LIMIT_DEFAULT, TLSQ__STATUS_LIMIT_MAX, &limit)) {
-		evhttp_clear_headers(&q);
-		reply_text(st, req, 400, "Bad Request",
-		           "offset and limit must be decimal numbers\n");
+	tlsq__status_query sq;
+	const char *why = status_query(query, &sq);
+	if (why) {
+		reply_text(st, req, 400, "Bad Request", why);
 		return;
 	}
-	evhttp_clear_headers(&q);
 	struct evbuffer *b = evbuffer_new();
-	reply_doc(st, req, b, b ? tlsq__status_json(&st->view, offset, limit, b) : TLSQ_ENOMEM,
+	reply_doc(st, req, b, b ? tlsq__status_json(&st->view, &sq, b) : TLSQ_ENOMEM,
 	          "application/json");
 }
 

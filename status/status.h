@@ -32,9 +32,23 @@ typedef struct tlsq__status tlsq__status;
 int tlsq__status_start(struct tlsq_engine *e);
 void tlsq__status_stop(struct tlsq_engine *e);
 
-/* Pagination of GET /status. */
+/* Which connections GET /status lists (docs/status.md, "Choosing the
+ * connections"): the limit most interesting, a page in id order, or one. */
 #define TLSQ__STATUS_LIMIT_DEFAULT 100
 #define TLSQ__STATUS_LIMIT_MAX     1000
+
+enum tlsq__status_order {
+	TLSQ__ORDER_INTEREST, /* failed, then parked longest, busiest, newest */
+	TLSQ__ORDER_ID,       /* [offset, offset + limit) in id order */
+	TLSQ__ORDER_CONN,     /* the connection whose id is conn */
+};
+
+typedef struct tlsq__status_query {
+	enum tlsq__status_order order;
+	uint64_t offset; /* TLSQ__ORDER_ID */
+	uint64_t limit;  /* TLSQ__ORDER_INTEREST and TLSQ__ORDER_ID */
+	uint64_t conn;   /* TLSQ__ORDER_CONN */
+} tlsq__status_query;
 
 /* The HTTP server's own numbers, for /metrics. Status thread only. */
 typedef struct tlsq__http_stats {
@@ -56,9 +70,9 @@ typedef struct tlsq__status_view {
 	int aesni;
 } tlsq__status_view;
 
-/* GET /status: the engine and connections [offset, offset + limit), in id
- * order. Returns 0 or TLSQ_ENOMEM (out may hold a partial document). */
-int tlsq__status_json(const tlsq__status_view *v, uint64_t offset, uint64_t limit,
+/* GET /status: the engine and the connections q chooses. Returns 0 or
+ * TLSQ_ENOMEM (out may hold a partial document). */
+int tlsq__status_json(const tlsq__status_view *v, const tlsq__status_query *q,
                       struct evbuffer *out);
 
 /* GET /metrics: Prometheus text exposition format 0.0.4. */

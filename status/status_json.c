@@ -238,19 +238,148 @@ static void json_conn_items(const struct tlsq_conn_info *info, size_t n, struct 
 	}
 }
 
-/* Walk 1: the ids of every listed connection. */
-struct idwalk {
-	uint64_t *ids;
-	size_t n, cap;
-	uint64_t total;
+/* ------------------------------------------------------------------------ */
+/* Choosing the connections                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* How interesting a connection is, compared field by field (docs/status.md,
+ * "Choosing the connections"): failed or with a fatal error first, then
+ * parked (the peer does not read, or the application does not drain), then
+ * the rest; within that, parked longest, then most plaintext bytes both ways
+ * since it was created, then newest (highest id). Small, so that a heap of
+ * them moves keys, not 2 KiB snapshots. */
+struct ikey {
+	uint64_t tier, parked_ms, bytes, id;
+	size_t slot; /* the snapshot in topn.slots */
 };
 
-static void idwalk_one(struct tlsq_conn *c, void *arg)
+static struct ikey ikey_of(const struct tlsq_conn_info *ci)
 {
-	struct idwalk *w = arg;
-	if (w->n < w->cap)
-		w->ids[w->n++] = c->id;
+	uint64_t tier = ci->state == TLSQ_STATE_FAILED || ci->error ? 2
+	                : ci->send_parked || ci->recv_parked        ? 1
+	                                                            : 0;
+	return (struct ikey){tier, ci->parked_ms, ci->bytes_sent + ci->bytes_received, ci->id, 0};
+}
+
+/* <0, 0, >0 as a is less, as, more interesting than b. */
+static int ikey_cmp(const struct ikey *a, const struct ikey *b)
+{
+	if (a->tier != b->tier)
+		return a->tier < b->tier ? -1 : 1;
+	if (a->parked_ms != b->parked_ms)
+		return a->parked_ms < b->parked_ms ? -1 : 1;
+	if (a->bytes != b->bytes)
+		return a->bytes < b->bytes ? -1 : 1;
+	return a->id < b->id ? -1 : a->id > b->id;
+}
+
+/* The cap most interesting connections offered so far: a min-heap of keys
+ * (the root is the least interesting one kept), each naming its snapshot
+ * in slots. Offering is O(log cap) and copies a snapshot only when it is
+ * kept. Allocated before the walk. */
+struct topn {
+	struct ikey *heap;
+	struct tlsq_conn_info *slots;
+	size_t n, cap;
+};
+
+static int topn_init(struct topn *h, size_t cap)
+{
+	*h = (struct topn){.cap = cap};
+	if (cap == 0)
+		return 0;
+	h->heap = malloc(cap * sizeof *h->heap);
+	h->slots = malloc(cap * sizeof *h->slots);
+	return h->heap && h->slots ? 0 : TLSQ_ENOMEM;
+}
+
+static void topn_free(struct topn *h)
+{
+	free(h->heap);
+	free(h->slots);
+}
+
+static void topn_offer(struct topn *h, const struct tlsq_conn_info *ci, struct ikey k)
+{
+	size_t i;
+	if (h->n < h->cap) { /* room: sift up from the end */
+		k.slot = h->n;
+		for (i = h->n++; i > 0; i = (i - 1) / 2) {
+			if (ikey_cmp(&h->heap[(i - 1) / 2], &k) <= 0)
+				break;
+			h->heap[i] = h->heap[(i - 1) / 2];
+		}
+	} else { /* full: replace the root if k beats it, sift down */
+		if (h->cap == 0 || ikey_cmp(&k, &h->heap[0]) <= 0)
+			return;
+		k.slot = h->heap[0].slot;
+		for (i = 0;;) {
+			size_t m = 2 * i + 1;
+			if (m >= h->n)
+				break;
+			if (m + 1 < h->n && ikey_cmp(&h->heap[m + 1], &h->heap[m]) < 0)
+				m++;
+			if (ikey_cmp(&h->heap[m], &k) >= 0)
+				break;
+			h->heap[i] = h->heap[m];
+			i = m;
+		}
+	}
+	h->heap[i] = k;
+	h->slots[k.slot] = *ci;
+}
+
+static int ikey_cmp_desc(const void *a, const void *b)
+{
+	return ikey_cmp(b, a);
+}
+
+/* Writes the kept connections, most interesting first. */
+static void topn_items(struct topn *h, struct evbuffer *out)
+{
+	if (h->n == 0) /* heap is NULL with limit=0: qsort must not see it */
+		return;
+	qsort(h->heap, h->n, sizeof *h->heap, ikey_cmp_desc);
+	for (size_t i = 0; i < h->n; i++) {
+		if (i)
+			evbuffer_add(out, ",", 1);
+		json_conn(&h->slots[h->heap[i].slot], out);
+	}
+}
+
+/* The one pass over every connection: one snapshot each, offered to the
+ * attention heap (failed or parked ones only) and, for ?order=interest, to
+ * the page's heap; for ?order=id every id is collected (the page is then
+ * filled by a second walk over the page's ids only); for ?conn= the one is
+ * kept. Nothing is allocated inside (design notes at the top). */
+#define ATTENTION_MAX 16
+
+struct pass {
+	struct topn attn, top;
+	uint64_t *ids; /* TLSQ__ORDER_ID: every id, up to idcap */
+	size_t nids, idcap;
+	uint64_t conn; /* TLSQ__ORDER_CONN */
+	struct tlsq_conn_info *one;
+	int want_one, found;
+	uint64_t total;
+	struct tlsq_conn_info ci; /* the snapshot being looked at */
+};
+
+static void pass_one(struct tlsq_conn *c, void *arg)
+{
+	struct pass *w = arg;
 	w->total++;
+	if (w->ids && w->nids < w->idcap)
+		w->ids[w->nids++] = c->id;
+	tlsq__conn_fill_info(c, &w->ci);
+	struct ikey k = ikey_of(&w->ci);
+	if (k.tier > 0)
+		topn_offer(&w->attn, &w->ci, k);
+	topn_offer(&w->top, &w->ci, k);
+	if (w->want_one && c->id == w->conn && !w->found) {
+		*w->one = w->ci;
+		w->found = 1;
+	}
 }
 
 static int cmp_u64(const void *a, const void *b)
@@ -259,12 +388,12 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* Walk 2: the snapshots of the page's connections, those whose ids walk 1
- * put on the page (ids, sorted, cap of them). Membership, not an id range:
- * an id is taken when a connection is created, on any thread, but the
- * connection is listed later by its IO thread, so one with an id inside the
- * page's range may appear between the walks; it must not take the place of
- * one of the page's connections. */
+/* Walk 2 of ?order=id: the snapshots of the page's connections, those
+ * whose ids the pass put on the page (ids, sorted, cap of them).
+ * Membership, not an id range: an id is taken when a connection is
+ * created, on any thread, but the connection is listed later by its IO
+ * thread, so one with an id inside the page's range may appear between the
+ * walks; it must not take the place of one of the page's connections. */
 struct pagewalk {
 	const uint64_t *ids;
 	struct tlsq_conn_info *info;
@@ -286,40 +415,71 @@ static int cmp_info(const void *a, const void *b)
 	               &((const struct tlsq_conn_info *)b)->id);
 }
 
-/* Fills w with every connection's id, sorted. Returns 0 or TLSQ_ENOMEM. */
-static int collect_ids(const tlsq__status_view *v, struct idwalk *w)
+/* Runs the pass into w for q. Returns 0 or TLSQ_ENOMEM. */
+static int run_pass(const tlsq__status_view *v, const tlsq__status_query *q, struct pass *w)
 {
 	const struct tlsq_engine *e = v->engine;
 	size_t guess = 64;
 	for (int i = 0; i < e->nio; i++)
 		guess += atomic_load_explicit(&e->io[i].nconns, memory_order_relaxed);
-	/* Connections come and go during the walk: retry with what we saw. */
-	for (int attempt = 0; attempt < 4; attempt++) {
-		uint64_t *ids = realloc(w->ids, guess * sizeof *ids);
-		if (!ids)
+	if (topn_init(&w->attn, ATTENTION_MAX) ||
+	    topn_init(&w->top, q->order == TLSQ__ORDER_INTEREST ? (size_t)q->limit : 0))
+		return TLSQ_ENOMEM;
+	if (q->order == TLSQ__ORDER_CONN) {
+		if (!(w->one = malloc(sizeof *w->one)))
 			return TLSQ_ENOMEM;
-		*w = (struct idwalk){.ids = ids, .cap = guess};
-		tlsq__conn_foreach(v->engine, v->epoch, idwalk_one, w);
-		if (w->total <= w->cap)
+		w->want_one = 1;
+		w->conn = q->conn;
+	}
+	/* ?order=id needs every id: connections come and go during the walk,
+	 * so retry with what we saw if it outgrew the array. */
+	for (int attempt = 0; attempt < 4; attempt++) {
+		if (q->order == TLSQ__ORDER_ID) {
+			uint64_t *ids = realloc(w->ids, guess * sizeof *ids);
+			if (!ids)
+				return TLSQ_ENOMEM;
+			w->ids = ids;
+			w->idcap = guess;
+		}
+		w->nids = 0;
+		w->total = 0;
+		w->attn.n = w->top.n = 0;
+		w->found = 0;
+		tlsq__conn_foreach(v->engine, v->epoch, pass_one, w);
+		if (!w->ids || w->total <= w->idcap)
 			break;
 		guess = (size_t)w->total + w->total / 8 + 64;
 	}
-	qsort(w->ids, w->n, sizeof *w->ids, cmp_u64);
+	if (w->ids)
+		qsort(w->ids, w->nids, sizeof *w->ids, cmp_u64);
 	return 0;
 }
 
-/* The page [offset, offset + limit) of walk 1's ids, in id order; walk 2
- * fills in those of them still listed. */
-static int json_conns(const tlsq__status_view *v, uint64_t offset, uint64_t limit,
+static void pass_free(struct pass *w)
+{
+	topn_free(&w->attn);
+	topn_free(&w->top);
+	free(w->ids);
+	free(w->one);
+}
+
+static const char *order_name(enum tlsq__status_order o)
+{
+	return o == TLSQ__ORDER_INTEREST ? "interest" : o == TLSQ__ORDER_ID ? "id" : "conn";
+}
+
+/* "connections": the connections q chose, after the totals. */
+static int json_conns(const tlsq__status_view *v, const tlsq__status_query *q, struct pass *w,
                       struct evbuffer *out)
 {
-	struct idwalk ids = {0};
 	struct pagewalk pw = {0};
-	int rc = collect_ids(v, &ids);
-	if (rc == 0 && offset < ids.n && limit > 0) {
-		size_t end = offset + limit < ids.n ? (size_t)(offset + limit) : ids.n;
-		pw.ids = ids.ids + offset;
-		pw.cap = end - (size_t)offset;
+	int rc = 0;
+	size_t count = 0;
+	if (q->order == TLSQ__ORDER_ID && q->offset < w->nids && q->limit > 0) {
+		size_t end =
+		    q->offset + q->limit < w->nids ? (size_t)(q->offset + q->limit) : w->nids;
+		pw.ids = w->ids + q->offset;
+		pw.cap = end - (size_t)q->offset;
 		if (!(pw.info = malloc(pw.cap * sizeof *pw.info))) {
 			rc = TLSQ_ENOMEM;
 		} else {
@@ -327,75 +487,27 @@ static int json_conns(const tlsq__status_view *v, uint64_t offset, uint64_t limi
 			qsort(pw.info, pw.n, sizeof *pw.info, cmp_info);
 		}
 	}
+	count = q->order == TLSQ__ORDER_ID     ? pw.n
+	        : q->order == TLSQ__ORDER_CONN ? (size_t)w->found
+	                                       : w->top.n;
 	evbuffer_add_printf(out,
-	                    "{\"total\":%zu,\"offset\":%" PRIu64 ",\"limit\":%" PRIu64
-	                    ",\"count\":%zu,\"items\":[",
-	                    ids.n, offset, limit, pw.n);
-	json_conn_items(pw.info, pw.n, out);
+	                    "{\"order\":\"%s\",\"total\":%" PRIu64 ",\"offset\":%" PRIu64
+	                    ",\"limit\":%" PRIu64 ",\"count\":%zu",
+	                    order_name(q->order), w->total,
+	                    q->order == TLSQ__ORDER_ID ? q->offset : 0,
+	                    q->order == TLSQ__ORDER_CONN ? 1 : q->limit, count);
+	if (q->order == TLSQ__ORDER_CONN)
+		evbuffer_add_printf(out, ",\"conn\":%" PRIu64, q->conn);
+	evbuffer_add(out, ",\"items\":[", 10);
+	if (q->order == TLSQ__ORDER_ID)
+		json_conn_items(pw.info, pw.n, out);
+	else if (q->order == TLSQ__ORDER_CONN && w->found)
+		json_conn(w->one, out);
+	else
+		topn_items(&w->top, out);
 	evbuffer_add(out, "]}", 2);
 	free(pw.info);
-	free(ids.ids);
 	return rc;
-}
-
-/* Walk 3: the connections that need a person's attention, wherever they
- * are in the id order: parked (the peer does not read, or the application
- * does not drain), failed, or with threads blocked. The ATTENTION_MAX of
- * them parked longest (failed ones first) go on every page of /status, so
- * the page can lead with them. The array is allocated before the walk. */
-#define ATTENTION_MAX 16
-
-struct attnwalk {
-	struct tlsq_conn_info *info;
-	size_t n;
-};
-
-static uint64_t attn_rank(const struct tlsq_conn_info *ci)
-{
-	return ci->state == TLSQ_STATE_FAILED ? UINT64_MAX : ci->parked_ms + 1;
-}
-
-static void attnwalk_one(struct tlsq_conn *c, void *arg)
-{
-	struct attnwalk *w = arg;
-	struct tlsq_conn_info ci;
-	tlsq__conn_fill_info(c, &ci);
-	if (!ci.send_parked && !ci.recv_parked && ci.state != TLSQ_STATE_FAILED)
-		return;
-	size_t slot = w->n;
-	if (w->n == ATTENTION_MAX) { /* full: replace the least urgent if c is more */
-		slot = 0;
-		for (size_t i = 1; i < w->n; i++)
-			if (attn_rank(&w->info[i]) < attn_rank(&w->info[slot]))
-				slot = i;
-		if (attn_rank(&ci) <= attn_rank(&w->info[slot]))
-			return;
-	} else {
-		w->n++;
-	}
-	w->info[slot] = ci;
-}
-
-static int cmp_attn(const void *a, const void *b)
-{
-	uint64_t x = attn_rank(a), y = attn_rank(b);
-	return x > y ? -1 : x < y;
-}
-
-static int json_attention(const tlsq__status_view *v, struct evbuffer *out)
-{
-	struct attnwalk w = {.info = malloc(ATTENTION_MAX * sizeof *w.info)};
-	if (!w.info) {
-		evbuffer_add(out, "[]", 2);
-		return TLSQ_ENOMEM;
-	}
-	tlsq__conn_foreach(v->engine, v->epoch, attnwalk_one, &w);
-	qsort(w.info, w.n, sizeof *w.info, cmp_attn);
-	evbuffer_add(out, "[", 1);
-	json_conn_items(w.info, w.n, out);
-	evbuffer_add(out, "]", 1);
-	free(w.info);
-	return 0;
 }
 
 /* The engine's failed handshakes: counts by reason, the recent ones newest
@@ -462,19 +574,24 @@ static void json_certs(const tlsq__status_view *v, struct evbuffer *out)
 }
 
 /* see status.h */
-int tlsq__status_json(const tlsq__status_view *v, uint64_t offset, uint64_t limit,
-                      struct evbuffer *out)
+int tlsq__status_json(const tlsq__status_view *v, const tlsq__status_query *q, struct evbuffer *out)
 {
+	struct pass w = {0};
+	int rc = run_pass(v, q, &w);
 	evbuffer_add_printf(out, "{\"engine\":");
 	json_engine(v, out);
 	evbuffer_add_printf(out, ",\"failures\":");
 	json_failures(v, out);
 	evbuffer_add_printf(out, ",\"certificates\":");
 	json_certs(v, out);
-	evbuffer_add_printf(out, ",\"attention\":");
-	int arc = json_attention(v, out);
-	evbuffer_add_printf(out, ",\"connections\":");
-	int rc = json_conns(v, offset, limit, out);
+	evbuffer_add_printf(out, ",\"attention\":[");
+	topn_items(&w.attn, out);
+	evbuffer_add_printf(out, "],\"connections\":");
+	if (rc == 0)
+		rc = json_conns(v, q, &w, out);
+	else
+		evbuffer_add(out, "null", 4);
 	evbuffer_add(out, "}\n", 2);
-	return rc ? rc : arc;
+	pass_free(&w);
+	return rc;
 }

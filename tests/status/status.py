@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """The HTTP status endpoint, checked from outside with real clients.
 
-usage: status.py TOOLS_DIR [numbers|endpoints|token|promtool|page|trouble|demo|abuse ...]
+usage: status.py TOOLS_DIR [numbers|endpoints|token|promtool|page|trouble|demo|abuse|scale ...]
 
 - demo: while tlsq-demo runs, /status shows 2 x clients open connections
   whose counters agree with each other and with /metrics, and never exceed
@@ -718,6 +718,152 @@ def _(procs):
         s.close()
     if rc != 0 or b"result               OK" not in demo.stdout():
         raise AssertionError(f"the demo failed after the abuse: exit {rc}")
+
+
+def metric_series(text):
+    """The series of a /metrics page (name and labels, no values)."""
+    return {line.rsplit(" ", 1)[0] for line in text.splitlines() if line and line[0] != "#"}
+
+
+def curl_times(url, path, runs=5):
+    """curl's time_total for GET path, runs times: sorted seconds, and the
+    size of the last body."""
+    times, size = [], 0
+    for _ in range(runs):
+        r = subprocess.run(["curl", "-sS", "--max-time", "30", "-o", "/dev/null", "-w",
+                            "%{http_code} %{time_total} %{size_download}", url + path],
+                           capture_output=True, text=True, timeout=60)
+        code, t, size = r.stdout.split()
+        if code != "200":
+            raise AssertionError(f"curl {path}: {code}")
+        times.append(float(t))
+    return sorted(times), int(size)
+
+
+SCALE = int(os.environ.get("TLSQ_STATUS_SCALE", "3000"))
+
+
+@only("scale", f"scale: {SCALE:,} connections: /status lists the 100 most interesting, paging "
+      "covers each once, /metrics constant-size, bad parameters 400, timed")
+def _(procs):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 20000), hard))  # for tlsq-echo too
+    echo, url, port = start_echo(procs)
+    clients = []
+
+    def nconns():
+        return json.loads(http(url, "/status?limit=0")[2])["connections"]["total"]
+
+    try:
+        for _ in range(3):
+            clients.append(tls_client(port))
+        wait_for(lambda: nconns() == 3, "3 connections listed")
+        small = http(url, "/metrics")[2].decode()
+        t0 = time.monotonic()
+        while len(clients) < SCALE:
+            clients.append(tls_client(port))
+        opened = time.monotonic() - t0
+        wait_for(lambda: nconns() == SCALE, f"{SCALE} connections listed", timeout=120)
+        print(f"      {SCALE - 3} TLS connections opened in {opened:.1f} s", flush=True)
+        ports = {c.getsockname()[1]: c for c in clients}
+
+        # Interest: the busiest three by bytes (echoed, so both ways), then
+        # the newest; then a peer that stops reading goes first (parked).
+        busy = [clients[10], clients[20], clients[30]]
+        for i, c in enumerate(busy):
+            payload = os.urandom(1000 * (i + 1))
+            if echo_roundtrip(c, payload) != payload:
+                raise AssertionError("echo differs")
+
+        def top():
+            return json.loads(http(url, "/status")[2])
+        wanted = [c.getsockname()[1] for c in reversed(busy)]
+        doc = wait_for(lambda: (d := top()) and [int(i["peer"].rsplit(":", 1)[1])
+                                                  for i in d["connections"]["items"][:3]]
+                       == wanted and d, "the busiest three to lead /status")
+        conns = doc["connections"]
+        items = conns["items"]
+        if (conns["order"], conns["total"], conns["limit"], conns["count"], len(items)) != \
+                ("interest", SCALE, 100, 100, 100):
+            raise AssertionError("default /status: " + json.dumps(
+                {k: v for k, v in conns.items() if k != "items"}))
+        rest = [i["id"] for i in items[3:]]
+        if rest != sorted(rest, reverse=True) or any(i["bytes_sent"] for i in items[3:]):
+            raise AssertionError("after the busy ones, /status is not the newest idle first")
+        big = json.loads(http(url, "/status?limit=1000")[2])["connections"]
+        if big["count"] != 1000 or len(big["items"]) != 1000:
+            raise AssertionError(f"limit=1000 gave {big['count']}")
+        idle_ids = sorted(i["id"] for i in big["items"][3:])
+        if rest != sorted(idle_ids, reverse=True)[:97]:
+            raise AssertionError("the newest idle ones are not the highest ids of all")
+
+        stuck = clients[40]
+        blast(stuck, 64 << 20)  # never reads the echo: tlsq-echo's send side parks
+        sport = stuck.getsockname()[1]
+        wait_for(lambda: (i := top()["connections"]["items"][0])["send_parked"] and
+                 i["peer"].endswith(f":{sport}"), "the parked connection to lead /status")
+
+        # Every connection exactly once over the pages in id order.
+        seen = []
+        for off in range(0, SCALE + 1000, 1000):
+            page = json.loads(http(url, f"/status?order=id&offset={off}&limit=1000")[2])
+            page = page["connections"]
+            ids = [i["id"] for i in page["items"]]
+            if ids != sorted(ids) or page["total"] != SCALE or page["order"] != "id":
+                raise AssertionError(f"page at {off}: total {page['total']}, not in id order")
+            seen += page["items"]
+        got = [int(i["peer"].rsplit(":", 1)[1]) for i in seen]
+        if len(got) != SCALE or set(got) != set(ports) or len({i["id"] for i in seen}) != SCALE:
+            raise AssertionError(f"paging gave {len(got)} items, {len(set(got))} distinct, of "
+                                 f"{SCALE} connections")
+        one = seen[1234 % SCALE]
+        doc = json.loads(http(url, f"/status?conn={one['id']}")[2])["connections"]
+        if doc["count"] != 1 or doc["items"][0]["peer"] != one["peer"]:
+            raise AssertionError(f"?conn={one['id']}: {doc['count']} items")
+        doc = json.loads(http(url, f"/status?conn={seen[-1]['id'] + 10**9}")[2])["connections"]
+        if doc["count"] != 0 or doc["items"]:
+            raise AssertionError("?conn= of no connection listed one")
+
+        # /metrics: the same series with 3 and with SCALE connections.
+        large = http(url, "/metrics")[2].decode()
+        if metric_series(small) != metric_series(large):
+            raise AssertionError("/metrics series differ with more connections: " +
+                                 str(metric_series(small) ^ metric_series(large)))
+        if len(large) > len(small) + 512:
+            raise AssertionError(f"/metrics grew from {len(small)} to {len(large)} bytes")
+
+        for q in ("limit=1001", "limit=-1", "limit=", "limit=1e3", "offset=x", "offset=-5",
+                  "order=bytes", "conn=abc", "conn=1&limit=5", "order=interest&offset=100",
+                  "page=2", "offset=99999999999999999999"):
+            code, _, body = http(url, "/status?" + q)
+            text = body.decode()
+            if code != 400 or text.count("\n") != 1 or not text.endswith("\n") or len(text) > 100:
+                raise AssertionError(f"/status?{q}: {code} {text!r}, wanted 400 and one line")
+
+        # Time what the page loads, at this scale.
+        report = []
+        for path in ("/", "/status", "/status?limit=1000", "/status?order=id&offset=0&limit=100",
+                     "/metrics"):
+            times, size = curl_times(url, path)
+            report.append((path, times, size))
+            print(f"      {path:40s} {size:8d} bytes  time_total min {times[0] * 1000:.1f} ms,"
+                  f" median {times[len(times) // 2] * 1000:.1f} ms", flush=True)
+        for path, times, _ in report:
+            if path in ("/", "/status", "/metrics") and times[0] > 1.0:
+                raise AssertionError(f"{path} took {times[0]:.2f} s at best with {SCALE} "
+                                     "connections")
+        dom = page_dom(url + "/", 1280, 900)  # headless Chromium
+        m = re.search(r'id="range">showing 100 of ([0-9,]+) \(the most interesting', dom)
+        if not m or int(m.group(1).replace(",", "")) != SCALE:
+            raise AssertionError("the page does not say 'showing 100 of N': " +
+                                 str(re.search(r'id="range">[^<]*', dom)))
+        # A clean exit with every connection still open (sanitizers report at exit).
+        echo.p.send_signal(signal.SIGTERM)
+        if echo.wait(120) != 0:
+            raise AssertionError(f"tlsq-echo exited {echo.p.returncode} on SIGTERM")
+    finally:
+        for c in clients:
+            c.close()
 
 
 shutil.rmtree(TMP, ignore_errors=True)
