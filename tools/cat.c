@@ -250,7 +250,6 @@ int main(int argc, char **argv)
 	tlsq_tls_free(tls);
 	tlsq_engine_free(e);
 	free(addr);
-	free((char *)co.engine.status_addr);
-	free(co.tls.pins);
+	tool_common_fini(&co);
 	return status;
 }

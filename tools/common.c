@@ -235,6 +235,15 @@ static int ms_arg(const char *what, const char *s, long min)
 	return (int)tool_parse_long(what, s, min, 86400000L);
 }
 
+void tool_common_fini(struct tool_common *co)
+{
+	free((char *)co->engine.status_addr);
+	free(co->tls.pins);
+	for (int i = 0; i < co->tls.nsni; i++)
+		free((char *)co->tls.sni[i].names); /* CERT and KEY point into it */
+	free(co->tls.sni);
+}
+
 void tool_common_option(struct tool_common *co, int opt, const char *arg, char *const argv[])
 {
 	tlsq_engine_config *e = &co->engine;

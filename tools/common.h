@@ -129,6 +129,8 @@ void tool_common_init(struct tool_common *co);
  * errors.
  */
 void tool_common_option(struct tool_common *co, int opt, const char *arg, char *const argv[]);
+/* Frees what tool_common_option allocated (--status, --pin, --sni-cert). */
+void tool_common_fini(struct tool_common *co);
 
 /* Prints "prog (tlsq) X.Y.Z", the crypto library and AES-NI: yes|no. */
 void tool_print_version(FILE *out);

@@ -286,7 +286,6 @@ int main(int argc, char **argv)
 	tlsq_listener_free(l);
 	tlsq_engine_free(e);
 	free(addr);
-	free((char *)co.engine.status_addr);
-	free(co.tls.pins);
+	tool_common_fini(&co);
 	return 0;
 }

@@ -527,7 +527,6 @@ int main(int argc, char **argv)
 	tlsq_engine_free(px.engine);
 	tlsq_tls_free(px.up_tls);
 	free(addr);
-	free((char *)co.engine.status_addr);
-	free(co.tls.pins);
+	tool_common_fini(&co);
 	return 0;
 }
