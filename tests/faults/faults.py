@@ -116,7 +116,9 @@ class Client:
 
         def waiter():
             self.p.p.wait()
-            self.exit_at = time.monotonic()
+            at = time.monotonic()
+            self.p.join_pumps()  # its last words are in err before exit_at is seen
+            self.exit_at = at
         threading.Thread(target=waiter, daemon=True).start()
         self.more(data, close)
 

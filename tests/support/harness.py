@@ -86,7 +86,16 @@ class Proc:
             pass
 
     def wait(self, timeout=30.0):
-        return self.p.wait(timeout=timeout)
+        """Waits for the child to exit and for its pipes to be read to the
+        end: what it printed last is in out/err when this returns (the
+        pump threads may still be reading when the child has exited)."""
+        rc = self.p.wait(timeout=timeout)
+        self.join_pumps()
+        return rc
+
+    def join_pumps(self, timeout=10.0):
+        for t in self.pumps:
+            t.join(timeout)
 
     def kill(self):
         if self.p.poll() is None:
