@@ -3,8 +3,10 @@
  * rxq.c - the rx side of the queues: one producer (the IO task), many
  * consumers (application threads). Common parts and tx are in queue.c.
  *
- * Who may call what concurrently: tlsq__rxq_push_sp and tlsq__rxq_room_sp
- * from one producer at a time; tlsq__rxq_pop_mc, tlsq__rxq_pop_held_mc,
+ * Who may call what concurrently: tlsq__rxq_push_sp, tlsq__rxq_push_last_sp,
+ * tlsq__rxq_push_batch_sp, tlsq__rxq_signal_sp, tlsq__rxq_owed_bytes_sp
+ * and tlsq__rxq_room_sp from one producer at a time (`owed` and
+ * `owed_bytes` are that producer's own); tlsq__rxq_pop_mc, tlsq__rxq_pop_held_mc,
  * tlsq__rxq_release_mc, tlsq__rxq_unpop_mc and tlsq__rxq_ready from any
  * number of threads.
  *
@@ -137,7 +139,9 @@ static int rx_push(tlsq__queue *q, tlsq__buf *b, size_t charge, int *was_empty, 
 		q->owed_bytes += bytes;
 		return TLSQ_OK;
 	}
-	q->owed = 0; /* this wake-up pays for the batched ones too */
+	if (q->owed) /* this wake-up pays for the batched ones too */
+		tlsq__count(&q->stats.wakeups_saved, q->owed);
+	q->owed = 0;
 	q->owed_bytes = 0;
 	rx_wake(q);
 	return TLSQ_OK;

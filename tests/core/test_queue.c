@@ -434,7 +434,17 @@ static void test_rx_batched_push_is_poppable_before_the_signal(void **state)
 	tlsq__buf *b = rx_pop(&q, NULL);
 	assert_int_equal(tlsq__buf_len(b), 9);
 	tlsq__buf_free(b);
+	/* A plain push pays what was owed: every entry is counted once, as a
+	 * wake-up sent or saved (nobody waited here). */
+	assert_int_equal(rx_batch(&q, 3), 1);
+	assert_int_equal(rx(&q, 4), 0);
+	assert_int_equal(tlsq__rxq_owed_bytes_sp(&q), 0);
 	tlsq__rxq_signal_sp(&q);
+	assert_int_equal(tlsq__counter_get(&q.stats.wakeups_sent) +
+	                     tlsq__counter_get(&q.stats.wakeups_saved),
+	                 3);
+	tlsq__buf_free(rx_pop(&q, NULL));
+	tlsq__buf_free(rx_pop(&q, NULL));
 }
 
 static void test_tx_pop_wait_wakes_on_the_push_that_makes_the_queue_non_empty(void **state)
