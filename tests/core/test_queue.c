@@ -54,16 +54,29 @@ static void tx_pop_release(tlsq__queue *qq, size_t len)
 	tlsq__buf_free(b);
 }
 
-static int rx(tlsq__queue *qq, size_t len)
+typedef int rx_push_fn(tlsq__queue *, tlsq__buf *, size_t, int *);
+
+/* Pushes len bytes with `push`: was_empty, or the error (b freed). */
+static int rx_with(rx_push_fn *push, tlsq__queue *qq, size_t len)
 {
 	int was_empty = -1;
 	tlsq__buf *b = qt_buf(len, (unsigned char)len);
-	int rc = tlsq__rxq_push_sp(qq, b, 0, &was_empty);
+	int rc = push(qq, b, 0, &was_empty);
 	if (rc != TLSQ_OK) {
 		tlsq__buf_free(b);
 		return rc;
 	}
 	return was_empty;
+}
+
+static int rx(tlsq__queue *qq, size_t len)
+{
+	return rx_with(tlsq__rxq_push_sp, qq, len);
+}
+
+static int rx_batch(tlsq__queue *qq, size_t len)
+{
+	return rx_with(tlsq__rxq_push_batch_sp, qq, len);
 }
 
 static tlsq__buf *rx_pop(tlsq__queue *qq, int *unpark)
@@ -371,18 +384,6 @@ static void test_rx_pop_waits_on_empty_queue_and_wakes_on_push(void **state)
 	assert_int_equal(atomic_load(&p.rc), TLSQ_OK);
 	assert_int_equal(tlsq__buf_len(p.b), 7);
 	tlsq__buf_free(p.b);
-}
-
-static int rx_batch(tlsq__queue *qq, size_t len)
-{
-	int was_empty = -1;
-	tlsq__buf *b = qt_buf(len, (unsigned char)len);
-	int rc = tlsq__rxq_push_batch_sp(qq, b, 0, &was_empty);
-	if (rc != TLSQ_OK) {
-		tlsq__buf_free(b);
-		return rc;
-	}
-	return was_empty;
 }
 
 /* The IO task's batched delivery (issue 16): entries are poppable at once,
