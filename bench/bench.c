@@ -466,11 +466,12 @@ static int write_json(const char *path, struct result res[][NPEERS], const int *
 	        "  \"options\": {\"runs\": %d, \"bulk_bytes\": %llu, \"duration_s\": %g, "
 	        "\"round_trips\": %llu, \"duplex_bytes\": %llu, \"connections\": %llu, "
 	        "\"idle_connections\": %llu, \"w7_connections\": %llu, \"w7_active\": %llu, "
-	        "\"w7_seconds\": %g},\n  \"results\": [\n",
+	        "\"w7_seconds\": %g, \"produce\": %s},\n  \"results\": [\n",
 	        o->runs, (unsigned long long)o->bulk, o->duration,
 	        (unsigned long long)o->round_trips, (unsigned long long)o->duplex,
 	        (unsigned long long)o->conns[5], (unsigned long long)o->conns[6],
-	        (unsigned long long)o->conns[7], (unsigned long long)o->w7_active, o->w7_secs);
+	        (unsigned long long)o->conns[7], (unsigned long long)o->w7_active, o->w7_secs,
+	        o->produce ? "true" : "false");
 	int first = 1;
 	for (int w = 1; w <= BENCH_NWORK; w++)
 		for (int i = 0; i < NPEERS; i++) {
@@ -546,6 +547,11 @@ static void usage(FILE *f)
 	    "                            descriptors per process: as root tlsq-bench raises\n"
 	    "                            the hard limit itself, else ulimit -Hn must allow it\n"
 	    "      --w7-seconds S        W7 traffic phase (default 3)\n"
+	    "      --produce             W1/W4: the sender writes each 16 KiB piece into a\n"
+	    "                            buffer before sending it (copied from the pool, as\n"
+	    "                            an application that makes its bytes: read(2), a\n"
+	    "                            serialiser); tlsq-zc writes it into the buffer it\n"
+	    "                            hands over. Default: senders pass the pool itself\n"
 	    "      --slow F              multiply every run's deadline by F (default 1; for\n"
 	    "                            valgrind: bench/callgrind.py)\n"
 	    "  -h, --help                this text\n"
@@ -624,7 +630,7 @@ static int peer_index(const char *t)
 static void parse_args(int argc, char **argv, struct bench_opts *o, int *want_w, int *want_p,
                        const char **json)
 {
-	enum { O_BULK = 1000, O_DUR, O_RT, O_DUP, O_CONN, O_IDLE, O_SLOW, O_W7N, O_W7S };
+	enum { O_BULK = 1000, O_DUR, O_RT, O_DUP, O_CONN, O_IDLE, O_SLOW, O_W7N, O_W7S, O_PROD };
 	static const struct option lo[] = {
 	    {"workloads", required_argument, NULL, 'w'},
 	    {"peers", required_argument, NULL, 'p'},
@@ -642,6 +648,7 @@ static void parse_args(int argc, char **argv, struct bench_opts *o, int *want_w,
 	    {"slow", required_argument, NULL, O_SLOW},
 	    {"w7-conns", required_argument, NULL, O_W7N},
 	    {"w7-seconds", required_argument, NULL, O_W7S},
+	    {"produce", no_argument, NULL, O_PROD},
 	    {NULL, 0, NULL, 0},
 	};
 	int ch;
@@ -699,6 +706,9 @@ static void parse_args(int argc, char **argv, struct bench_opts *o, int *want_w,
 			break;
 		case O_W7S:
 			o->w7_secs = strtod(optarg, NULL);
+			break;
+		case O_PROD:
+			o->produce = 1;
 			break;
 		case 'h':
 			usage(stdout);

@@ -73,6 +73,7 @@ struct bench_opts {
 	double w7_secs;                  /* W7: seconds of traffic */
 	double duration;
 	double slow; /* --slow: every run's deadline multiplied by this (valgrind) */
+	int produce; /* --produce: W1/W4 senders write each piece into a buffer first */
 	int runs;
 };
 
