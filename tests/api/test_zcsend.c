@@ -225,6 +225,10 @@ static void test_msg_send_queues_the_bytes_as_stream_data_without_a_header(void 
 	assert_int_equal(tlsq_conn_info(p.client, &ci), TLSQ_OK);
 	assert_int_equal(ci.bytes_sent, 11);
 	assert_int_equal(ci.msgs_sent, 0);
+	/* receiving stays message mode only: a stream lends instead */
+	void *mm = &mm;
+	assert_int_equal(tlsq_msg_recv(p.server, &mm, 0), TLSQ_EINVAL);
+	assert_null(mm);
 	ts_pair_close(&p);
 }
 
