@@ -4,7 +4,7 @@
 
 usage: bench/callgrind.py [--bench PATH] [--bytes 64m] [--peers tlsq,wolfssl]
                           [--top 25] [--keep DIR] [--json FILE] [--vector-copies]
-                          [-w W3 [--round-trips 3200]]
+                          [-w W3 [--round-trips 3200]] [--produce]
 
 Runs tlsq-bench's W1 (bulk one way in 16 KiB writes) under
 valgrind --tool=callgrind for each peer, twice: once with --bytes (64 MiB) and
@@ -21,6 +21,11 @@ bytes, per GB (1e9 bytes). Prints, from that same difference:
 
 -w W3 does the same for the 64-byte ping-pong: --round-trips (3,200) minus
 200 round trips, both processes, in Ir per round trip.
+
+--peers takes any tlsq-bench peer, tlsq-zc (tlsq's zero-copy calls) included;
+the first one is the base of the ratios. --produce passes tlsq-bench's
+--produce (W1's sender writes each piece into a buffer first, so that a
+zero-copy send has a copy to save: docs/benchmarks.md, "Zero-copy calls").
 
 Instruction counts are nearly independent of the machine's load, unlike
 MB/s; they count user-space instructions only: the kernel's side (syscalls,
@@ -63,14 +68,14 @@ def parse_size(s):
         m.group(2).lower()]
 
 
-def run_callgrind(bench, peer, workload, amount, outdir):
+def run_callgrind(bench, peer, workload, amount, outdir, extra=()):
     """Runs W1 (amount: bytes) or W3 (amount: round trips) under callgrind;
     returns {"server": file, "client": file}."""
     tag = f"{peer}-{amount}"
     pattern = os.path.join(outdir, f"cg.{tag}.%p")
     size = ["--bulk-bytes", str(amount)] if workload == "W1" else ["--round-trips", str(amount)]
     cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={pattern}",
-           bench, "--runs", "1", "-w", workload, "-p", peer, *size, "--slow", "30"]
+           bench, "--runs", "1", "-w", workload, "-p", peer, *size, "--slow", "30", *extra]
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     out, err = p.communicate()
     if p.returncode != 0:
@@ -205,6 +210,8 @@ def main():
                     help="memcpy without rep movsb (see the description)")
     ap.add_argument("-w", "--workload", choices=("W1", "W3"), default="W1")
     ap.add_argument("--round-trips", type=int, default=3200, help="W3: the large run")
+    ap.add_argument("--produce", action="store_true",
+                    help="W1: tlsq-bench --produce (senders write each piece into a buffer)")
     a = ap.parse_args()
     a.bytes = a.bytes // 16384 * 16384
     if a.vector_copies:
@@ -230,8 +237,9 @@ def main():
     for peer in peers:
         print(f"callgrind: {a.workload} {peer}, {lo} and {hi} {what} ...", file=sys.stderr,
               flush=True)
-        small = run_callgrind(a.bench, peer, a.workload, lo, outdir)
-        large = run_callgrind(a.bench, peer, a.workload, hi, outdir)
+        extra = ["--produce"] if a.produce else []
+        small = run_callgrind(a.bench, peer, a.workload, lo, outdir, extra)
+        large = run_callgrind(a.bench, peer, a.workload, hi, outdir, extra)
         fig[peer] = {}
         for side in ("client", "server"):
             t0, f0 = functions(small[side])
