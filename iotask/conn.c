@@ -137,6 +137,10 @@ void tlsq__conn_unref(struct tlsq_conn *c)
 	tlsq__peer_free(atomic_load(&c->peer_cert));
 	tlsq__peer_free(c->peer_pending);
 	tlsq_tls_free(c->tls);
+	free(c->error_reason);
+	free(c->verify_reason);
+	free(c->sni);
+	free(c->peer_subject);
 	free(c);
 	tlsq__engine_unref(e);
 }
@@ -152,14 +156,30 @@ void tlsq__conn_release(struct tlsq_conn *c)
 }
 
 /* see iotask.h */
+int tlsq__str_set(char **dst, const char *fmt, ...)
+{
+	char s[256];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(s, sizeof s, fmt, ap);
+	va_end(ap);
+	free(*dst);
+	*dst = strdup(s);
+	return *dst ? TLSQ_OK : TLSQ_ENOMEM;
+}
+
+/* see iotask.h */
 void tlsq__conn_fail(struct tlsq_conn *c, int err, const char *fmt, ...)
 {
 	if (atomic_load(&c->error) != 0)
 		return;
+	char reason[256];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(c->error_reason, sizeof c->error_reason, fmt, ap);
+	vsnprintf(reason, sizeof reason, fmt, ap);
 	va_end(ap);
+	/* NULL when out of memory: the code still says what failed. */
+	c->error_reason = strdup(reason);
 	/* Senders fail at once; receivers first drain what was delivered.
 	 * Both queues before the error: whoever sees the error and then calls
 	 * recv finds the end (or data still to come), never "would block"
@@ -456,8 +476,11 @@ void tlsq__conn_fill_info(struct tlsq_conn *c, struct tlsq_conn_info *info)
 		memcpy(info->cipher, c->cipher, sizeof info->cipher);
 		memcpy(info->group, c->group, sizeof info->group);
 		memcpy(info->alpn, c->alpn, sizeof info->alpn);
-		memcpy(info->sni, c->sni, sizeof info->sni);
-		memcpy(info->peer_subject, c->peer_subject, sizeof info->peer_subject);
+		if (c->sni)
+			snprintf(info->sni, sizeof info->sni, "%s", c->sni);
+		if (c->peer_subject)
+			snprintf(info->peer_subject, sizeof info->peer_subject, "%s",
+			         c->peer_subject);
 		info->resumed = c->resumed;
 	}
 	info->bytes_sent = tlsq__counter_get(&c->bytes_sent);
@@ -483,8 +506,8 @@ void tlsq__conn_fill_info(struct tlsq_conn *c, struct tlsq_conn_info *info)
 		info->parked_ms = now > since ? now - since : 0;
 	}
 	info->error = tlsq__conn_error_code(c);
-	if (info->error)
-		memcpy(info->error_reason, c->error_reason, sizeof info->error_reason);
+	if (info->error && c->error_reason)
+		snprintf(info->error_reason, sizeof info->error_reason, "%s", c->error_reason);
 	/* The peer's certificate, from the snapshot published at the handshake
 	 * (tls.c; immutable once published, acquire pairs with its release). */
 	const tlsq__peer *p = atomic_load_explicit(&c->peer_cert, memory_order_acquire);

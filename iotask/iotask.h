@@ -236,9 +236,13 @@ struct tlsq_conn {
 	_Atomic int tx_idle;     /* 1: nothing queued, nothing unsent */
 	_Atomic int send_parked, recv_parked;
 	_Atomic uint64_t parked_since_ms;
-	char error_reason[256];
+	/* The long strings are allocated when set (issue 18: 1 KiB of fixed
+	 * arrays on every idle connection); NULL reads as "". error_reason is
+	 * written before the error is stored and never changes after. */
+	char *error_reason;
 	char peer[64];
-	char version[16], cipher[64], group[32], alpn[64], sni[256], peer_subject[256];
+	char version[16], cipher[64], group[32], alpn[64];
+	char *sni, *peer_subject;
 	int resumed;
 	tlsq__counter bytes_sent, bytes_received, msgs_sent, msgs_received;
 	tlsq__counter tls_bytes_sent, tls_bytes_received, records_sent, records_received;
@@ -273,7 +277,7 @@ struct tlsq_conn {
 	int notify_flushed;         /* our close_notify reached the kernel */
 	int finished;               /* socket and TLS released */
 	int in_read;                /* inside wolfSSL_read: output is control */
-	char verify_reason[256];    /* the verify callback's first failure (peercert.c) */
+	char *verify_reason;        /* the verify callback's first failure (peercert.c), or NULL */
 	tlsq__peer *peer_pending;   /* the chain as the verify callback saw it (peercert.c) */
 	int notify_built;           /* our close_notify is in c->out: send nothing after it */
 	unsigned char first_in[24]; /* the peer's first bytes, to name a non-TLS peer */
@@ -379,6 +383,9 @@ void tlsq__conn_rx_end_now(struct tlsq_conn *c);
  * nothing decrypted waits to be handed over (tlsq__conn_fail: a receiver
  * that sees the error then finds the queue ended, not empty). */
 void tlsq__conn_rx_end_if_idle(struct tlsq_conn *c);
+/* Sets *dst to a new string made from fmt (printf-style), freeing the old
+ * one; on failure leaves *dst NULL and returns TLSQ_ENOMEM. */
+int tlsq__str_set(char **dst, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Records the first fatal error (IO thread only), printf-style reason. */
 void tlsq__conn_fail(struct tlsq_conn *c, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
