@@ -248,14 +248,34 @@ void tlsq__conn_pollfd_signal(struct tlsq_conn *c)
 		eventfd_write(fd, 1);
 }
 
+/* see iotask.h */
+struct event *tlsq__conn_event(struct tlsq_conn *c, int which)
+{
+	struct event_base *base = c->io->base;
+	switch (which) {
+	case TLSQ__EV_WRITE:
+		if (c->ev_write == NULL)
+			c->ev_write =
+			    event_new(base, c->fd, EV_WRITE | EV_PERSIST, conn_ev_write, c);
+		return c->ev_write;
+	case TLSQ__EV_TIMER:
+		if (c->ev_timer == NULL)
+			c->ev_timer = evtimer_new(base, conn_ev_timer, c);
+		return c->ev_timer;
+	default:
+		if (c->ev_cont == NULL)
+			c->ev_cont = event_new(base, -1, 0, conn_ev_cont, c);
+		return c->ev_cont;
+	}
+}
+
 /* IO thread: link into the thread's list and start. */
 static void conn_adopt(struct tlsq_conn *c)
 {
 	tlsq__iothread *io = c->io;
+	/* ev_write, ev_timer and ev_cont come when first needed
+	 * (tlsq__conn_event): most idle connections never need two of them. */
 	c->ev_read = event_new(io->base, c->fd, EV_READ | EV_PERSIST, conn_ev_read, c);
-	c->ev_write = event_new(io->base, c->fd, EV_WRITE | EV_PERSIST, conn_ev_write, c);
-	c->ev_timer = evtimer_new(io->base, conn_ev_timer, c);
-	c->ev_cont = event_new(io->base, -1, 0, conn_ev_cont, c);
 	/* RCU-style publish: fields first, then the link (release). */
 	struct tlsq_conn *head = atomic_load_explicit(&io->conns, memory_order_relaxed);
 	atomic_store_explicit(&c->next, head, memory_order_relaxed);
@@ -265,7 +285,7 @@ static void conn_adopt(struct tlsq_conn *c)
 	atomic_store_explicit(&io->conns, c, memory_order_release);
 	atomic_fetch_add(&io->nconns, 1);
 	c->registered = 1;
-	if (!c->ev_read || !c->ev_write || !c->ev_timer || !c->ev_cont) {
+	if (!c->ev_read) {
 		tlsq__conn_fail(c, TLSQ_ENOMEM, "out of memory registering the connection");
 		return;
 	}

@@ -251,9 +251,11 @@ struct tlsq_conn {
 	/* ---- IO task only ---- */
 	int fd;
 	tlsq__tls_ssl *ssl;
-	struct tlsq__cred *cred; /* the credentials ssl was made from (profile.c) */
-	struct event *ev_read, *ev_write, *ev_timer;
-	struct event *ev_cont;     /* fd-less: activated to continue after a yield */
+	struct tlsq__cred *cred;   /* the credentials ssl was made from (profile.c) */
+	struct event *ev_read;     /* from registration to the end */
+	struct event *ev_write;    /* made when first needed (tlsq__conn_event) */
+	struct event *ev_timer;    /* made when a deadline is set, freed when none is */
+	struct event *ev_cont;     /* fd-less, made on the first yield: continues after it */
 	struct evbuffer *in, *out; /* ciphertext */
 	int reading, writing;      /* which events are armed */
 	int read_drained;          /* the last read found the socket empty */
@@ -343,6 +345,11 @@ void tlsq__conn_unref(struct tlsq_conn *c);
  * to finish and drops the handle's reference. Once per connection; any
  * thread. */
 void tlsq__conn_release(struct tlsq_conn *c);
+/* IO thread: c's write, timer or continue event, made on first use (an
+ * idle connection keeps only its read event: issue 18); NULL when out of
+ * memory. */
+enum { TLSQ__EV_WRITE, TLSQ__EV_TIMER, TLSQ__EV_CONT };
+struct event *tlsq__conn_event(struct tlsq_conn *c, int which);
 /* IO thread: handles requests and drives the state machine. */
 void tlsq__conn_run(struct tlsq_conn *c);
 /* state.c (IO thread): the state machine and its event entry points. */
