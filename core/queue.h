@@ -24,8 +24,9 @@
  * Credits: tx credits are given back by the IO task with tlsq__txq_release_sc
  * once the bytes are inside TLS; rx credits go back when a consumer pops.
  *
- * rx ring memory is allocated on first push (tx needs none), so an idle
- * connection's queues cost only the struct.
+ * The rx ring (its head and tail with their cache-line padding, and its
+ * slots) is one block allocated on first push (tx needs none), so a
+ * queue that never carried data costs only the struct.
  *
  * End of queue: tlsq__queue_end(q, code) lets consumers drain what is queued
  * and then get `code` (0 = clean end, negative = error). tlsq__queue_close(q,
@@ -54,18 +55,23 @@
 #include "stats.h"
 #include "wait.h"
 
-typedef struct tlsq__queue {
+/* The rx ring: ck_ring's cursors, then its slots, in one block. */
+typedef struct tlsq__ring {
 	ck_ring_t ring;
-	_Atomic(ck_ring_buffer_t *) slots; /* lazily allocated */
-	unsigned nslots;                   /* power of two */
-	uint64_t budget;                   /* bytes */
-	_Atomic uint64_t reserved;         /* bytes | entries << 40 */
-	tlsq__ec data_ec;                  /* consumers wait here */
-	tlsq__ec space_ec;                 /* producers wait here */
-	_Atomic int end;                   /* 0 open, 1 ended (drain first), 2 closed */
-	_Atomic int end_code;              /* what consumers get after the end */
-	_Atomic(tlsq__buf *) carry;        /* rx: put-back entries (linked by qnext), taken first */
-	_Atomic int producer_parked;       /* rx: the IO task stopped for lack of room */
+	ck_ring_buffer_t slot[];
+} tlsq__ring;
+
+typedef struct tlsq__queue {
+	_Atomic(tlsq__ring *) slots; /* rx: allocated by the first push, then kept */
+	unsigned nslots;             /* power of two */
+	uint64_t budget;             /* bytes */
+	_Atomic uint64_t reserved;   /* bytes | entries << 40 */
+	tlsq__ec data_ec;            /* consumers wait here */
+	tlsq__ec space_ec;           /* producers wait here */
+	_Atomic int end;             /* 0 open, 1 ended (drain first), 2 closed */
+	_Atomic int end_code;        /* what consumers get after the end */
+	_Atomic(tlsq__buf *) carry;  /* rx: put-back entries (linked by qnext), taken first */
+	_Atomic int producer_parked; /* rx: the IO task stopped for lack of room */
 	_Atomic uint32_t waiting_producers;
 	_Atomic uint32_t waiting_consumers;
 	tlsq__qstats stats;

@@ -173,9 +173,9 @@ static tlsq__buf *rx_take(tlsq__queue *q, int *unpark, int *held)
 		}
 		return b;
 	}
-	ck_ring_buffer_t *s = atomic_load_explicit(&q->slots, memory_order_acquire);
+	tlsq__ring *s = atomic_load_explicit(&q->slots, memory_order_acquire);
 	void *p;
-	if (s == NULL || !ck_ring_dequeue_spmc(&q->ring, s, &p))
+	if (s == NULL || !ck_ring_dequeue_spmc(&s->ring, s->slot, &p))
 		return NULL;
 	TSAN_ACQUIRE(p);
 	b = p;
