@@ -317,7 +317,7 @@ int tlsq_key_update(tlsq_conn *c)
 	int st = atomic_load_explicit(&c->state, memory_order_acquire);
 	if (st != TLSQ_STATE_OPEN && st != TLSQ_STATE_RECV_CLOSED)
 		return st > TLSQ_STATE_OPEN ? TLSQ_ECLOSED : TLSQ_EINVAL;
-	if (strcmp(c->version, "TLSv1.3") != 0)
+	if (c->version == NULL || strcmp(c->version, "TLSv1.3") != 0)
 		return TLSQ_EINVAL;
 	tlsq__conn_request(c, TLSQ__REQ_KEY_UPDATE);
 	return TLSQ_OK;

@@ -139,6 +139,7 @@ void tlsq__conn_unref(struct tlsq_conn *c)
 	tlsq_tls_free(c->tls);
 	free(c->error_reason);
 	free(c->verify_reason);
+	free(c->alpn);
 	free(c->sni);
 	free(c->peer_subject);
 	free(c);
@@ -491,11 +492,12 @@ void tlsq__conn_fill_info(struct tlsq_conn *c, struct tlsq_conn_info *info)
 	info->state = (tlsq_state)st;
 	info->close_phase = (tlsq_close_phase)atomic_load(&c->close_phase);
 	memcpy(info->peer, c->peer, sizeof info->peer);
-	if (st >= TLSQ_STATE_OPEN && c->version[0]) {
-		memcpy(info->version, c->version, sizeof info->version);
-		memcpy(info->cipher, c->cipher, sizeof info->cipher);
-		memcpy(info->group, c->group, sizeof info->group);
-		memcpy(info->alpn, c->alpn, sizeof info->alpn);
+	if (st >= TLSQ_STATE_OPEN && c->version && c->version[0]) {
+		snprintf(info->version, sizeof info->version, "%s", c->version);
+		snprintf(info->cipher, sizeof info->cipher, "%s", c->cipher);
+		snprintf(info->group, sizeof info->group, "%s", c->group);
+		if (c->alpn)
+			snprintf(info->alpn, sizeof info->alpn, "%s", c->alpn);
 		if (c->sni)
 			snprintf(info->sni, sizeof info->sni, "%s", c->sni);
 		if (c->peer_subject)

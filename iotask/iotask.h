@@ -236,13 +236,15 @@ struct tlsq_conn {
 	_Atomic int tx_idle;     /* 1: nothing queued, nothing unsent */
 	_Atomic int send_parked, recv_parked;
 	_Atomic uint64_t parked_since_ms;
-	/* The long strings are allocated when set (issue 18: 1 KiB of fixed
-	 * arrays on every idle connection); NULL reads as "". error_reason is
-	 * written before the error is stored and never changes after. */
+	/* No fixed arrays for strings (issue 18: they were 1.2 KiB of every
+	 * idle connection): version, cipher and group point at wolfSSL's
+	 * static names, the others are allocated when set. NULL reads as "".
+	 * error_reason is written before the error is stored and never
+	 * changes after. */
 	char *error_reason;
 	char peer[64];
-	char version[16], cipher[64], group[32], alpn[64];
-	char *sni, *peer_subject;
+	const char *version, *cipher, *group;
+	char *alpn, *sni, *peer_subject;
 	int resumed;
 	tlsq__counter bytes_sent, bytes_received, msgs_sent, msgs_received;
 	tlsq__counter tls_bytes_sent, tls_bytes_received, records_sent, records_received;

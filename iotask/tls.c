@@ -527,19 +527,21 @@ void tlsq__tls_publish(struct tlsq_conn *c)
 {
 	WOLFSSL *ssl = ssl_of(c);
 	const char *v = wolfSSL_get_version(ssl);
-	snprintf(c->version, sizeof c->version, "%s", v ? v : "");
+	/* version, cipher and group names are wolfSSL's constants (tables
+	 * and literals in ssl.c/internal.c), valid for the whole process. */
+	c->version = v ? v : "";
 	c->tls13 = wolfSSL_version(ssl) == TLS1_3_VERSION;
 	unsigned short cs = (unsigned short)wolfSSL_get_current_cipher_suite(ssl);
 	const char *iana = wolfSSL_get_cipher_name_iana_from_suite((byte)(cs >> 8), (byte)cs);
 	if (iana == NULL)
 		iana = wolfSSL_get_cipher_name(ssl);
-	snprintf(c->cipher, sizeof c->cipher, "%s", iana ? iana : "");
+	c->cipher = iana ? iana : "";
 	const char *g = wolfSSL_get_curve_name(ssl);
-	snprintf(c->group, sizeof c->group, "%s", g ? g : "");
+	c->group = g ? g : "";
 	char *p = NULL;
 	unsigned short plen = 0;
 	if (wolfSSL_ALPN_GetProtocol(ssl, &p, &plen) == WOLFSSL_SUCCESS && p)
-		snprintf(c->alpn, sizeof c->alpn, "%.*s", (int)plen, p);
+		tlsq__str_set(&c->alpn, "%.*s", (int)plen, p);
 	if (c->role == TLSQ_SERVER) {
 		void *sni = NULL;
 		word16 n = wolfSSL_SNI_GetRequest(ssl, WOLFSSL_SNI_HOST_NAME, &sni);
