@@ -55,25 +55,26 @@
  *   - wolfSSL 9,360 B: the WOLFSSL object (≈ 4.5 KiB: static IO buffers,
  *     options, handshake-hash state), its session, RNG, suites, TLS 1.3
  *     traffic keys both ways, kept extensions; the client end more (ticket);
- *   - tlsq 3,368 B with no traffic: struct tlsq_conn (≈ 1.6 KiB, the
- *     queues' heads inside it), its strings (SNI, peer subject), the two
- *     evbuffers, four libevent events, the peer's certificate snapshot
- *     (client end). 4,287 B while error_reason, verify_reason, sni and
- *     peer_subject were 256-byte arrays in the struct;
- *   - tlsq 36,120 B after traffic: the same plus the rx queue's ring,
+ *   - tlsq 2,558 B with no traffic: struct tlsq_conn (1,160 B, the
+ *     queues' heads inside it), its strings (SNI, ALPN, peer subject),
+ *     two evbuffers, the read event (the write event on the client, which
+ *     connected), the peer's certificate snapshot (client end). It was
+ *     4,287 B with fixed string arrays, four events made up front and the
+ *     rx ring's cursors in the struct;
+ *   - tlsq 35,469 B after traffic: the same plus the rx queue's ring,
  *     4096 slots x 8 B, allocated by the first received entry and kept.
  *   An idle connection holds no receive chunk (16.6 KiB: 20,960 B instead
  *   of 4,287 with its release taken out), no input chain (up to 128 KiB)
  *   and no staging buffer.
  */
 #ifndef IDLE_TLSQ_BOUND
-#define IDLE_TLSQ_BOUND 3584
+#define IDLE_TLSQ_BOUND 2816
 #endif
 #ifndef IDLE_WOLFSSL_BOUND
 #define IDLE_WOLFSSL_BOUND 9728
 #endif
 #ifndef IDLE_TLSQ_AFTER_TRAFFIC_BOUND
-#define IDLE_TLSQ_AFTER_TRAFFIC_BOUND 36352
+#define IDLE_TLSQ_AFTER_TRAFFIC_BOUND 35840
 #endif
 
 /* ---- wolfSSL's share: a counting allocator ---- */
