@@ -82,6 +82,7 @@ typedef struct tlsq__queue {
 	_Atomic int room_fd;           /* tx: eventfd readable while there is room (txroom.c), -1 */
 	_Atomic uint64_t room_want;    /* tx: the room it waits for, in bytes */
 	_Atomic int room_armed;        /* tx: 1 = cleared; the next room must signal */
+	unsigned trimmed_at;           /* rx, producer only: the ring's p_tail at the last trim */
 } tlsq__queue;
 
 /* budget >= 1 byte; nslots is rounded up to a power of two >= 4. */
@@ -216,6 +217,19 @@ void tlsq__rxq_release_mc(tlsq__queue *q, uint32_t charge, int *unpark);
  * entry it is about to put back (the put-back entry is then still popped).
  */
 void tlsq__rxq_unpop_mc(tlsq__queue *q, tlsq__buf *b);
+/*
+ * IO task (the producer), between pushes: if the ring is empty and at least
+ * a page of slots was written since the last trim, gives the slots' pages
+ * back to the kernel (madvise MADV_DONTNEED: they read as zeros and are
+ * faulted in again by the next pushes). Keeps an idle connection that had
+ * traffic from holding up to 32 KiB of touched slots (issue 18) at the
+ * cost of one madvise per 512 entries on a busy one. Consumers need
+ * nothing for it: an empty ring means every entry's credit went back after
+ * its dequeue, so c_head == p_tail; a consumer still inside a dequeue with
+ * an older c_head may read a zeroed slot, and its CAS on c_head fails.
+ * Returns 1 if it trimmed.
+ */
+int tlsq__rxq_trim_sp(tlsq__queue *q);
 /* 1 if a pop would not block (data, carry, or end), else 0. */
 int tlsq__rxq_ready(const tlsq__queue *q);
 

@@ -371,8 +371,13 @@ void tlsq__conn_step(struct tlsq_conn *c)
 		tlsq__conn_advance(c);
 	}
 	int st = atomic_load(&c->state);
-	if (st >= TLSQ_STATE_OPEN && !final_state(st))
+	if (st >= TLSQ_STATE_OPEN && !final_state(st)) {
 		step_open(c);
+		/* The rx ring's touched pages go back once it is empty (at most
+		 * one madvise per 512 entries): an idle connection that had
+		 * traffic keeps no 32 KiB of slots resident (issue 18). */
+		tlsq__rxq_trim_sp(&c->rxq);
+	}
 	if (atomic_load(&c->error) == 0)
 		update_idle(c);
 	tlsq__conn_advance(c);
