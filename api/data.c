@@ -24,7 +24,8 @@
  *
  * Message buffers have the layout of core/frame.h: data[0..4) the header,
  * data[4..4+len) the payload, tag = len. A zero-copy message pointer is
- * data + 4.
+ * data + 4. On a stream connection tlsq_msg_send queues the same buffer
+ * with rd = 4: one entry (so one send, never interleaved), no header.
  */
 #include <stddef.h>
 #include <string.h>
@@ -240,15 +241,30 @@ void tlsq_msg_free(void *msg)
 		tlsq__buf_free(msg_buf(msg));
 }
 
+/* A stream connection takes a message buffer as one send of its payload:
+ * the entry is data[4..4+len), the frame header stays unsent. The IO task
+ * sends data[rd..wr) of any entry, so it needs to know nothing about it. */
+static int stream_msg_send(struct tlsq_conn *c, tlsq__buf *b, int timeout_ms)
+{
+	if (b->tag == 0) { /* as tlsq_send(c, buf, 0): nothing to queue */
+		tlsq__buf_free(b);
+		return TLSQ_OK;
+	}
+	b->rd = MSG_OFF;
+	b->wr = (uint32_t)(b->tag + MSG_OFF);
+	return tx_push(c, b, timeout_ms);
+}
+
 /* see tlsq.h */
 int tlsq_msg_send(tlsq_conn *c, void *msg, int timeout_ms)
 {
-	int rc = conn_usable(c, TLSQ_MODE_MESSAGE);
-	if (rc)
-		return rc;
+	if (!c || atomic_load_explicit(&c->handle_freed, memory_order_relaxed))
+		return TLSQ_EINVAL;
 	if (!msg)
 		return TLSQ_EINVAL;
 	tlsq__buf *b = msg_buf(msg);
+	if (c->mode == TLSQ_MODE_STREAM)
+		return stream_msg_send(c, b, timeout_ms);
 	if (b->tag > c->engine->cfg.max_message)
 		return TLSQ_EMSGSIZE;
 	/* The caller may have reused a received buffer: reset the frame. */

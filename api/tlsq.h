@@ -726,9 +726,29 @@ TLSQ_API ssize_t tlsq_recv_msg(tlsq_conn *c, void *buf, size_t cap, int timeout_
 /*
  * Zero-copy messages. tlsq_msg_alloc returns a buffer of `len` bytes to fill
  * (NULL if out of memory or len > 2^32-5). tlsq_msg_send hands it to the
- * connection: on TLSQ_OK tlsq owns it; on failure the caller still owns it.
+ * connection: on TLSQ_OK tlsq owns it; on failure the caller still owns it
+ * (unchanged: send it again, or release it with tlsq_msg_free).
  * tlsq_msg_recv gives the next message's buffer to the caller, who releases
  * it with tlsq_msg_free. tlsq_msg_len gives a buffer's length.
+ *
+ * tlsq_msg_send on a message connection sends one message (at most
+ * max_message: TLSQ_EMSGSIZE). Returns TLSQ_OK, TLSQ_EMSGSIZE, TLSQ_EINVAL
+ * (NULL arguments), or the errors of tlsq_send.
+ *
+ * tlsq_msg_send on a STREAM connection is a zero-copy tlsq_send: the
+ * buffer's tlsq_msg_len bytes are queued as stream data (no header), as
+ * ONE send, with every rule of tlsq_send: all or nothing, never interleaved
+ * with another call's bytes (G1), the same tx_budget (a buffer larger than
+ * tx_budget waits for an empty queue and is then admitted whole; max_message
+ * does not apply), the same timeouts and the same errors (TLSQ_EAGAIN,
+ * TLSQ_ETIMEDOUT, TLSQ_ECLOSED when closed, aborted, freed or after
+ * tlsq_shutdown_send, even while blocked, or the connection's sticky
+ * error). A 0-byte buffer returns TLSQ_OK and queues nothing (tlsq takes the
+ * buffer), as tlsq_send of 0 bytes returns 0. The saving is the copy
+ * tlsq_send makes into a buffer of its own: it pays when the application
+ * writes its bytes into the buffer in the first place (docs/benchmarks.md,
+ * "Zero-copy calls"). tlsq_msg_recv is message mode only: a stream receives
+ * without a copy with tlsq_recv_lend.
  */
 TLSQ_API void *tlsq_msg_alloc(size_t len);
 TLSQ_API int tlsq_msg_send(tlsq_conn *c, void *msg, int timeout_ms);

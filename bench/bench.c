@@ -53,11 +53,21 @@
 #include "tlsq.h"
 
 #define MAXRUNS 25
-#define NPEERS  5
+#define NPEERS  6
+#define ZC      5 /* all_peers[ZC]: tlsq-zc, with ratios of its own */
 #define NMETRIC 9 /* the most figures a workload has, its CPU figure included */
 
-static const struct bench_peer *const all_peers[NPEERS] = {&bench_tlsq, &bench_tcp, &bench_wolfssl,
-                                                           &bench_openssl, &bench_nng};
+static const struct bench_peer *const all_peers[NPEERS] = {
+    &bench_tlsq, &bench_tcp, &bench_wolfssl, &bench_openssl, &bench_nng, &bench_tlsq_zc};
+
+/* The ratio columns: tlsq against every other peer, then tlsq-zc against
+ * every other peer but tlsq (that one is tlsq/tlsq-zc, inverted). */
+static int ratio_col(int base, int i, const int *want_p)
+{
+	if (!want_p[base] || !want_p[i] || i == base)
+		return 0;
+	return base == 0 || i != 0;
+}
 
 static const struct workload {
 	const char *name, *what;
@@ -359,12 +369,14 @@ static void print_table(struct result res[][NPEERS], const int *want_w, const in
 		if (want_p[i])
 			printf(" %11s", all_peers[i]->name);
 	printf(" ");
-	for (int i = 1; i < NPEERS; i++)
-		if (want_p[i] && want_p[0]) {
-			char h[24];
-			snprintf(h, sizeof h, "tlsq/%s", all_peers[i]->name);
-			printf(" %12s", h);
-		}
+	for (int base = 0; base <= ZC; base += ZC)
+		for (int i = 0; i < NPEERS; i++)
+			if (ratio_col(base, i, want_p)) {
+				char h[24];
+				snprintf(h, sizeof h, "%s/%s", all_peers[base]->name,
+				         all_peers[i]->name);
+				printf(" %*s", base ? 16 : 12, h);
+			}
 	printf("\n");
 	for (int w = 1; w <= BENCH_NWORK; w++) {
 		if (!want_w[w])
@@ -389,16 +401,19 @@ static void print_table(struct result res[][NPEERS], const int *want_w, const in
 					print_value(r->med[m]);
 			}
 			printf(" ");
-			struct result *t = &res[w][0];
-			for (int i = 1; i < NPEERS; i++) {
-				if (!want_p[i] || !want_p[0])
-					continue;
-				struct result *r = &res[w][i];
-				if (t->n == 0 || r->n == 0 || r->status != B_OK ||
-				    t->status != B_OK || r->med[m] <= 0)
-					printf(" %12s", "-");
-				else
-					printf(" %11.2fx", t->med[m] / r->med[m]);
+			for (int base = 0; base <= ZC; base += ZC) {
+				struct result *t = &res[w][base];
+				int wd = base ? 16 : 12;
+				for (int i = 0; i < NPEERS; i++) {
+					if (!ratio_col(base, i, want_p))
+						continue;
+					struct result *r = &res[w][i];
+					if (t->n == 0 || r->n == 0 || r->status != B_OK ||
+					    t->status != B_OK || r->med[m] <= 0)
+						printf(" %*s", wd, "-");
+					else
+						printf(" %*.2fx", wd - 1, t->med[m] / r->med[m]);
+				}
 			}
 			printf("\n");
 		}
@@ -451,11 +466,12 @@ static int write_json(const char *path, struct result res[][NPEERS], const int *
 	        "  \"options\": {\"runs\": %d, \"bulk_bytes\": %llu, \"duration_s\": %g, "
 	        "\"round_trips\": %llu, \"duplex_bytes\": %llu, \"connections\": %llu, "
 	        "\"idle_connections\": %llu, \"w7_connections\": %llu, \"w7_active\": %llu, "
-	        "\"w7_seconds\": %g},\n  \"results\": [\n",
+	        "\"w7_seconds\": %g, \"produce\": %s},\n  \"results\": [\n",
 	        o->runs, (unsigned long long)o->bulk, o->duration,
 	        (unsigned long long)o->round_trips, (unsigned long long)o->duplex,
 	        (unsigned long long)o->conns[5], (unsigned long long)o->conns[6],
-	        (unsigned long long)o->conns[7], (unsigned long long)o->w7_active, o->w7_secs);
+	        (unsigned long long)o->conns[7], (unsigned long long)o->w7_active, o->w7_secs,
+	        o->produce ? "true" : "false");
 	int first = 1;
 	for (int w = 1; w <= BENCH_NWORK; w++)
 		for (int i = 0; i < NPEERS; i++) {
@@ -495,7 +511,8 @@ static void usage(FILE *f)
 {
 	fprintf(
 	    f,
-	    "Usage: tlsq-bench [--workloads W1,...,W7] [--peers tlsq,tcp,wolfssl,openssl,nng]\n"
+	    "Usage: tlsq-bench [--workloads W1,...,W7]\n"
+	    "                  [--peers tlsq,tcp,wolfssl,openssl,nng,tlsq-zc]\n"
 	    "                  [--runs N] [--json FILE] [--quick] [sizes...]\n\n"
 	    "Runs tlsq and its peers side by side on loopback: for each workload a server\n"
 	    "process and a client process, every byte hashed on both sides, each figure the\n"
@@ -503,15 +520,18 @@ static void usage(FILE *f)
 	    "within its deadline is reported as a hang. Peers: tcp (raw blocking TCP),\n"
 	    "wolfssl (naive blocking wolfSSL, the same build as tlsq, a mutex around each\n"
 	    "call), openssl (blocking OpenSSL 3, likewise), nng (NNG pair1 over tls+tcp,\n"
-	    "mbedTLS), tlsq (public API: stream mode, message mode for W2/W3). TLS 1.3 with\n"
-	    "AES-128-GCM (nng: what its mbedTLS offers), certificates not verified.\n"
+	    "mbedTLS), tlsq (public API: stream mode, message mode for W2/W3), tlsq-zc\n"
+	    "(tlsq with its zero-copy calls in W1 and W4: tlsq_msg_alloc + tlsq_msg_send,\n"
+	    "tlsq_recv_lend + tlsq_recv_release; also rated against each peer; not in the\n"
+	    "default list). TLS 1.3 with AES-128-GCM (nng: what its mbedTLS offers),\n"
+	    "certificates not verified.\n"
 	    "Every workload also reports the CPU time (user + system) of both processes\n"
 	    "per GB (W1, W4), per message (W2), per round trip (W3), per connection (W5, W6).\n\n"
 	    "  -w, --workloads LIST      W1 bulk MB/s, W2 messages/s, W3 ping-pong latency,\n"
 	    "                            W4 full duplex MB/s, W5 handshakes/s and KiB per\n"
 	    "                            connection, W6 idle connections, W7 100,000\n"
 	    "                            connections with 1%% busy (default W1-W6)\n"
-	    "  -p, --peers LIST          default tlsq,tcp,wolfssl,openssl,nng\n"
+	    "  -p, --peers LIST          default tlsq,tcp,wolfssl,openssl,nng; or tlsq-zc\n"
 	    "  -r, --runs N              runs per figure (default 3)\n"
 	    "  -j, --json FILE           also write the results as JSON\n"
 	    "  -q, --quick               small sizes: 64 MiB bulk, 1 s, 10,000 round trips,\n"
@@ -527,6 +547,11 @@ static void usage(FILE *f)
 	    "                            descriptors per process: as root tlsq-bench raises\n"
 	    "                            the hard limit itself, else ulimit -Hn must allow it\n"
 	    "      --w7-seconds S        W7 traffic phase (default 3)\n"
+	    "      --produce             W1/W4: the sender writes each 16 KiB piece into a\n"
+	    "                            buffer before sending it (copied from the pool, as\n"
+	    "                            an application that makes its bytes: read(2), a\n"
+	    "                            serialiser); tlsq-zc writes it into the buffer it\n"
+	    "                            hands over. Default: senders pass the pool itself\n"
 	    "      --slow F              multiply every run's deadline by F (default 1; for\n"
 	    "                            valgrind: bench/callgrind.py)\n"
 	    "  -h, --help                this text\n"
@@ -597,14 +622,15 @@ static int peer_index(const char *t)
 	for (int i = 0; i < NPEERS; i++)
 		if (strcmp(t, all_peers[i]->name) == 0)
 			return i;
-	fprintf(stderr, "tlsq-bench: unknown peer '%s' (tlsq, tcp, wolfssl, openssl, nng)\n", t);
+	fprintf(stderr,
+	        "tlsq-bench: unknown peer '%s' (tlsq, tcp, wolfssl, openssl, nng, tlsq-zc)\n", t);
 	return -1;
 }
 
 static void parse_args(int argc, char **argv, struct bench_opts *o, int *want_w, int *want_p,
                        const char **json)
 {
-	enum { O_BULK = 1000, O_DUR, O_RT, O_DUP, O_CONN, O_IDLE, O_SLOW, O_W7N, O_W7S };
+	enum { O_BULK = 1000, O_DUR, O_RT, O_DUP, O_CONN, O_IDLE, O_SLOW, O_W7N, O_W7S, O_PROD };
 	static const struct option lo[] = {
 	    {"workloads", required_argument, NULL, 'w'},
 	    {"peers", required_argument, NULL, 'p'},
@@ -622,6 +648,7 @@ static void parse_args(int argc, char **argv, struct bench_opts *o, int *want_w,
 	    {"slow", required_argument, NULL, O_SLOW},
 	    {"w7-conns", required_argument, NULL, O_W7N},
 	    {"w7-seconds", required_argument, NULL, O_W7S},
+	    {"produce", no_argument, NULL, O_PROD},
 	    {NULL, 0, NULL, 0},
 	};
 	int ch;
@@ -679,6 +706,9 @@ static void parse_args(int argc, char **argv, struct bench_opts *o, int *want_w,
 			break;
 		case O_W7S:
 			o->w7_secs = strtod(optarg, NULL);
+			break;
+		case O_PROD:
+			o->produce = 1;
 			break;
 		case 'h':
 			usage(stdout);
@@ -808,7 +838,7 @@ int main(int argc, char **argv)
 	o.conns[6] = 10000;
 	o.conns[7] = 100000;
 	o.w7_secs = 3.0;
-	int want_w[BENCH_NWORK + 1] = {0, 1, 1, 1, 1, 1, 1, 0}, want_p[NPEERS] = {1, 1, 1, 1, 1};
+	int want_w[BENCH_NWORK + 1] = {0, 1, 1, 1, 1, 1, 1, 0}, want_p[NPEERS] = {1, 1, 1, 1, 1, 0};
 	const char *json = NULL;
 	parse_args(argc, argv, &o, want_w, want_p, &json);
 	signal(SIGPIPE, SIG_IGN);
@@ -825,7 +855,8 @@ int main(int argc, char **argv)
 	run_all(res, want_w, want_p, &o);
 	print_table(res, want_w, want_p);
 	printf("\n(high) = higher is better, (low) = lower is better; the ratio is tlsq's median\n"
-	       "divided by the peer's, so for (low) metrics a ratio below 1 favours tlsq.\n"
+	       "divided by the peer's (tlsq-zc/peer: tlsq-zc's), so for (low) metrics a ratio\n"
+	       "below 1 favours tlsq.\n"
 	       "CPU = user + system time of both processes (all threads), per GB moved\n"
 	       "(W1, W4; GB = 1e9 bytes), per message (W2), per round trip (W3) or per\n"
 	       "connection (W5, W6), setup included.\n");
@@ -837,7 +868,8 @@ int main(int argc, char **argv)
 	 * TLS peer hanging in W4 is a finding, not a failure of the run. */
 	for (int w = 1; w <= BENCH_NWORK; w++)
 		for (int i = 0; i < NPEERS; i++)
-			if (res[w][i].status == B_FAIL || (res[w][i].status == B_HANG && i < 2))
+			if (res[w][i].status == B_FAIL ||
+			    (res[w][i].status == B_HANG && (i < 2 || i == ZC)))
 				bad = 1;
 	if (bad)
 		fprintf(stderr, "tlsq-bench: some runs failed (see above)\n");

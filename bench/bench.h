@@ -4,7 +4,7 @@
  *
  *   bench.c          orchestration: processes, deadlines, medians, table, JSON
  *   bench_work.c     the workloads W1-W7 and the byte hash
- *   bench_peers.c    the tcp and tlsq peers
+ *   bench_peers.c    the tcp, tlsq and tlsq-zc peers
  *   bench_naive.c    what the naive blocking TLS peers share (no TLS headers)
  *   bench_wolfssl.c  the wolfssl peer (only wolfSSL headers)
  *   bench_openssl.c  the openssl peer (only OpenSSL headers)
@@ -51,9 +51,20 @@ struct bench_peer {
 	 * (POLLIN) while received data waits on `c` (tlsq_conn_pollfd, the
 	 * socket for the others). NULL: the peer does not run W7. */
 	int (*pollfd)(void *c);
+	/* Optional zero-copy calls (tlsq-zc), used by W1 and W4 instead of
+	 * send and recv when set. send_buf gives a buffer of `len` bytes that
+	 * the workload fills and hands over with send_zc (which takes it, on
+	 * failure too). lend gives the next received bytes in place (> 0, 0 at
+	 * the end, < 0 on error) with a token that release gives back, all
+	 * `len` bytes of it consumed. */
+	void *(*send_buf)(size_t len);
+	int (*send_zc)(void *c, void *buf);
+	ssize_t (*lend)(void *c, const void **data, void **token);
+	void (*release)(void *token, size_t len);
 };
 
-extern const struct bench_peer bench_tcp, bench_tlsq, bench_wolfssl, bench_openssl, bench_nng;
+extern const struct bench_peer bench_tcp, bench_tlsq, bench_tlsq_zc, bench_wolfssl, bench_openssl,
+    bench_nng;
 
 struct bench_opts {
 	uint64_t bulk, duplex, round_trips;
@@ -62,6 +73,7 @@ struct bench_opts {
 	double w7_secs;                  /* W7: seconds of traffic */
 	double duration;
 	double slow; /* --slow: every run's deadline multiplied by this (valgrind) */
+	int produce; /* --produce: W1/W4 senders write each piece into a buffer first */
 	int runs;
 };
 

@@ -277,3 +277,55 @@ const struct bench_peer bench_tlsq = {
     .version = q_version,
     .pollfd = q_pollfd,
 };
+
+/* ------------------------------------------------------------------------ */
+/* Peer: tlsq-zc (tlsq with the zero-copy calls in W1 and W4)                */
+/* ------------------------------------------------------------------------ */
+
+/* The tlsq peer, except that W1 and W4 send with tlsq_msg_alloc +
+ * tlsq_msg_send (stream mode) and receive with tlsq_recv_lend +
+ * tlsq_recv_release. W2/W3 (message mode) are the tlsq peer's. */
+
+static void *z_send_buf(size_t len)
+{
+	return tlsq_msg_alloc(len);
+}
+
+static int z_send_zc(void *c, void *buf)
+{
+	if (tlsq_msg_send(c, buf, -1) == TLSQ_OK)
+		return 0;
+	tlsq_msg_free(buf); /* refused: still ours */
+	return -1;
+}
+
+static ssize_t z_lend(void *c, const void **data, void **token)
+{
+	ssize_t n = tlsq_recv_lend(c, (tlsq_chunk **)token, data, -1);
+	return n >= 0 ? n : -1;
+}
+
+static void z_release(void *token, size_t consumed)
+{
+	tlsq_recv_release(token, consumed);
+}
+
+const struct bench_peer bench_tlsq_zc = {
+    .name = "tlsq-zc",
+    .init = q_init,
+    .listen = q_listen,
+    .accept = q_accept,
+    .connect = q_connect,
+    .connect_start = q_connect_start,
+    .connect_wait = q_connect_wait,
+    .send = q_send,
+    .recv = q_recv,
+    .shutdown = q_shutdown,
+    .close = q_close,
+    .version = q_version,
+    .pollfd = q_pollfd,
+    .send_buf = z_send_buf,
+    .send_zc = z_send_zc,
+    .lend = z_lend,
+    .release = z_release,
+};

@@ -155,6 +155,56 @@ static int recv_full(const struct bench_peer *p, void *c, void *buf, size_t n)
 	return 0;
 }
 
+/*
+ * Bulk receive and send, through the peer's zero-copy calls when it has them
+ * (tlsq-zc). The workload does the same work for every peer: it hashes what
+ * it received where the bytes are (the caller's buffer, or the lent chunk),
+ * and it makes each piece it sends. By default a copying peer sends from the
+ * pool itself (its send copies it into the library) and a zero-copy peer
+ * gets it copied from the pool into the buffer it hands over, as an
+ * application that has its bytes in memory would do: a zero-copy send saves
+ * nothing then (one copy either way). With --produce every sender first
+ * writes the piece into a buffer (a copy from the pool standing for read(2)
+ * or a serialiser): a copying peer into its own buffer, which its send then
+ * copies again, a zero-copy peer into the buffer it hands over. A lend saves
+ * the receive copy either way. docs/benchmarks.md, "Zero-copy calls".
+ */
+static ssize_t bulk_recv(const struct bench_peer *p, void *c, unsigned char *buf, size_t cap,
+                         struct hasher *x)
+{
+	if (!p->lend) {
+		ssize_t n = p->recv(c, buf, cap);
+		if (n > 0)
+			hash_add(x, buf, (size_t)n);
+		return n;
+	}
+	const void *data;
+	void *token;
+	ssize_t n = p->lend(c, &data, &token);
+	if (n > 0) {
+		hash_add(x, data, (size_t)n);
+		p->release(token, (size_t)n);
+	}
+	return n;
+}
+
+static int bulk_send(const struct bench_peer *p, void *c, const unsigned char *piece, size_t len,
+                     int produce)
+{
+	if (!p->send_zc && produce) {
+		static _Thread_local unsigned char own[CHUNK];
+		memcpy(own, piece, len);
+		return p->send(c, own, len);
+	}
+	if (!p->send_zc)
+		return p->send(c, piece, len);
+	void *m = p->send_buf(len);
+	if (!m)
+		return -1;
+	memcpy(m, piece, len);
+	return p->send_zc(c, m);
+}
+
 /* Receives everything until the peer ends the stream: bytes and hash. */
 static void drain(const struct bench_peer *p, void *c, struct bench_rep *r)
 {
@@ -162,10 +212,8 @@ static void drain(const struct bench_peer *p, void *c, struct bench_rep *r)
 	ssize_t n;
 	struct hasher x;
 	hash_init(&x);
-	while ((n = p->recv(c, buf, sizeof buf)) > 0) {
-		hash_add(&x, buf, (size_t)n);
+	while ((n = bulk_recv(p, c, buf, sizeof buf, &x)) > 0)
 		r->count += (uint64_t)n;
-	}
 	r->hash = hash_end(&x);
 	r->ok = n == 0;
 }
@@ -179,7 +227,7 @@ static void w1_client(const struct bench_peer *p, void *c, const struct bench_op
 	for (uint64_t sent = 0; sent < o->bulk; sent += CHUNK) {
 		const unsigned char *buf = bulk_piece(sent / CHUNK, 0);
 		hash_add(&x, buf, CHUNK);
-		if (p->send(c, buf, CHUNK) < 0)
+		if (bulk_send(p, c, buf, CHUNK, o->produce) < 0)
 			return;
 	}
 	r->hash = hash_end(&x);
@@ -309,7 +357,7 @@ struct duplex {
 	const struct bench_peer *p;
 	void *c;
 	uint64_t bytes, seed, hash_out, hash_in, got;
-	int ok_out, ok_in;
+	int ok_out, ok_in, produce;
 };
 
 static void *duplex_writer(void *arg)
@@ -320,7 +368,7 @@ static void *duplex_writer(void *arg)
 	for (uint64_t sent = 0; sent < d->bytes; sent += CHUNK) {
 		const unsigned char *buf = bulk_piece(sent / CHUNK, d->seed);
 		hash_add(&x, buf, CHUNK);
-		if (d->p->send(d->c, buf, CHUNK) < 0)
+		if (bulk_send(d->p, d->c, buf, CHUNK, d->produce) < 0)
 			return NULL;
 	}
 	d->hash_out = hash_end(&x);
@@ -335,10 +383,9 @@ static void *duplex_reader(void *arg)
 	struct hasher x;
 	hash_init(&x);
 	while (d->got < d->bytes) {
-		ssize_t n = d->p->recv(d->c, buf, 1 << 16);
+		ssize_t n = bulk_recv(d->p, d->c, buf, 1 << 16, &x);
 		if (n <= 0)
 			break;
-		hash_add(&x, buf, (size_t)n);
 		d->got += (uint64_t)n;
 	}
 	d->hash_in = hash_end(&x);
@@ -353,7 +400,7 @@ static void *duplex_reader(void *arg)
 static void w4_side(const struct bench_peer *p, void *c, const struct bench_opts *o, int client,
                     struct bench_rep *r)
 {
-	struct duplex d = {p, c, o->duplex, client ? 1 : 2, 0, 0, 0, 0, 0};
+	struct duplex d = {p, c, o->duplex, client ? 1 : 2, 0, 0, 0, 0, 0, o->produce};
 	pthread_t tw, tr;
 	uint64_t t0 = bench_now_ns();
 	pthread_create(&tr, NULL, duplex_reader, &d);

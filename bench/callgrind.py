@@ -4,6 +4,7 @@
 
 usage: bench/callgrind.py [--bench PATH] [--bytes 64m] [--peers tlsq,wolfssl]
                           [--top 25] [--keep DIR] [--json FILE] [--vector-copies]
+                          [-w W3 [--round-trips 3200]] [--produce]
 
 Runs tlsq-bench's W1 (bulk one way in 16 KiB writes) under
 valgrind --tool=callgrind for each peer, twice: once with --bytes (64 MiB) and
@@ -17,6 +18,14 @@ bytes, per GB (1e9 bytes). Prints, from that same difference:
   3. where tlsq's extra instructions go: the functions and groups (copies,
      libevent, tlsq's own code, wolfSSL, libc and locks, ...) whose Ir/GB
      differ most between tlsq and the naive peer.
+
+-w W3 does the same for the 64-byte ping-pong: --round-trips (3,200) minus
+200 round trips, both processes, in Ir per round trip.
+
+--peers takes any tlsq-bench peer, tlsq-zc (tlsq's zero-copy calls) included;
+the first one is the base of the ratios. --produce passes tlsq-bench's
+--produce (W1's sender writes each piece into a buffer first, so that a
+zero-copy send has a copy to save: docs/benchmarks.md, "Zero-copy calls").
 
 Instruction counts are nearly independent of the machine's load, unlike
 MB/s; they count user-space instructions only: the kernel's side (syscalls,
@@ -59,13 +68,14 @@ def parse_size(s):
         m.group(2).lower()]
 
 
-def run_callgrind(bench, peer, nbytes, outdir):
-    """Runs W1 under callgrind; returns {"server": file, "client": file}."""
-    tag = f"{peer}-{nbytes}"
+def run_callgrind(bench, peer, workload, amount, outdir, extra=()):
+    """Runs W1 (amount: bytes) or W3 (amount: round trips) under callgrind;
+    returns {"server": file, "client": file}."""
+    tag = f"{peer}-{amount}"
     pattern = os.path.join(outdir, f"cg.{tag}.%p")
+    size = ["--bulk-bytes", str(amount)] if workload == "W1" else ["--round-trips", str(amount)]
     cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={pattern}",
-           bench, "--runs", "1", "-w", "W1", "-p", peer, "--bulk-bytes", str(nbytes),
-           "--slow", "30"]
+           bench, "--runs", "1", "-w", workload, "-p", peer, *size, "--slow", "30", *extra]
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     out, err = p.communicate()
     if p.returncode != 0:
@@ -198,6 +208,10 @@ def main():
     ap.add_argument("--json", help="also write the figures as JSON")
     ap.add_argument("--vector-copies", action="store_true",
                     help="memcpy without rep movsb (see the description)")
+    ap.add_argument("-w", "--workload", choices=("W1", "W3"), default="W1")
+    ap.add_argument("--round-trips", type=int, default=3200, help="W3: the large run")
+    ap.add_argument("--produce", action="store_true",
+                    help="W1: tlsq-bench --produce (senders write each piece into a buffer)")
     a = ap.parse_args()
     a.bytes = a.bytes // 16384 * 16384
     if a.vector_copies:
@@ -209,14 +223,23 @@ def main():
     os.makedirs(outdir, exist_ok=True)
     for f in glob.glob(os.path.join(outdir, "cg.*")):
         os.unlink(f)
-    delta = a.bytes - SMALL
-    per_gb = 1e9 / delta
-    fig = {}  # peer -> side -> (Ir/GB, Counter of function Ir/GB)
+    if a.workload == "W1":
+        lo, hi, what = SMALL, a.bytes, "bytes"
+        per_gb = 1e9 / (hi - lo)
+        unit, scale, fmt = "G Ir/GB", 1e9, "8.2f"
+    else:
+        lo, hi, what = 200, a.round_trips, "round trips"
+        if hi <= lo:
+            sys.exit("callgrind.py: --round-trips must be more than 200")
+        per_gb = 1.0 / (hi - lo)  # "per GB" reads "per round trip" below
+        unit, scale, fmt = "Ir/round trip", 1.0, "8.0f"
+    fig = {}  # peer -> side -> (Ir/unit, Counter of function Ir/unit)
     for peer in peers:
-        print(f"callgrind: W1 {peer}, {SMALL} and {a.bytes} bytes ...", file=sys.stderr,
+        print(f"callgrind: {a.workload} {peer}, {lo} and {hi} {what} ...", file=sys.stderr,
               flush=True)
-        small = run_callgrind(a.bench, peer, SMALL, outdir)
-        large = run_callgrind(a.bench, peer, a.bytes, outdir)
+        extra = ["--produce"] if a.produce else []
+        small = run_callgrind(a.bench, peer, a.workload, lo, outdir, extra)
+        large = run_callgrind(a.bench, peer, a.workload, hi, outdir, extra)
         fig[peer] = {}
         for side in ("client", "server"):
             t0, f0 = functions(small[side])
@@ -227,12 +250,17 @@ def main():
             fig[peer][side] = ((t1 - t0) * per_gb, fns, copies)
 
     def gir(v):
-        return f"{v / 1e9:8.2f}"
+        return format(v / scale, fmt)
 
-    print(f"\nW1 one way, 16 KiB writes: ({a.bytes >> 20} MiB run) - (16 KiB run), "
-          "user-space instructions (Ir) per GB moved, in G Ir/GB; memcpy "
-          + ("without rep movsb (--vector-copies)" if a.vector_copies else
-             "as glibc runs it (rep movsb: 1 Ir per byte copied)"))
+    if a.workload == "W1":
+        print(f"\nW1 one way, 16 KiB writes: ({a.bytes >> 20} MiB run) - (16 KiB run), "
+              "user-space instructions (Ir) per GB moved, in G Ir/GB; memcpy "
+              + ("without rep movsb (--vector-copies)" if a.vector_copies else
+                 "as glibc runs it (rep movsb: 1 Ir per byte copied)"))
+    else:
+        print(f"\nW3 64-byte ping-pong: ({hi} round trips) - ({lo} round trips), user-space "
+              "instructions (Ir) per round trip; 'sender' is the client (pings), 'receiver' "
+              "the server (echoes)")
     print(f"{'peer':10} {'sender':>8} {'receiver':>8} {'both':>8}")
     for peer in peers:
         s, r = fig[peer]["client"][0], fig[peer]["server"][0]
@@ -243,7 +271,7 @@ def main():
         both = (sum(fig[base][x][0] for x in fig[base]) /
                 sum(fig[peer][x][0] for x in fig[peer]))
         print(f"{base + '/' + peer:10} {rs[0]:7.2f}x {rs[1]:7.2f}x {both:7.2f}x")
-    if not a.vector_copies:
+    if not a.vector_copies and a.workload == "W1":
         print("memcpy Ir per byte moved (= copies of each byte, rep movsb):")
         for peer in peers:
             c = [sum(v for (n, o), v in fig[peer][x][1].items()
@@ -251,7 +279,7 @@ def main():
             print(f"{peer:10} {c[0]:8.2f} {c[1]:8.2f} {c[0] + c[1]:8.2f}")
 
     for side, what in (("client", "sender"), ("server", "receiver")):
-        print(f"\nTop functions of {base}'s {what} (self, G Ir/GB; callgrind_annotate "
+        print(f"\nTop functions of {base}'s {what} (self, {unit}; callgrind_annotate "
               "--inclusive=no on the difference)")
         for (name, obj), v in fig[base][side][1].most_common(a.top):
             if v <= 0:
@@ -260,15 +288,15 @@ def main():
 
     for peer in peers:
         for side, what in (("client", "sender"), ("server", "receiver")):
-            print(f"\nmemcpy/memmove in {peer}'s {what}, by caller (G Ir/GB):")
+            print(f"\nmemcpy/memmove in {peer}'s {what}, by caller ({unit}):")
             for n, v in fig[peer][side][2].most_common(6):
-                if v < 0.005e9:
+                if v < 0.005 * scale:
                     break
                 print(f"  {gir(v)}  {n}")
 
     for peer in peers[1:]:
         print(f"\nWhere {base}'s extra instructions go, against {peer} "
-              "(G Ir/GB, sender + receiver)")
+              f"({unit}, sender + receiver)")
         groups = collections.defaultdict(lambda: [0.0, 0.0])
         fns = collections.defaultdict(lambda: [0.0, 0.0])
         for k, pr in enumerate((base, peer)):
@@ -278,19 +306,19 @@ def main():
                     fns[(short(name), obj)][k] += v
         print(f"  {'group':42} {base:>8} {peer:>8} {'extra':>8}")
         for g, (x, y) in sorted(groups.items(), key=lambda kv: kv[1][1] - kv[1][0]):
-            if abs(x - y) >= 0.005e9 or max(x, y) >= 0.05e9:
+            if abs(x - y) >= 0.005 * scale or max(x, y) >= 0.05 * scale:
                 print(f"  {g:42} {gir(x)} {gir(y)} {gir(x - y)}")
         tot = [sum(v[k] for v in groups.values()) for k in (0, 1)]
         print(f"  {'total':42} {gir(tot[0])} {gir(tot[1])} {gir(tot[0] - tot[1])}")
         print(f"  functions with the largest difference:")
         for (n, obj), (x, y) in sorted(fns.items(), key=lambda kv: kv[1][1] - kv[1][0])[:a.top]:
-            if x - y < 0.005e9:
+            if x - y < 0.005 * scale:
                 break
             print(f"  {gir(x)} {gir(y)} {gir(x - y)}  {n} [{obj}]")
 
     if a.json:
         with open(a.json, "w") as f:
-            json.dump({"bytes": a.bytes, "vector_copies": a.vector_copies, "peers": {
+            json.dump({"workload": a.workload, "unit": unit, "bytes": a.bytes, "vector_copies": a.vector_copies, "peers": {
                 pr: {side: {"ir_per_gb": fig[pr][side][0],
                             "copies_by_caller": dict(fig[pr][side][2].most_common(20)),
                             "functions": {f"{n} [{o}]": v for (n, o), v in

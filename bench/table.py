@@ -31,7 +31,11 @@ def main():
     peers = list(dict.fromkeys(r["peer"] for r in res))
     rows = list(dict.fromkeys((r["workload"], r["metric"]) for r in res))
     by = {(r["workload"], r["metric"], r["peer"]): r for r in res}
-    others = [p for p in peers if p != "tlsq"]
+    # ratio columns: tlsq/peer for every other peer, then (with tlsq-zc)
+    # tlsq-zc/peer for every peer but tlsq, as tlsq-bench prints them
+    cols = [("tlsq", p) for p in peers if p != "tlsq" and "tlsq" in peers]
+    cols += [("tlsq-zc", p) for p in peers
+             if p not in ("tlsq", "tlsq-zc") and "tlsq-zc" in peers]
 
     def cell(w, m, p):
         r = by.get((w, m, p))
@@ -39,23 +43,23 @@ def main():
             return "–"
         return fmt(r["median"]) if r["status"] == "ok" else r["status"]
 
-    def ratio(w, m, p):
-        t, r = by.get((w, m, "tlsq")), by.get((w, m, p))
+    def ratio(w, m, base, p):
+        t, r = by.get((w, m, base)), by.get((w, m, p))
         if not t or not r or t["status"] != "ok" or r["status"] != "ok" or not r["median"]:
             return "–"
         return f"{t['median'] / r['median']:.2f}x"
 
     def table(select):
         print("| | metric | " + " | ".join(peers) + " | "
-              + " | ".join(f"tlsq/{p}" for p in others) + " |")
-        print("|---|---|" + "---:|" * (len(peers) + len(others)))
+              + " | ".join(f"{b}/{p}" for b, p in cols) + " |")
+        print("|---|---|" + "---:|" * (len(peers) + len(cols)))
         for w, m in rows:
             if not select(m):
                 continue
             lb = by[(w, m, peers[0])]["lower_is_better"]
             print(f"| {w} | {m} ({'lower' if lb else 'higher'} is better) | "
                   + " | ".join(cell(w, m, p) for p in peers) + " | "
-                  + " | ".join(ratio(w, m, p) for p in others) + " |")
+                  + " | ".join(ratio(w, m, b, p) for b, p in cols) + " |")
 
     table(lambda m: not m.startswith("CPU"))
     print()

@@ -8,9 +8,10 @@
  *   tx: tlsq__txq_push_mpsc from any number of threads; tlsq__txq_pop_sc,
  *       tlsq__txq_pop_wait_sc and tlsq__txq_release_sc from one consumer
  *       (the IO task) at a time.
- *   rx: tlsq__rxq_push_sp and tlsq__rxq_room_sp from one producer (the IO
- *       task) at a time; tlsq__rxq_pop_mc and tlsq__rxq_unpop_mc from any
- *       number of threads.
+ *   rx: the pushes (tlsq__rxq_push_sp, _last_sp, _batch_sp), the batch's
+ *       signal and tlsq__rxq_room_sp from one producer (the IO task) at a
+ *       time; the pops, releases and tlsq__rxq_unpop_mc from any number of
+ *       threads (rxq.c).
  *   end, close, bytes, entries, ready, wait_drained: any thread, any time.
  *   init and fini: nobody else.
  *

@@ -83,6 +83,8 @@ typedef struct tlsq__queue {
 	_Atomic uint64_t room_want;    /* tx: the room it waits for, in bytes */
 	_Atomic int room_armed;        /* tx: 1 = cleared; the next room must signal */
 	unsigned trimmed_at;           /* rx, producer only: the ring's p_tail at the last trim */
+	uint32_t owed;                 /* rx, producer only: batched pushes not yet signalled */
+	uint64_t owed_bytes;           /* and their bytes */
 } tlsq__queue;
 
 /* budget >= 1 byte; nslots is rounded up to a power of two >= 4. */
@@ -182,6 +184,22 @@ int tlsq__rxq_push_sp(tlsq__queue *q, tlsq__buf *b, size_t charge, int *was_empt
  * producer hands over when it stops for good (engine stop): the queue then
  * holds more than its budget by at most those entries. */
 int tlsq__rxq_push_last_sp(tlsq__queue *q, tlsq__buf *b, size_t charge, int *was_empty);
+/*
+ * The same as tlsq__rxq_push_sp, but waiting consumers are not woken yet:
+ * the entry is poppable at once (a consumer that looks finds it), and the
+ * producer owes a wake-up that tlsq__rxq_signal_sp pays. The producer must
+ * call tlsq__rxq_signal_sp before it stops producing for now (the IO task:
+ * at the end of each receive pump), or a consumer asleep on an empty queue
+ * sleeps on while entries wait. One futex wake per batch instead of one per
+ * entry while the consumer keeps up with the producer (issue 16: W1's
+ * receiver woke 1.8 times per socket read). *was_empty is reported as by
+ * tlsq__rxq_push_sp, at once (the pollfd is not batched).
+ */
+int tlsq__rxq_push_batch_sp(tlsq__queue *q, tlsq__buf *b, size_t charge, int *was_empty);
+/* Wakes the consumers for the batched pushes, if any are owed. Producer. */
+void tlsq__rxq_signal_sp(tlsq__queue *q);
+/* Bytes pushed by tlsq__rxq_push_batch_sp and not yet signalled. Producer. */
+uint64_t tlsq__rxq_owed_bytes_sp(const tlsq__queue *q);
 /*
  * Consumers: takes the next entry (the carry first), waiting up to
  * timeout_ms. Returns TLSQ_OK with *out set, TLSQ_EAGAIN, TLSQ_ETIMEDOUT, the

@@ -3,8 +3,10 @@
  * rxq.c - the rx side of the queues: one producer (the IO task), many
  * consumers (application threads). Common parts and tx are in queue.c.
  *
- * Who may call what concurrently: tlsq__rxq_push_sp and tlsq__rxq_room_sp
- * from one producer at a time; tlsq__rxq_pop_mc, tlsq__rxq_pop_held_mc,
+ * Who may call what concurrently: tlsq__rxq_push_sp, tlsq__rxq_push_last_sp,
+ * tlsq__rxq_push_batch_sp, tlsq__rxq_signal_sp, tlsq__rxq_owed_bytes_sp
+ * and tlsq__rxq_room_sp from one producer at a time (`owed` and
+ * `owed_bytes` are that producer's own); tlsq__rxq_pop_mc, tlsq__rxq_pop_held_mc,
  * tlsq__rxq_release_mc, tlsq__rxq_unpop_mc and tlsq__rxq_ready from any
  * number of threads.
  *
@@ -47,19 +49,55 @@ uint64_t tlsq__rxq_room_sp(const tlsq__queue *q)
 	return q->budget - b;
 }
 
-static int rx_push(tlsq__queue *q, tlsq__buf *b, size_t charge, int *was_empty, int last);
+enum { PUSH_NOW, PUSH_LAST, PUSH_BATCH };
+
+static int rx_push(tlsq__queue *q, tlsq__buf *b, size_t charge, int *was_empty, int how);
 
 int tlsq__rxq_push_sp(tlsq__queue *q, tlsq__buf *b, size_t charge, int *was_empty)
 {
-	return rx_push(q, b, charge, was_empty, 0);
+	return rx_push(q, b, charge, was_empty, PUSH_NOW);
 }
 
 int tlsq__rxq_push_last_sp(tlsq__queue *q, tlsq__buf *b, size_t charge, int *was_empty)
 {
-	return rx_push(q, b, charge, was_empty, 1);
+	return rx_push(q, b, charge, was_empty, PUSH_LAST);
 }
 
-static int rx_push(tlsq__queue *q, tlsq__buf *b, size_t charge, int *was_empty, int last)
+int tlsq__rxq_push_batch_sp(tlsq__queue *q, tlsq__buf *b, size_t charge, int *was_empty)
+{
+	return rx_push(q, b, charge, was_empty, PUSH_BATCH);
+}
+
+static void rx_wake(tlsq__queue *q)
+{
+	tlsq__count(atomic_load(&q->waiting_consumers) ? &q->stats.wakeups_sent
+	                                               : &q->stats.wakeups_saved,
+	            1);
+	/* Always: a consumer between its failed pop and its wait has read the
+	 * count but may not be counted in waiting_consumers yet. Without a
+	 * flagged waiter this is one locked increment, no syscall. */
+	tlsq__ec_inc(&q->data_ec);
+}
+
+void tlsq__rxq_signal_sp(tlsq__queue *q)
+{
+	if (q->owed == 0)
+		return;
+	/* The entries were published before: a consumer woken here finds them
+	 * (and one that looked since took them without sleeping). */
+	if (q->owed > 1)
+		tlsq__count(&q->stats.wakeups_saved, q->owed - 1);
+	q->owed = 0;
+	q->owed_bytes = 0;
+	rx_wake(q);
+}
+
+uint64_t tlsq__rxq_owed_bytes_sp(const tlsq__queue *q)
+{
+	return q->owed_bytes;
+}
+
+static int rx_push(tlsq__queue *q, tlsq__buf *b, size_t charge, int *was_empty, int how)
 {
 	uint64_t bytes = charge ? charge : tlsq__buf_len(b), e;
 	int end, rc;
@@ -67,7 +105,7 @@ static int rx_push(tlsq__queue *q, tlsq__buf *b, size_t charge, int *was_empty, 
 		return TLSQ_EINVAL;
 	if ((end = atomic_load(&q->end)) != OPEN)
 		return tlsq__q_push_code(q, end);
-	if (last) {
+	if (how == PUSH_LAST) {
 		if (!tlsq__q_reserve_slot(q, bytes, &e))
 			return TLSQ_EAGAIN;
 	} else if (!tlsq__q_reserve(q, bytes, &e)) {
@@ -99,13 +137,16 @@ static int rx_push(tlsq__queue *q, tlsq__buf *b, size_t charge, int *was_empty, 
 	int empty = atomic_fetch_add(&q->unpopped, 1) == 0;
 	if (was_empty)
 		*was_empty = empty;
-	tlsq__count(atomic_load(&q->waiting_consumers) ? &q->stats.wakeups_sent
-	                                               : &q->stats.wakeups_saved,
-	            1);
-	/* Always: a consumer between its failed pop and its wait has read the
-	 * count but may not be counted in waiting_consumers yet. Without a
-	 * flagged waiter this is one locked increment, no syscall. */
-	tlsq__ec_inc(&q->data_ec);
+	if (how == PUSH_BATCH) {
+		q->owed++;
+		q->owed_bytes += bytes;
+		return TLSQ_OK;
+	}
+	if (q->owed) /* this wake-up pays for the batched ones too */
+		tlsq__count(&q->stats.wakeups_saved, q->owed);
+	q->owed = 0;
+	q->owed_bytes = 0;
+	rx_wake(q);
 	return TLSQ_OK;
 }
 

@@ -305,6 +305,7 @@ struct tlsq_conn {
 	unsigned char rec_hdr[5];  /* the last record header wolfSSL read */
 	unsigned char rec_body[2]; /* and the first bytes of its body */
 	int rec_body_len;
+	uint32_t tls_rx_need; /* ciphertext bytes wolfSSL's last WANT_READ asked for */
 };
 
 /* ---- iothread.c ---- */

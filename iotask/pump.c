@@ -29,7 +29,8 @@
 
 #define MAX_RECORD  16384
 #define RX_CHUNK    (MAX_RECORD + 256)
-#define WRITE_CALLS 64 /* socket writes per step (1-byte buffers would spin) */
+#define RX_BATCH    (64 * 1024) /* wake receivers at least every this many bytes */
+#define WRITE_CALLS 64          /* socket writes per step (1-byte buffers would spin) */
 
 /* see iotask.h */
 int tlsq__conn_can_send(const struct tlsq_conn *c)
@@ -206,8 +207,13 @@ int tlsq__sock_write(struct tlsq_conn *c)
 static int rx_deliver(struct tlsq_conn *c, int force)
 {
 	int was_empty = 0;
+	/* Batched: tlsq__pump_rx wakes the consumers once at its end, or
+	 * every RX_BATCH bytes (one futex wake per socket read, not per
+	 * record, while the application keeps up). */
 	int r = force ? tlsq__rxq_push_last_sp(&c->rxq, c->rx_hold, 0, &was_empty)
-	              : tlsq__rxq_push_sp(&c->rxq, c->rx_hold, 0, &was_empty);
+	              : tlsq__rxq_push_batch_sp(&c->rxq, c->rx_hold, 0, &was_empty);
+	if (r == TLSQ_OK && tlsq__rxq_owed_bytes_sp(&c->rxq) >= RX_BATCH)
+		tlsq__rxq_signal_sp(&c->rxq);
 	if (r == TLSQ_EAGAIN) {
 		park(c, &c->recv_parked, 1);
 		return 0;
@@ -410,6 +416,7 @@ int tlsq__pump_rx(struct tlsq_conn *c, int how)
 		tlsq__buf_free(c->rx_cur);
 		c->rx_cur = NULL;
 	}
+	tlsq__rxq_signal_sp(&c->rxq); /* what rx_deliver batched */
 	rx_maybe_end(c);
 	return progress;
 }

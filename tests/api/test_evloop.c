@@ -398,9 +398,15 @@ static void test_send_pollfd_room_above_the_budget_waits_for_an_empty_queue(void
 	assert_true(fd >= 0);
 	assert_true(readable(fd, 0)); /* empty */
 	unsigned char x = 1;
-	fill_until_eagain(p.client, fd);
+	uint64_t sent = fill_until_eagain(p.client, fd);
 	assert_false(readable(fd, 0));
-	struct drain d = {p.server, 0, 0, -99}; /* until the end */
+	/* The reader takes exactly what the fill sent, then stops: the 1 MiB
+	 * below can move only as far as the buffers on the way hold (the peer's
+	 * rx queue and cipher buffer, two 16 KiB socket buffers: ~100 KiB), so
+	 * far more than the 64 KiB budget stays queued however long this thread
+	 * is preempted (with a reader running, it was drained below the budget
+	 * before the next line on a loaded CI machine). */
+	struct drain d = {p.server, sent, 0, -99};
 	ts_thread t = ts_spawn(drain_thread, &d);
 	assert_true(readable(fd, 20000));
 	/* Nobody else sends: readable meant empty, so it still is. */
@@ -412,9 +418,15 @@ static void test_send_pollfd_room_above_the_budget_waits_for_an_empty_queue(void
 	/* The queue now holds more than its budget: no room for even 1 byte. */
 	assert_int_equal(tlsq_send(p.client, &x, 1, 0), TLSQ_EAGAIN);
 	assert_false(readable(fd, 0));
-	assert_int_equal(tlsq_shutdown_send(p.client), TLSQ_OK);
 	ts_join(t);
-	assert_int_equal(d.end, 0);
+	assert_int_equal(d.end, 1);
+	assert_int_equal(d.got, sent);
+	assert_int_equal(tlsq_shutdown_send(p.client), TLSQ_OK);
+	struct drain rest = {p.server, 0, 0, -99}; /* until the end */
+	t = ts_spawn(drain_thread, &rest);
+	ts_join(t);
+	assert_int_equal(rest.got, sizeof big);
+	assert_int_equal(rest.end, 0);
 	ts_pair_close(&p);
 }
 

@@ -57,16 +57,29 @@ static void tx_pop_release(tlsq__queue *qq, size_t len)
 	tlsq__buf_free(b);
 }
 
-static int rx(tlsq__queue *qq, size_t len)
+typedef int rx_push_fn(tlsq__queue *, tlsq__buf *, size_t, int *);
+
+/* Pushes len bytes with `push`: was_empty, or the error (b freed). */
+static int rx_with(rx_push_fn *push, tlsq__queue *qq, size_t len)
 {
 	int was_empty = -1;
 	tlsq__buf *b = qt_buf(len, (unsigned char)len);
-	int rc = tlsq__rxq_push_sp(qq, b, 0, &was_empty);
+	int rc = push(qq, b, 0, &was_empty);
 	if (rc != TLSQ_OK) {
 		tlsq__buf_free(b);
 		return rc;
 	}
 	return was_empty;
+}
+
+static int rx(tlsq__queue *qq, size_t len)
+{
+	return rx_with(tlsq__rxq_push_sp, qq, len);
+}
+
+static int rx_batch(tlsq__queue *qq, size_t len)
+{
+	return rx_with(tlsq__rxq_push_batch_sp, qq, len);
 }
 
 static tlsq__buf *rx_pop(tlsq__queue *qq, int *unpark)
@@ -441,6 +454,68 @@ static void test_rx_pop_waits_on_empty_queue_and_wakes_on_push(void **state)
 	tlsq__buf_free(p.b);
 }
 
+/* The IO task's batched delivery (issue 16): entries are poppable at once,
+ * but a consumer asleep on the empty queue is woken once, by the signal. */
+static void test_rx_batched_pushes_wake_a_sleeper_once_at_the_signal(void **state)
+{
+	(void)state;
+	tlsq__queue_init(&q, 100, 16);
+	struct popper p = {.q = &q, .timeout_ms = 20000};
+	pthread_t t = qt_spawn(pop_thread, &p);
+	assert_true(qt_wait_ge(&q.waiting_consumers, 1, QT_PROMPT_MS));
+	uint32_t seen = tlsq__ec_value(&q.data_ec);
+	assert_int_equal(rx_batch(&q, 5), 1); /* was_empty at once: the pollfd is not batched */
+	assert_int_equal(rx_batch(&q, 6), 0);
+	assert_int_equal(rx_batch(&q, 7), 0);
+	assert_int_equal(tlsq__rxq_owed_bytes_sp(&q), 18);
+	/* No wake-up yet: the count the sleeper waits on has not moved. */
+	assert_int_equal(tlsq__ec_value(&q.data_ec), seen);
+	assert_int_equal(atomic_load(&p.done), 0);
+	tlsq__rxq_signal_sp(&q);
+	assert_int_equal(tlsq__rxq_owed_bytes_sp(&q), 0);
+	assert_int_not_equal(tlsq__ec_value(&q.data_ec), seen);
+	assert_true(qt_wait_ge(&p.done, 1, QT_PROMPT_MS));
+	qt_join(t);
+	assert_int_equal(atomic_load(&p.rc), TLSQ_OK);
+	assert_int_equal(tlsq__buf_len(p.b), 5);
+	tlsq__buf_free(p.b);
+	for (size_t len = 6; len <= 7; len++) { /* in order, no wait */
+		tlsq__buf *b = rx_pop(&q, NULL);
+		assert_int_equal(tlsq__buf_len(b), len);
+		tlsq__buf_free(b);
+	}
+	/* One wake-up sent for three entries; a second signal owes nothing. */
+	assert_int_equal(tlsq__counter_get(&q.stats.wakeups_sent), 1);
+	assert_int_equal(tlsq__counter_get(&q.stats.wakeups_saved), 2);
+	uint32_t after = tlsq__ec_value(&q.data_ec);
+	tlsq__rxq_signal_sp(&q);
+	assert_int_equal(tlsq__ec_value(&q.data_ec), after);
+}
+
+/* A consumer that looks after a batched push finds the entry without any
+ * signal: batching delays only the wake-up of a sleeper. */
+static void test_rx_batched_push_is_poppable_before_the_signal(void **state)
+{
+	(void)state;
+	tlsq__queue_init(&q, 100, 16);
+	assert_int_equal(rx_batch(&q, 9), 1);
+	assert_true(tlsq__rxq_ready(&q));
+	tlsq__buf *b = rx_pop(&q, NULL);
+	assert_int_equal(tlsq__buf_len(b), 9);
+	tlsq__buf_free(b);
+	/* A plain push pays what was owed: every entry is counted once, as a
+	 * wake-up sent or saved (nobody waited here). */
+	assert_int_equal(rx_batch(&q, 3), 1);
+	assert_int_equal(rx(&q, 4), 0);
+	assert_int_equal(tlsq__rxq_owed_bytes_sp(&q), 0);
+	tlsq__rxq_signal_sp(&q);
+	assert_int_equal(tlsq__counter_get(&q.stats.wakeups_sent) +
+	                     tlsq__counter_get(&q.stats.wakeups_saved),
+	                 3);
+	tlsq__buf_free(rx_pop(&q, NULL));
+	tlsq__buf_free(rx_pop(&q, NULL));
+}
+
 static void test_tx_pop_wait_wakes_on_the_push_that_makes_the_queue_non_empty(void **state)
 {
 	(void)state;
@@ -716,6 +791,8 @@ int main(void)
 	    T(test_push_waits_when_budget_full_and_wakes_on_release),
 	    T(test_oversize_push_waits_until_the_queue_is_empty),
 	    T(test_rx_pop_waits_on_empty_queue_and_wakes_on_push),
+	    T(test_rx_batched_pushes_wake_a_sleeper_once_at_the_signal),
+	    T(test_rx_batched_push_is_poppable_before_the_signal),
 	    T(test_tx_pop_wait_wakes_on_the_push_that_makes_the_queue_non_empty),
 	    T(test_rx_room_is_budget_left_and_unbounded_when_empty),
 	    T(test_rx_full_push_parks_and_the_first_pop_unparks_exactly_once),

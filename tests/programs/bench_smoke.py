@@ -4,12 +4,14 @@
 
 usage: bench_smoke.py TLSQ_BENCH
 
-  1. W1, W2, W3 with every peer and W4 with tlsq and tcp: exit 0 (every run's
-     hashes agree and tlsq finishes every workload).
+  1. W1, W2, W3 with every peer (tlsq-zc, the zero-copy tlsq peer, included)
+     and W4 with tlsq, tcp and tlsq-zc: exit 0 (every run's hashes agree and
+     tlsq and tlsq-zc finish every workload).
   2. The CPU figures are there: for every workload and peer that ran, the
      JSON holds its CPU metric (W1/W4 "CPU s/GB", W2 "CPU us/msg", W3
      "CPU us/rt") with status ok, a positive median and positive runs; the
-     table prints a row for each, with a tlsq/peer ratio for every peer.
+     table prints a row for each, with a tlsq/peer ratio for every peer and a
+     tlsq-zc/peer ratio for every peer but tlsq.
   3. W7 at 500 connections (5 of them busy) with tlsq, tcp, wolfssl and nng:
      exit 0; every W7 figure of tlsq, tcp and wolfssl is there with status ok
      and a positive median (tcp's heap KiB/conn may be 0: raw TCP mallocs
@@ -27,12 +29,12 @@ import tempfile
 
 BENCH = sys.argv[1]
 CPU = {"W1": "CPU s/GB", "W2": "CPU us/msg", "W3": "CPU us/rt", "W4": "CPU s/GB"}
-ALL_PEERS = ["tlsq", "tcp", "wolfssl", "openssl", "nng"]
+ALL_PEERS = ["tlsq", "tcp", "wolfssl", "openssl", "nng", "tlsq-zc"]
 RUNS = [
     (["--runs", "1", "--bulk-bytes", "8m", "--duration", "0.3", "--round-trips", "2000",
-      "-w", "W1,W2,W3"], ["W1", "W2", "W3"], ALL_PEERS),
-    (["--runs", "1", "--duplex-bytes", "4m", "-w", "W4", "-p", "tlsq,tcp"], ["W4"],
-     ["tlsq", "tcp"]),
+      "-w", "W1,W2,W3", "-p", ",".join(ALL_PEERS)], ["W1", "W2", "W3"], ALL_PEERS),
+    (["--runs", "1", "--duplex-bytes", "4m", "-w", "W4", "-p", "tlsq,tcp,tlsq-zc"], ["W4"],
+     ["tlsq", "tcp", "tlsq-zc"]),
 ]
 W7_METRICS = ["setup s", "handshakes/s", "KiB/conn", "heap KiB/conn", "msgs/s", "p99 us",
               "1% conns: msgs/s", "1% conns: p99 us", "CPU ms/conn"]
@@ -82,11 +84,12 @@ with tempfile.TemporaryDirectory(prefix="tlsq-bench-smoke-") as tmp:
             cells = row[0].split(f"{CPU[w]} (low)")[1].split()
             values = [c for c in cells if not c.endswith("x")]
             ratios = [c for c in cells if c.endswith("x")]
+            nratios = len(peers) - 1 + (len(peers) - 2 if "tlsq-zc" in peers else 0)
             ok = (len(values) == len(peers) and all(float(v) > 0 for v in values)
-                  and len(ratios) == len(peers) - 1
+                  and len(ratios) == nratios
                   and all(re.fullmatch(r"\d+\.\d\dx", r) for r in ratios))
             check(ok, f"{w}: table row '{row[0].strip()}' has {len(peers)} positive "
-                  f"CPU figures and {len(peers) - 1} ratios tlsq/peer")
+                  f"CPU figures and {nratios} ratios tlsq/peer and tlsq-zc/peer")
 
     js = os.path.join(tmp, "w7.json")
     p = subprocess.run([BENCH, *W7_ARGS, "--json", js], capture_output=True, text=True,
