@@ -171,7 +171,7 @@ static int conn_wait_open_ref(struct tlsq_conn *c, int timeout_ms)
 			return TLSQ_OK;
 		int err = atomic_load_explicit(&c->error, memory_order_acquire);
 		if (err) {
-			tlsq__set_last_error("%s", c->error_reason);
+			tlsq__set_last_error("%s", c->error_reason ? c->error_reason : "");
 			return err;
 		}
 		int st = atomic_load_explicit(&c->state, memory_order_acquire);
@@ -317,7 +317,7 @@ int tlsq_key_update(tlsq_conn *c)
 	int st = atomic_load_explicit(&c->state, memory_order_acquire);
 	if (st != TLSQ_STATE_OPEN && st != TLSQ_STATE_RECV_CLOSED)
 		return st > TLSQ_STATE_OPEN ? TLSQ_ECLOSED : TLSQ_EINVAL;
-	if (strcmp(c->version, "TLSv1.3") != 0)
+	if (c->version == NULL || strcmp(c->version, "TLSv1.3") != 0)
 		return TLSQ_EINVAL;
 	tlsq__conn_request(c, TLSQ__REQ_KEY_UPDATE);
 	return TLSQ_OK;
@@ -337,7 +337,7 @@ const char *tlsq_conn_error(tlsq_conn *c)
 {
 	if (!c)
 		return "invalid connection (NULL)";
-	if (tlsq__conn_error_code(c) == 0)
+	if (tlsq__conn_error_code(c) == 0 || c->error_reason == NULL)
 		return "";
 	return c->error_reason;
 }

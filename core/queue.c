@@ -58,7 +58,6 @@ int tlsq__queue_init(tlsq__queue *q, size_t budget, unsigned nslots)
 		n <<= 1;
 	q->nslots = n;
 	q->budget = budget == 0 ? 1 : budget > BUDGET_MAX ? BUDGET_MAX : budget;
-	ck_ring_init(&q->ring, n);
 	atomic_init(&q->slots, NULL);
 	atomic_init(&q->carry, NULL);
 	atomic_init(&q->end_code, CODE_UNSET);
@@ -80,10 +79,10 @@ static void free_carry(tlsq__buf *b)
 
 void tlsq__queue_fini(tlsq__queue *q)
 {
-	ck_ring_buffer_t *s = atomic_load(&q->slots);
+	tlsq__ring *s = atomic_load(&q->slots);
 	void *p;
 	if (s != NULL) {
-		while (ck_ring_dequeue_spmc(&q->ring, s, &p)) {
+		while (ck_ring_dequeue_spmc(&s->ring, s->slot, &p)) {
 			TSAN_ACQUIRE(p);
 			tlsq__buf_free(p);
 		}
@@ -111,16 +110,17 @@ uint32_t tlsq__queue_entries(const tlsq__queue *q)
 	return (uint32_t)(atomic_load(&((tlsq__queue *)q)->reserved) >> ENTRY_SHIFT);
 }
 
-/* The ring's slots, allocated by the first push (idle queues cost none). */
-static ck_ring_buffer_t *queue_slots(tlsq__queue *q)
+/* The ring, allocated by the first push (idle queues cost none). */
+static tlsq__ring *queue_slots(tlsq__queue *q)
 {
-	/* Acquire: pairs with the release CAS that published the array. */
-	ck_ring_buffer_t *s = atomic_load_explicit(&q->slots, memory_order_acquire);
+	/* Acquire: pairs with the release CAS that published the ring. */
+	tlsq__ring *s = atomic_load_explicit(&q->slots, memory_order_acquire);
 	if (s != NULL)
 		return s;
-	ck_ring_buffer_t *mine = calloc(q->nslots, sizeof *mine), *cur = NULL;
+	tlsq__ring *mine = calloc(1, sizeof *mine + q->nslots * sizeof mine->slot[0]), *cur = NULL;
 	if (mine == NULL)
 		return NULL;
+	ck_ring_init(&mine->ring, q->nslots);
 	if (atomic_compare_exchange_strong_explicit(&q->slots, &cur, mine, memory_order_acq_rel,
 	                                            memory_order_acquire))
 		return mine;
@@ -287,13 +287,13 @@ int tlsq__q_publish(tlsq__queue *q, tlsq__buf *b, uint64_t bytes, int mp)
 		tx_stack_push(q, b);
 		return TLSQ_OK;
 	}
-	ck_ring_buffer_t *s = queue_slots(q);
+	tlsq__ring *s = queue_slots(q);
 	if (s == NULL)
 		return TLSQ_ENOMEM;
 	TSAN_RELEASE(b);
 	/* The credit holds a slot, so this cannot fail (queue.h); the loop
 	 * only guards the invariant instead of losing an entry. */
-	while (!ck_ring_enqueue_spmc(&q->ring, s, b))
+	while (!ck_ring_enqueue_spmc(&s->ring, s->slot, b))
 		sched_yield();
 	tlsq__count_sw(&q->stats.bytes_in, bytes); /* rx: one producer */
 	tlsq__count_sw(&q->stats.entries_in, 1);

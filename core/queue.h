@@ -24,8 +24,9 @@
  * Credits: tx credits are given back by the IO task with tlsq__txq_release_sc
  * once the bytes are inside TLS; rx credits go back when a consumer pops.
  *
- * rx ring memory is allocated on first push (tx needs none), so an idle
- * connection's queues cost only the struct.
+ * The rx ring (its head and tail with their cache-line padding, and its
+ * slots) is one block allocated on first push (tx needs none), so a
+ * queue that never carried data costs only the struct.
  *
  * End of queue: tlsq__queue_end(q, code) lets consumers drain what is queued
  * and then get `code` (0 = clean end, negative = error). tlsq__queue_close(q,
@@ -54,18 +55,23 @@
 #include "stats.h"
 #include "wait.h"
 
-typedef struct tlsq__queue {
+/* The rx ring: ck_ring's cursors, then its slots, in one block. */
+typedef struct tlsq__ring {
 	ck_ring_t ring;
-	_Atomic(ck_ring_buffer_t *) slots; /* lazily allocated */
-	unsigned nslots;                   /* power of two */
-	uint64_t budget;                   /* bytes */
-	_Atomic uint64_t reserved;         /* bytes | entries << 40 */
-	tlsq__ec data_ec;                  /* consumers wait here */
-	tlsq__ec space_ec;                 /* producers wait here */
-	_Atomic int end;                   /* 0 open, 1 ended (drain first), 2 closed */
-	_Atomic int end_code;              /* what consumers get after the end */
-	_Atomic(tlsq__buf *) carry;        /* rx: put-back entries (linked by qnext), taken first */
-	_Atomic int producer_parked;       /* rx: the IO task stopped for lack of room */
+	ck_ring_buffer_t slot[];
+} tlsq__ring;
+
+typedef struct tlsq__queue {
+	_Atomic(tlsq__ring *) slots; /* rx: allocated by the first push, then kept */
+	unsigned nslots;             /* power of two */
+	uint64_t budget;             /* bytes */
+	_Atomic uint64_t reserved;   /* bytes | entries << 40 */
+	tlsq__ec data_ec;            /* consumers wait here */
+	tlsq__ec space_ec;           /* producers wait here */
+	_Atomic int end;             /* 0 open, 1 ended (drain first), 2 closed */
+	_Atomic int end_code;        /* what consumers get after the end */
+	_Atomic(tlsq__buf *) carry;  /* rx: put-back entries (linked by qnext), taken first */
+	_Atomic int producer_parked; /* rx: the IO task stopped for lack of room */
 	_Atomic uint32_t waiting_producers;
 	_Atomic uint32_t waiting_consumers;
 	tlsq__qstats stats;
@@ -76,6 +82,7 @@ typedef struct tlsq__queue {
 	_Atomic int room_fd;           /* tx: eventfd readable while there is room (txroom.c), -1 */
 	_Atomic uint64_t room_want;    /* tx: the room it waits for, in bytes */
 	_Atomic int room_armed;        /* tx: 1 = cleared; the next room must signal */
+	unsigned trimmed_at;           /* rx, producer only: the ring's p_tail at the last trim */
 	uint32_t owed;                 /* rx, producer only: batched pushes not yet signalled */
 	uint64_t owed_bytes;           /* and their bytes */
 } tlsq__queue;
@@ -228,6 +235,19 @@ void tlsq__rxq_release_mc(tlsq__queue *q, uint32_t charge, int *unpark);
  * entry it is about to put back (the put-back entry is then still popped).
  */
 void tlsq__rxq_unpop_mc(tlsq__queue *q, tlsq__buf *b);
+/*
+ * IO task (the producer), between pushes: if the ring is empty and at least
+ * a page of slots was written since the last trim, gives the slots' pages
+ * back to the kernel (madvise MADV_DONTNEED: they read as zeros and are
+ * faulted in again by the next pushes). Keeps an idle connection that had
+ * traffic from holding up to 32 KiB of touched slots (issue 18) at the
+ * cost of one madvise per 512 entries on a busy one. Consumers need
+ * nothing for it: an empty ring means every entry's credit went back after
+ * its dequeue, so c_head == p_tail; a consumer still inside a dequeue with
+ * an older c_head may read a zeroed slot, and its CAS on c_head fails.
+ * Returns 1 if it trimmed.
+ */
+int tlsq__rxq_trim_sp(tlsq__queue *q);
 /* 1 if a pop would not block (data, carry, or end), else 0. */
 int tlsq__rxq_ready(const tlsq__queue *q);
 

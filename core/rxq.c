@@ -32,6 +32,9 @@
  *   With several consumers, two may put back at once; a list instead of a
  *   single slot means unpop never has to wait for another consumer to pop.
  */
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include "err.h"
 #include "queue_int.h"
 
@@ -214,9 +217,9 @@ static tlsq__buf *rx_take(tlsq__queue *q, int *unpark, int *held)
 		}
 		return b;
 	}
-	ck_ring_buffer_t *s = atomic_load_explicit(&q->slots, memory_order_acquire);
+	tlsq__ring *s = atomic_load_explicit(&q->slots, memory_order_acquire);
 	void *p;
-	if (s == NULL || !ck_ring_dequeue_spmc(&q->ring, s, &p))
+	if (s == NULL || !ck_ring_dequeue_spmc(&s->ring, s->slot, &p))
 		return NULL;
 	TSAN_ACQUIRE(p);
 	b = p;
@@ -316,4 +319,31 @@ int tlsq__rxq_ready(const tlsq__queue *q)
 	tlsq__queue *m = (tlsq__queue *)q;
 	return atomic_load(&m->end) != OPEN || atomic_load(&m->carry) != NULL ||
 	       atomic_load(&m->unpopped) > 0;
+}
+
+/* Entries pushed between trims: 512 slots are one 4 KiB page. */
+#define TRIM_ENTRIES 512u
+
+/* see queue.h */
+int tlsq__rxq_trim_sp(tlsq__queue *q)
+{
+	/* Relaxed: the producer published the ring itself. */
+	tlsq__ring *s = atomic_load_explicit(&q->slots, memory_order_relaxed);
+	if (s == NULL)
+		return 0;
+	unsigned tail = ck_pr_load_uint(&s->ring.p_tail); /* written by us only */
+	if (tail - q->trimmed_at < TRIM_ENTRIES)
+		return 0;
+	/* seq_cst load: a consumer gives an entry's credit back after the
+	 * CAS that dequeued it, so no entry left means c_head == p_tail. */
+	if (tlsq__queue_entries(q) != 0)
+		return 0;
+	long page = sysconf(_SC_PAGESIZE); /* once per 512 entries at most */
+	uintptr_t lo = (uintptr_t)&s->slot[0], hi = (uintptr_t)&s->slot[q->nslots];
+	lo = (lo + (uintptr_t)page - 1) & ~((uintptr_t)page - 1); /* whole pages of slots only */
+	hi &= ~((uintptr_t)page - 1);
+	q->trimmed_at = tail;
+	if (hi <= lo)
+		return 0;
+	return madvise((void *)lo, hi - lo, MADV_DONTNEED) == 0;
 }

@@ -137,6 +137,11 @@ void tlsq__conn_unref(struct tlsq_conn *c)
 	tlsq__peer_free(atomic_load(&c->peer_cert));
 	tlsq__peer_free(c->peer_pending);
 	tlsq_tls_free(c->tls);
+	free(c->error_reason);
+	free(c->verify_reason);
+	free(c->alpn);
+	free(c->sni);
+	free(c->peer_subject);
 	free(c);
 	tlsq__engine_unref(e);
 }
@@ -152,14 +157,30 @@ void tlsq__conn_release(struct tlsq_conn *c)
 }
 
 /* see iotask.h */
+int tlsq__str_set(char **dst, const char *fmt, ...)
+{
+	char s[256];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(s, sizeof s, fmt, ap);
+	va_end(ap);
+	free(*dst);
+	*dst = strdup(s);
+	return *dst ? TLSQ_OK : TLSQ_ENOMEM;
+}
+
+/* see iotask.h */
 void tlsq__conn_fail(struct tlsq_conn *c, int err, const char *fmt, ...)
 {
 	if (atomic_load(&c->error) != 0)
 		return;
+	char reason[256];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(c->error_reason, sizeof c->error_reason, fmt, ap);
+	vsnprintf(reason, sizeof reason, fmt, ap);
 	va_end(ap);
+	/* NULL when out of memory: the code still says what failed. */
+	c->error_reason = strdup(reason);
 	/* Senders fail at once; receivers first drain what was delivered.
 	 * Both queues before the error: whoever sees the error and then calls
 	 * recv finds the end (or data still to come), never "would block"
@@ -228,14 +249,34 @@ void tlsq__conn_pollfd_signal(struct tlsq_conn *c)
 		eventfd_write(fd, 1);
 }
 
+/* see iotask.h */
+struct event *tlsq__conn_event(struct tlsq_conn *c, int which)
+{
+	struct event_base *base = c->io->base;
+	switch (which) {
+	case TLSQ__EV_WRITE:
+		if (c->ev_write == NULL)
+			c->ev_write =
+			    event_new(base, c->fd, EV_WRITE | EV_PERSIST, conn_ev_write, c);
+		return c->ev_write;
+	case TLSQ__EV_TIMER:
+		if (c->ev_timer == NULL)
+			c->ev_timer = evtimer_new(base, conn_ev_timer, c);
+		return c->ev_timer;
+	default:
+		if (c->ev_cont == NULL)
+			c->ev_cont = event_new(base, -1, 0, conn_ev_cont, c);
+		return c->ev_cont;
+	}
+}
+
 /* IO thread: link into the thread's list and start. */
 static void conn_adopt(struct tlsq_conn *c)
 {
 	tlsq__iothread *io = c->io;
+	/* ev_write, ev_timer and ev_cont come when first needed
+	 * (tlsq__conn_event): most idle connections never need two of them. */
 	c->ev_read = event_new(io->base, c->fd, EV_READ | EV_PERSIST, conn_ev_read, c);
-	c->ev_write = event_new(io->base, c->fd, EV_WRITE | EV_PERSIST, conn_ev_write, c);
-	c->ev_timer = evtimer_new(io->base, conn_ev_timer, c);
-	c->ev_cont = event_new(io->base, -1, 0, conn_ev_cont, c);
 	/* RCU-style publish: fields first, then the link (release). */
 	struct tlsq_conn *head = atomic_load_explicit(&io->conns, memory_order_relaxed);
 	atomic_store_explicit(&c->next, head, memory_order_relaxed);
@@ -245,7 +286,7 @@ static void conn_adopt(struct tlsq_conn *c)
 	atomic_store_explicit(&io->conns, c, memory_order_release);
 	atomic_fetch_add(&io->nconns, 1);
 	c->registered = 1;
-	if (!c->ev_read || !c->ev_write || !c->ev_timer || !c->ev_cont) {
+	if (!c->ev_read) {
 		tlsq__conn_fail(c, TLSQ_ENOMEM, "out of memory registering the connection");
 		return;
 	}
@@ -451,13 +492,17 @@ void tlsq__conn_fill_info(struct tlsq_conn *c, struct tlsq_conn_info *info)
 	info->state = (tlsq_state)st;
 	info->close_phase = (tlsq_close_phase)atomic_load(&c->close_phase);
 	memcpy(info->peer, c->peer, sizeof info->peer);
-	if (st >= TLSQ_STATE_OPEN && c->version[0]) {
-		memcpy(info->version, c->version, sizeof info->version);
-		memcpy(info->cipher, c->cipher, sizeof info->cipher);
-		memcpy(info->group, c->group, sizeof info->group);
-		memcpy(info->alpn, c->alpn, sizeof info->alpn);
-		memcpy(info->sni, c->sni, sizeof info->sni);
-		memcpy(info->peer_subject, c->peer_subject, sizeof info->peer_subject);
+	if (st >= TLSQ_STATE_OPEN && c->version && c->version[0]) {
+		snprintf(info->version, sizeof info->version, "%s", c->version);
+		snprintf(info->cipher, sizeof info->cipher, "%s", c->cipher);
+		snprintf(info->group, sizeof info->group, "%s", c->group);
+		if (c->alpn)
+			snprintf(info->alpn, sizeof info->alpn, "%s", c->alpn);
+		if (c->sni)
+			snprintf(info->sni, sizeof info->sni, "%s", c->sni);
+		if (c->peer_subject)
+			snprintf(info->peer_subject, sizeof info->peer_subject, "%s",
+			         c->peer_subject);
 		info->resumed = c->resumed;
 	}
 	info->bytes_sent = tlsq__counter_get(&c->bytes_sent);
@@ -483,8 +528,8 @@ void tlsq__conn_fill_info(struct tlsq_conn *c, struct tlsq_conn_info *info)
 		info->parked_ms = now > since ? now - since : 0;
 	}
 	info->error = tlsq__conn_error_code(c);
-	if (info->error)
-		memcpy(info->error_reason, c->error_reason, sizeof info->error_reason);
+	if (info->error && c->error_reason)
+		snprintf(info->error_reason, sizeof info->error_reason, "%s", c->error_reason);
 	/* The peer's certificate, from the snapshot published at the handshake
 	 * (tls.c; immutable once published, acquire pairs with its release). */
 	const tlsq__peer *p = atomic_load_explicit(&c->peer_cert, memory_order_acquire);

@@ -62,7 +62,7 @@ void tlsq__listener_failed(struct tlsq_listener *l, struct tlsq_conn *c, int pha
 	rec.port = l->port;
 	memcpy(rec.peer, c->peer, sizeof rec.peer);
 	rec.peer[sizeof rec.peer - 1] = 0;
-	snprintf(rec.detail, sizeof rec.detail, "%s", c->error_reason);
+	snprintf(rec.detail, sizeof rec.detail, "%s", c->error_reason ? c->error_reason : "");
 	failures_add(&l->failures, &rec);
 	failures_add(&e->failures, &rec);
 }

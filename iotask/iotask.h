@@ -236,9 +236,15 @@ struct tlsq_conn {
 	_Atomic int tx_idle;     /* 1: nothing queued, nothing unsent */
 	_Atomic int send_parked, recv_parked;
 	_Atomic uint64_t parked_since_ms;
-	char error_reason[256];
+	/* No fixed arrays for strings (issue 18: they were 1.2 KiB of every
+	 * idle connection): version, cipher and group point at wolfSSL's
+	 * static names, the others are allocated when set. NULL reads as "".
+	 * error_reason is written before the error is stored and never
+	 * changes after. */
+	char *error_reason;
 	char peer[64];
-	char version[16], cipher[64], group[32], alpn[64], sni[256], peer_subject[256];
+	const char *version, *cipher, *group;
+	char *alpn, *sni, *peer_subject;
 	int resumed;
 	tlsq__counter bytes_sent, bytes_received, msgs_sent, msgs_received;
 	tlsq__counter tls_bytes_sent, tls_bytes_received, records_sent, records_received;
@@ -247,9 +253,11 @@ struct tlsq_conn {
 	/* ---- IO task only ---- */
 	int fd;
 	tlsq__tls_ssl *ssl;
-	struct tlsq__cred *cred; /* the credentials ssl was made from (profile.c) */
-	struct event *ev_read, *ev_write, *ev_timer;
-	struct event *ev_cont;     /* fd-less: activated to continue after a yield */
+	struct tlsq__cred *cred;   /* the credentials ssl was made from (profile.c) */
+	struct event *ev_read;     /* from registration to the end */
+	struct event *ev_write;    /* made when first needed (tlsq__conn_event) */
+	struct event *ev_timer;    /* made when a deadline is set, freed when none is */
+	struct event *ev_cont;     /* fd-less, made on the first yield: continues after it */
 	struct evbuffer *in, *out; /* ciphertext */
 	int reading, writing;      /* which events are armed */
 	int read_drained;          /* the last read found the socket empty */
@@ -273,7 +281,7 @@ struct tlsq_conn {
 	int notify_flushed;         /* our close_notify reached the kernel */
 	int finished;               /* socket and TLS released */
 	int in_read;                /* inside wolfSSL_read: output is control */
-	char verify_reason[256];    /* the verify callback's first failure (peercert.c) */
+	char *verify_reason;        /* the verify callback's first failure (peercert.c), or NULL */
 	tlsq__peer *peer_pending;   /* the chain as the verify callback saw it (peercert.c) */
 	int notify_built;           /* our close_notify is in c->out: send nothing after it */
 	unsigned char first_in[24]; /* the peer's first bytes, to name a non-TLS peer */
@@ -340,6 +348,11 @@ void tlsq__conn_unref(struct tlsq_conn *c);
  * to finish and drops the handle's reference. Once per connection; any
  * thread. */
 void tlsq__conn_release(struct tlsq_conn *c);
+/* IO thread: c's write, timer or continue event, made on first use (an
+ * idle connection keeps only its read event: issue 18); NULL when out of
+ * memory. */
+enum { TLSQ__EV_WRITE, TLSQ__EV_TIMER, TLSQ__EV_CONT };
+struct event *tlsq__conn_event(struct tlsq_conn *c, int which);
 /* IO thread: handles requests and drives the state machine. */
 void tlsq__conn_run(struct tlsq_conn *c);
 /* state.c (IO thread): the state machine and its event entry points. */
@@ -380,6 +393,9 @@ void tlsq__conn_rx_end_now(struct tlsq_conn *c);
  * nothing decrypted waits to be handed over (tlsq__conn_fail: a receiver
  * that sees the error then finds the queue ended, not empty). */
 void tlsq__conn_rx_end_if_idle(struct tlsq_conn *c);
+/* Sets *dst to a new string made from fmt (printf-style), freeing the old
+ * one; on failure leaves *dst NULL and returns TLSQ_ENOMEM. */
+int tlsq__str_set(char **dst, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Records the first fatal error (IO thread only), printf-style reason. */
 void tlsq__conn_fail(struct tlsq_conn *c, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

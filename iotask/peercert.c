@@ -108,14 +108,15 @@ int tlsq__tls_verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *store)
 		peer_keep(c, store->current_cert, store->error_depth);
 	if (c != NULL && c->cred->pin_only)
 		return 1; /* trusted on the pin alone: tlsq__tls_peer_done decides */
-	if (c == NULL || c->verify_reason[0] != 0)
+	if (c == NULL || c->verify_reason != NULL)
 		return preverify;
 	int err = store->error;
 	char ips[160] = "";
 	unsigned char ip[16];
 	int iplen;
 	if (TLS_OWN_IP_CHECK && preverify && store->error_depth == 0 && c->role == TLSQ_CLIENT &&
-	    (iplen = tlsq__ip_literal(c->sni, ip)) != 0 && store->current_cert != NULL &&
+	    (iplen = tlsq__ip_literal(c->sni ? c->sni : "", ip)) != 0 &&
+	    store->current_cert != NULL &&
 	    !cert_has_ip(store->current_cert, ip, iplen, ips, sizeof ips)) {
 		preverify = 0;
 		err = IPADDR_MISMATCH;
@@ -152,21 +153,22 @@ int tlsq__tls_verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *store)
 		what = wolfSSL_ERR_reason_error_string((unsigned long)err);
 		break;
 	}
-	if (err == IPADDR_MISMATCH && tlsq__ip_literal(c->sni, ip))
-		snprintf(
-		    c->verify_reason, sizeof c->verify_reason,
+	const char *sni = c->sni ? c->sni : "";
+	if (err == IPADDR_MISMATCH && tlsq__ip_literal(sni, ip))
+		tlsq__str_set(
+		    &c->verify_reason,
 		    "certificate verify failed: IP address mismatch, wanted %.45s, certificate "
 		    "is %.48s (%s%.56s)",
-		    c->sni, subj, ips[0] ? "IP addresses: " : "no IP address in its SAN", ips);
+		    sni, subj, ips[0] ? "IP addresses: " : "no IP address in its SAN", ips);
 	else if (err == DOMAIN_NAME_MISMATCH || err == IPADDR_MISMATCH)
-		snprintf(c->verify_reason, sizeof c->verify_reason,
-		         "certificate verify failed: hostname mismatch, wanted %.60s, certificate "
-		         "is %.100s",
-		         c->tls->server_name ? c->tls->server_name : c->sni, subj);
+		tlsq__str_set(
+		    &c->verify_reason,
+		    "certificate verify failed: hostname mismatch, wanted %.60s, certificate "
+		    "is %.100s",
+		    c->tls->server_name ? c->tls->server_name : sni, subj);
 	else
-		snprintf(c->verify_reason, sizeof c->verify_reason,
-		         "certificate verify failed: %s (%s, depth %d)", what,
-		         subj[0] ? subj : "no subject", store->error_depth);
+		tlsq__str_set(&c->verify_reason, "certificate verify failed: %s (%s, depth %d)",
+		              what, subj[0] ? subj : "no subject", store->error_depth);
 	return 0;
 }
 

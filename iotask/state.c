@@ -174,7 +174,8 @@ void tlsq__conn_advance(struct tlsq_conn *c)
 /* Events and deadlines                                                      */
 /* ------------------------------------------------------------------------ */
 
-static void arm_events(struct tlsq_conn *c)
+/* < 0: out of memory for an event (the connection failed). */
+static int arm_events(struct tlsq_conn *c)
 {
 	const tlsq_engine_config *cfg = &c->engine->cfg;
 	/* pump_tx may overshoot cipher_buffer by one record; the control
@@ -191,12 +192,19 @@ static void arm_events(struct tlsq_conn *c)
 		c->reading = want_read;
 	}
 	if (want_write != c->writing) {
-		if (want_write)
-			event_add(c->ev_write, NULL);
-		else
+		if (want_write) {
+			struct event *ev = tlsq__conn_event(c, TLSQ__EV_WRITE);
+			if (ev == NULL) {
+				tlsq__conn_fail(c, TLSQ_ENOMEM, "out of memory for a write event");
+				return -1;
+			}
+			event_add(ev, NULL);
+		} else {
 			event_del(c->ev_write);
+		}
 		c->writing = want_write;
 	}
+	return 0;
 }
 
 static uint64_t next_deadline(struct tlsq_conn *c)
@@ -222,20 +230,37 @@ static uint64_t next_deadline(struct tlsq_conn *c)
 	return d;
 }
 
-static void arm_timer(struct tlsq_conn *c)
+/* < 0: out of memory for the timer (the connection failed). */
+static int arm_timer(struct tlsq_conn *c)
 {
 	uint64_t d = next_deadline(c);
-	if (d == UINT64_MAX || c->fd < 0)
-		return;
+	if (c->fd < 0)
+		return 0;
+	if (d == UINT64_MAX) {
+		/* No deadline (an open connection without idle timeout or
+		 * KeyUpdate interval): no timer kept either (issue 18). */
+		if (c->ev_timer) {
+			event_free(c->ev_timer);
+			c->ev_timer = NULL;
+			c->timer_armed_ms = 0;
+		}
+		return 0;
+	}
 	/* Re-arm only when the deadline moved earlier; the timer callback
 	 * re-checks, so a late (idle) deadline costs one spurious wake. */
 	if (c->timer_armed_ms && (uint64_t)c->timer_armed_ms <= d)
-		return;
+		return 0;
+	struct event *ev = tlsq__conn_event(c, TLSQ__EV_TIMER);
+	if (ev == NULL) {
+		tlsq__conn_fail(c, TLSQ_ENOMEM, "out of memory for a timer");
+		return -1;
+	}
 	uint64_t now = tlsq__now_ms();
 	uint64_t ms = d > now ? d - now : 0;
 	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
-	evtimer_add(c->ev_timer, &tv);
+	evtimer_add(ev, &tv);
 	c->timer_armed_ms = d;
+	return 0;
 }
 
 /* Timer fired: enforce whichever deadline passed. */
@@ -283,7 +308,12 @@ static void step_open(struct tlsq_conn *c)
 			 * the peer's data went unread while we sent) nor let the
 			 * thread's other events run. */
 			static const struct timeval now = {0, 0};
-			event_add(c->ev_cont, &now);
+			struct event *ev = tlsq__conn_event(c, TLSQ__EV_CONT);
+			if (ev == NULL)
+				tlsq__conn_fail(c, TLSQ_ENOMEM,
+				                "out of memory for a continue event");
+			else
+				event_add(ev, &now);
 			break;
 		}
 		size_t in_before = evbuffer_get_length(c->in);
@@ -341,8 +371,13 @@ void tlsq__conn_step(struct tlsq_conn *c)
 		tlsq__conn_advance(c);
 	}
 	int st = atomic_load(&c->state);
-	if (st >= TLSQ_STATE_OPEN && !final_state(st))
+	if (st >= TLSQ_STATE_OPEN && !final_state(st)) {
 		step_open(c);
+		/* The rx ring's touched pages go back once it is empty (at most
+		 * one madvise per 512 entries): an idle connection that had
+		 * traffic keeps no 32 KiB of slots resident (issue 18). */
+		tlsq__rxq_trim_sp(&c->rxq);
+	}
 	if (atomic_load(&c->error) == 0)
 		update_idle(c);
 	tlsq__conn_advance(c);
@@ -350,8 +385,8 @@ void tlsq__conn_step(struct tlsq_conn *c)
 		tlsq__conn_finish(c);
 		goto end;
 	}
-	arm_events(c);
-	arm_timer(c);
+	if (arm_events(c) < 0 || arm_timer(c) < 0)
+		tlsq__conn_step(c); /* failed for lack of an event: end now */
 	return;
 end:
 	/* Finished: only the rx hand-over can still be pending. */

@@ -278,7 +278,7 @@ static int tls_fail(struct tlsq_conn *c, int ret, const char *during)
 	c->tls_fail_alert = h.last_rx.level == 2 ? h.last_rx.code : -1;
 
 	/* The verify callback already wrote a precise certificate reason. */
-	if (c->verify_reason[0] != 0) {
+	if (c->verify_reason != NULL) {
 		tlsq__conn_fail(c, TLSQ_ECERT, "%s", c->verify_reason);
 		return TLSQ_ECERT;
 	}
@@ -433,7 +433,7 @@ int tlsq__tls_ssl_new(struct tlsq_conn *c, const char *host)
 	if (c->role == TLSQ_CLIENT) {
 		const char *name = t->server_name ? t->server_name : host;
 		if (name && name[0]) {
-			snprintf(c->sni, sizeof c->sni, "%s", name);
+			tlsq__str_set(&c->sni, "%s", name);
 			/* SNI is for DNS names only (RFC 6066 §3). */
 			unsigned char ip[16];
 			int is_ip = tlsq__ip_literal(name, ip) != 0 || strchr(name, ':');
@@ -529,32 +529,37 @@ void tlsq__tls_publish(struct tlsq_conn *c)
 {
 	WOLFSSL *ssl = ssl_of(c);
 	const char *v = wolfSSL_get_version(ssl);
-	snprintf(c->version, sizeof c->version, "%s", v ? v : "");
+	/* version, cipher and group names are wolfSSL's constants (tables
+	 * and literals in ssl.c/internal.c), valid for the whole process. */
+	c->version = v ? v : "";
 	c->tls13 = wolfSSL_version(ssl) == TLS1_3_VERSION;
 	unsigned short cs = (unsigned short)wolfSSL_get_current_cipher_suite(ssl);
 	const char *iana = wolfSSL_get_cipher_name_iana_from_suite((byte)(cs >> 8), (byte)cs);
 	if (iana == NULL)
 		iana = wolfSSL_get_cipher_name(ssl);
-	snprintf(c->cipher, sizeof c->cipher, "%s", iana ? iana : "");
+	c->cipher = iana ? iana : "";
 	const char *g = wolfSSL_get_curve_name(ssl);
-	snprintf(c->group, sizeof c->group, "%s", g ? g : "");
+	c->group = g ? g : "";
 	char *p = NULL;
 	unsigned short plen = 0;
 	if (wolfSSL_ALPN_GetProtocol(ssl, &p, &plen) == WOLFSSL_SUCCESS && p)
-		snprintf(c->alpn, sizeof c->alpn, "%.*s", (int)plen, p);
+		tlsq__str_set(&c->alpn, "%.*s", (int)plen, p);
 	if (c->role == TLSQ_SERVER) {
 		void *sni = NULL;
 		word16 n = wolfSSL_SNI_GetRequest(ssl, WOLFSSL_SNI_HOST_NAME, &sni);
 		if (n > 0 && sni)
-			snprintf(c->sni, sizeof c->sni, "%.*s", (int)n, (const char *)sni);
+			tlsq__str_set(&c->sni, "%.*s", (int)n, (const char *)sni);
 	}
 	WOLFSSL_X509 *x = wolfSSL_get_peer_certificate(ssl);
 	if (x) {
-		tlsq__cert_subject(x, c->peer_subject, sizeof c->peer_subject);
+		char subj[256];
+		tlsq__cert_subject(x, subj, sizeof subj);
+		tlsq__str_set(&c->peer_subject, "%s", subj);
 		wolfSSL_X509_free(x);
 	}
 	c->resumed = wolfSSL_session_reused(ssl) == 1;
-	c->verify_reason[0] = 0; /* verified: no later failure is a certificate's */
+	free(c->verify_reason); /* verified: no later failure is a certificate's */
+	c->verify_reason = NULL;
 }
 
 int tlsq__tls_read(struct tlsq_conn *c, void *buf, int n)

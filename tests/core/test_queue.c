@@ -8,6 +8,9 @@
  */
 #include "qtest.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include "queue_int.h"
 
 static tlsq__queue q;
@@ -201,6 +204,71 @@ static void test_entries_come_out_in_order_across_many_wraparounds(void **state)
 	}
 	assert_null(tlsq__txq_pop_sc(&q));
 	assert_int_equal(atomic_load(&q.reserved), 0);
+}
+
+/* ---- trim: an emptied ring's pages go back (issue 18) ---- */
+
+/* Resident pages among the whole pages of the ring's slots (mincore). */
+static int slot_pages_resident(tlsq__queue *qq, int *total)
+{
+	tlsq__ring *s = atomic_load(&qq->slots);
+	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+	uintptr_t lo = ((uintptr_t)&s->slot[0] + page - 1) & ~(page - 1);
+	uintptr_t hi = (uintptr_t)&s->slot[qq->nslots] & ~(page - 1);
+	unsigned char vec[64];
+	size_t n = (hi - lo) / page;
+	assert_true(n > 0 && n <= sizeof vec);
+	assert_int_equal(mincore((void *)lo, hi - lo, vec), 0);
+	int r = 0;
+	for (size_t i = 0; i < n; i++)
+		r += vec[i] & 1;
+	*total = (int)n;
+	return r;
+}
+
+static void test_rx_trim_gives_back_an_empty_rings_pages_and_the_ring_still_works(void **state)
+{
+	(void)state;
+	tlsq__queue_init(&q, 1 << 20, 4096); /* a connection's rx queue */
+	int total, unpark;
+	/* 5,000 entries through it, a few at a time: every slot page touched. */
+	for (int i = 0; i < 5000; i += 4) {
+		for (int k = 0; k < 4; k++)
+			assert_true(rx(&q, 8) >= 0);
+		for (int k = 0; k < 4; k++)
+			tlsq__buf_free(rx_pop(&q, &unpark));
+	}
+	int res = slot_pages_resident(&q, &total);
+	assert_int_equal(res, total);
+	assert_true(total >= 7);
+	/* Not while an entry is queued. */
+	assert_true(rx(&q, 8) >= 0);
+	assert_int_equal(tlsq__rxq_trim_sp(&q), 0);
+	res = slot_pages_resident(&q, &total);
+	assert_int_equal(res, total);
+	tlsq__buf_free(rx_pop(&q, &unpark));
+	/* Empty: trimmed, every whole page of slots is gone. */
+	assert_int_equal(tlsq__rxq_trim_sp(&q), 1);
+	assert_int_equal(slot_pages_resident(&q, &total), 0);
+	/* Not again before another page of entries went through. */
+	assert_int_equal(tlsq__rxq_trim_sp(&q), 0);
+	/* Entries still come out in order, with their bytes, across the
+	 * zeroed pages and a wraparound. */
+	for (int i = 0; i < 6000; i++) {
+		tlsq__buf *b = qt_buf(1, (unsigned char)i);
+		b->tag = (uint64_t)i;
+		assert_int_equal(tlsq__rxq_push_sp(&q, b, 0, NULL), TLSQ_OK);
+		if (i % 3 == 2)
+			for (int k = i - 2; k <= i; k++) {
+				tlsq__buf *o = rx_pop(&q, &unpark);
+				assert_int_equal(o->tag, (uint64_t)k);
+				assert_int_equal(o->data[o->rd], (unsigned char)k);
+				tlsq__buf_free(o);
+				if (k % 1000 == 0)
+					tlsq__rxq_trim_sp(&q); /* between pushes, as the IO task */
+			}
+	}
+	assert_int_equal(tlsq__queue_entries(&q), 0);
 }
 
 /* ---- was_empty ---- */
@@ -714,6 +782,7 @@ int main(void)
 	    T(test_slots_limit_the_queue_to_nslots_minus_one_entries),
 	    T(test_charge_overrides_the_payload_length),
 	    T(test_entries_come_out_in_order_across_many_wraparounds),
+	    T(test_rx_trim_gives_back_an_empty_rings_pages_and_the_ring_still_works),
 	    T(test_was_empty_is_set_once_per_empty_to_non_empty_transition),
 	    T(test_was_empty_is_set_when_all_was_popped_even_with_credits_held),
 	    T(test_rx_ready_ignores_an_entry_reserved_but_not_yet_published),
