@@ -413,9 +413,11 @@ static void do_send(struct worker *w)
 	size_t n = tt_chunk_make(w->sbuf, (unsigned)s->id, (unsigned)w->tid, w->seq, pick_len(w),
 	                         run->p.seed);
 	int ok;
-	if (!run->p.msg && w->seq % 4 == 3) {
-		/* Stream zero-copy send: one entry like tlsq_send. Chosen by the
-		 * sequence number, not the generator, so seeds replay as before. */
+	/* The zero-copy send: half the message-mode sends (by the generator),
+	 * every 4th stream send (by the sequence number, so that stream seeds
+	 * replay as they did before it existed). One entry like the others. */
+	int zc = run->p.msg ? !tt_pct(&w->rng, 50) : w->seq % 4 == 3;
+	if (zc) {
 		void *m = tlsq_msg_alloc(n);
 		memcpy(m, w->sbuf, n);
 		t0 = call_begin(&w->slot, OP_SEND, t);
@@ -429,20 +431,11 @@ static void do_send(struct worker *w)
 		rc = tlsq_send(s->c, w->sbuf, n, t);
 		call_end(&w->slot, s->name, OP_SEND, t, t0, rc, atomic_load(&s->local_closed));
 		ok = rc == (long long)n;
-	} else if (tt_pct(&w->rng, 50)) {
+	} else {
 		t0 = call_begin(&w->slot, OP_SEND, t);
 		rc = tlsq_send_msg(s->c, w->sbuf, n, t);
 		call_end(&w->slot, s->name, OP_SEND, t, t0, rc, atomic_load(&s->local_closed));
 		ok = rc == TLSQ_OK;
-	} else {
-		void *m = tlsq_msg_alloc(n);
-		memcpy(m, w->sbuf, n);
-		t0 = call_begin(&w->slot, OP_SEND, t);
-		rc = tlsq_msg_send(s->c, m, t);
-		call_end(&w->slot, s->name, OP_SEND, t, t0, rc, atomic_load(&s->local_closed));
-		ok = rc == TLSQ_OK;
-		if (!ok)
-			tlsq_msg_free(m); /* on failure the caller still owns it */
 	}
 	if (ok) {
 		w->seq++;
